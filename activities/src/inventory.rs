@@ -1,0 +1,405 @@
+//! Stock: reserve (TCC try), confirm (TCC confirm) and release (TCC cancel).
+//!
+//! Stock only moves through conditional updates — `UPDATE inventory ... WHERE available >= $q` —
+//! so two orders racing for the last unit cannot both win, whatever the isolation level. Each
+//! movement writes a row to the append-only `inventory_ledger` in the same transaction.
+//!
+//! Idempotency: a reservation row is keyed by (order, sku) and changes state at most once,
+//! `RESERVED` → `CONFIRMED` or `RESERVED` → `RELEASED`, through an `UPDATE ... WHERE state =
+//! 'RESERVED'`. A retried activity finds the work done and does nothing.
+
+use crate::db::{Db, now_ms};
+use crate::failure::{self, Classified, db_is_retryable};
+use orderflow_domain::{OrderId, Sku, ValidOrderLine};
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, Row, Transaction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("out of stock: {sku} has {available} available, the order needs {requested}")]
+    OutOfStock {
+        sku: String,
+        requested: i64,
+        available: i64,
+    },
+    #[error("{0} is not stocked")]
+    NotStocked(String),
+    #[error("stock for {sku} cannot be set to {total}: {held} units are reserved or sold")]
+    BelowCommitted { sku: String, total: i64, held: i64 },
+    #[error("stock invariant violated for {sku}: {detail}")]
+    Invariant { sku: String, detail: String },
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl Classified for InventoryError {
+    fn code(&self) -> &'static str {
+        match self {
+            InventoryError::OutOfStock { .. } | InventoryError::NotStocked(_) => {
+                failure::OUT_OF_STOCK
+            }
+            InventoryError::BelowCommitted { .. } => failure::INVALID_ORDER,
+            InventoryError::Invariant { .. } => failure::INVARIANT_VIOLATION,
+            InventoryError::Db(e) if !db_is_retryable(e) => failure::INVARIANT_VIOLATION,
+            InventoryError::Db(_) => failure::DATABASE,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            InventoryError::Db(e) => db_is_retryable(e),
+            _ => false,
+        }
+    }
+}
+
+/// Input of `reserve_stock`: the order's lines, already validated and sorted by SKU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReserveStock {
+    pub order_id: OrderId,
+    pub lines: Vec<ValidOrderLine>,
+}
+
+/// How many reservation rows a confirm or release moved (0 on a repeat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockMoved {
+    pub lines: u32,
+}
+
+/// One inventory row as `orderflow stock show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevel {
+    pub sku: String,
+    pub total: i64,
+    pub available: i64,
+    pub reserved: i64,
+    pub sold: i64,
+}
+
+impl StockLevel {
+    pub fn is_consistent(&self) -> bool {
+        self.available >= 0
+            && self.reserved >= 0
+            && self.sold >= 0
+            && self.available + self.reserved + self.sold == self.total
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Delta {
+    Reserve,
+    Confirm,
+    Release,
+}
+
+impl Delta {
+    fn event(self) -> &'static str {
+        match self {
+            Delta::Reserve => "RESERVE",
+            Delta::Confirm => "CONFIRM",
+            Delta::Release => "RELEASE",
+        }
+    }
+
+    /// (available, reserved, sold) deltas for `q` units.
+    fn columns(self, q: i64) -> (i64, i64, i64) {
+        match self {
+            Delta::Reserve => (-q, q, 0),
+            Delta::Confirm => (0, -q, q),
+            Delta::Release => (q, -q, 0),
+        }
+    }
+}
+
+async fn ledger(
+    tx: &mut Transaction<'static, Any>,
+    sku: &str,
+    order_id: &str,
+    delta: Delta,
+    q: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let (available, reserved, sold) = delta.columns(q);
+    sqlx::query(
+        "INSERT INTO inventory_ledger
+            (sku, order_id, event, delta_total, delta_available, delta_reserved, delta_sold, at_ms)
+         VALUES ($1, $2, $3, 0, $4, $5, $6, $7)",
+    )
+    .bind(sku)
+    .bind(order_id)
+    .bind(delta.event())
+    .bind(available)
+    .bind(reserved)
+    .bind(sold)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Reserves every line or none. A line already reserved for this order (an earlier attempt of
+/// this activity) is skipped, so running it twice reserves once.
+pub async fn reserve(db: &Db, req: &ReserveStock) -> Result<(), InventoryError> {
+    let now = now_ms();
+    let order_id = req.order_id.as_str();
+    let mut tx = db.begin_write().await?;
+    for line in &req.lines {
+        let sku = line.sku.as_str();
+        let q = i64::from(line.quantity);
+        let existing =
+            sqlx::query("SELECT 1 FROM stock_reservations WHERE order_id = $1 AND sku = $2")
+                .bind(order_id)
+                .bind(sku)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if existing.is_some() {
+            continue;
+        }
+        let moved = sqlx::query(
+            "UPDATE inventory
+                SET available = available - $2, reserved = reserved + $2, updated_at_ms = $3
+              WHERE sku = $1 AND available >= $2",
+        )
+        .bind(sku)
+        .bind(q)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            tx.rollback().await?;
+            // Only for the error message: the decision was the conditional update's.
+            return Err(match level(db, &line.sku).await? {
+                Some(level) => InventoryError::OutOfStock {
+                    sku: sku.to_owned(),
+                    requested: q,
+                    available: level.available,
+                },
+                None => InventoryError::NotStocked(sku.to_owned()),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO stock_reservations (order_id, sku, quantity, state, created_at_ms, updated_at_ms)
+             VALUES ($1, $2, $3, 'RESERVED', $4, $4)",
+        )
+        .bind(order_id)
+        .bind(sku)
+        .bind(q)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        ledger(&mut tx, sku, order_id, Delta::Reserve, q, now).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Moves the order's `RESERVED` rows to `CONFIRMED` (reserved → sold).
+pub async fn confirm(db: &Db, order_id: &OrderId) -> Result<StockMoved, InventoryError> {
+    settle(db, order_id, Delta::Confirm).await
+}
+
+/// Moves the order's `RESERVED` rows to `RELEASED` (reserved → available). Safe on an order that
+/// reserved nothing.
+pub async fn release(db: &Db, order_id: &OrderId) -> Result<StockMoved, InventoryError> {
+    settle(db, order_id, Delta::Release).await
+}
+
+async fn settle(db: &Db, order_id: &OrderId, delta: Delta) -> Result<StockMoved, InventoryError> {
+    let (state, inventory_update) = match delta {
+        Delta::Confirm => (
+            "CONFIRMED",
+            "UPDATE inventory SET reserved = reserved - $2, sold = sold + $2, updated_at_ms = $3
+              WHERE sku = $1 AND reserved >= $2",
+        ),
+        Delta::Release => (
+            "RELEASED",
+            "UPDATE inventory SET reserved = reserved - $2, available = available + $2, updated_at_ms = $3
+              WHERE sku = $1 AND reserved >= $2",
+        ),
+        Delta::Reserve => unreachable!("reserve has its own path"),
+    };
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    let rows = sqlx::query(
+        "SELECT sku, quantity FROM stock_reservations
+          WHERE order_id = $1 AND state = 'RESERVED' ORDER BY sku",
+    )
+    .bind(order_id.as_str())
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut lines = 0;
+    for row in rows {
+        let sku: String = row.try_get(0)?;
+        let q: i64 = row.try_get(1)?;
+        // The state guard makes this the single point where a reservation can move.
+        let claimed = sqlx::query(
+            "UPDATE stock_reservations SET state = $3, updated_at_ms = $4
+              WHERE order_id = $1 AND sku = $2 AND state = 'RESERVED'",
+        )
+        .bind(order_id.as_str())
+        .bind(&sku)
+        .bind(state)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            continue;
+        }
+        let moved = sqlx::query(inventory_update)
+            .bind(&sku)
+            .bind(q)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if moved == 0 {
+            return Err(InventoryError::Invariant {
+                sku,
+                detail: format!("{q} units reserved by {order_id} are not in `reserved`"),
+            });
+        }
+        ledger(&mut tx, &sku, order_id.as_str(), delta, q, now).await?;
+        lines += 1;
+    }
+    tx.commit().await?;
+    Ok(StockMoved { lines })
+}
+
+/// Sets a SKU's total stock (an operator's recount). Refused if it would drop below what is
+/// already reserved or sold. The ledger records the change as deltas so it still sums to the row.
+pub async fn set_total(db: &Db, sku: &Sku, total: i64) -> Result<StockLevel, InventoryError> {
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO inventory (sku, total, available, reserved, sold, updated_at_ms)
+         VALUES ($1, 0, 0, 0, 0, $2) ON CONFLICT (sku) DO NOTHING",
+    )
+    .bind(sku.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    // Touch the row first: on PostgreSQL this takes its row lock, so the ledger deltas computed
+    // next and the update after them see the same numbers (SQLite already holds the write lock).
+    sqlx::query("UPDATE inventory SET updated_at_ms = $2 WHERE sku = $1")
+        .bind(sku.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let logged = sqlx::query(
+        "INSERT INTO inventory_ledger
+            (sku, order_id, event, delta_total, delta_available, delta_reserved, delta_sold, at_ms)
+         SELECT sku, NULL, 'STOCK_SET', $2 - total, $2 - total, 0, 0, $3
+           FROM inventory WHERE sku = $1 AND $2 >= reserved + sold",
+    )
+    .bind(sku.as_str())
+    .bind(total)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if logged == 0 {
+        tx.rollback().await?;
+        let held = level(db, sku)
+            .await?
+            .map(|l| l.reserved + l.sold)
+            .unwrap_or_default();
+        return Err(InventoryError::BelowCommitted {
+            sku: sku.to_string(),
+            total,
+            held,
+        });
+    }
+    sqlx::query(
+        "UPDATE inventory SET available = $2 - reserved - sold, total = $2, updated_at_ms = $3
+          WHERE sku = $1 AND $2 >= reserved + sold",
+    )
+    .bind(sku.as_str())
+    .bind(total)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    level(db, sku)
+        .await?
+        .ok_or_else(|| InventoryError::NotStocked(sku.to_string()))
+}
+
+pub async fn level(db: &Db, sku: &Sku) -> Result<Option<StockLevel>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT sku, total, available, reserved, sold FROM inventory WHERE sku = $1")
+            .bind(sku.as_str())
+            .fetch_optional(db.pool())
+            .await?;
+    row.map(|r| stock_level(&r)).transpose()
+}
+
+pub async fn levels(db: &Db) -> Result<Vec<StockLevel>, sqlx::Error> {
+    let rows =
+        sqlx::query("SELECT sku, total, available, reserved, sold FROM inventory ORDER BY sku")
+            .fetch_all(db.pool())
+            .await?;
+    rows.iter().map(stock_level).collect()
+}
+
+fn stock_level(r: &sqlx::any::AnyRow) -> Result<StockLevel, sqlx::Error> {
+    Ok(StockLevel {
+        sku: r.try_get(0)?,
+        total: r.try_get(1)?,
+        available: r.try_get(2)?,
+        reserved: r.try_get(3)?,
+        sold: r.try_get(4)?,
+    })
+}
+
+/// Checks the inventory invariants against the ledger and the reservations:
+/// every row adds up, the ledger sums to every row, and `reserved`/`sold` equal the quantities of
+/// the `RESERVED`/`CONFIRMED` reservations. Returns one line per problem (empty when all is well).
+pub async fn audit(db: &Db) -> Result<Vec<String>, sqlx::Error> {
+    let mut problems = Vec::new();
+    for level in levels(db).await? {
+        if !level.is_consistent() {
+            problems.push(format!("{}: row does not add up: {level:?}", level.sku));
+        }
+        let sums = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(delta_total), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(delta_available), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(delta_reserved), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(delta_sold), 0) AS BIGINT)
+               FROM inventory_ledger WHERE sku = $1",
+        )
+        .bind(&level.sku)
+        .fetch_one(db.pool())
+        .await?;
+        let ledger: (i64, i64, i64, i64) = (
+            sums.try_get(0)?,
+            sums.try_get(1)?,
+            sums.try_get(2)?,
+            sums.try_get(3)?,
+        );
+        if ledger != (level.total, level.available, level.reserved, level.sold) {
+            problems.push(format!(
+                "{}: ledger sums to {ledger:?}, row is {:?}",
+                level.sku,
+                (level.total, level.available, level.reserved, level.sold)
+            ));
+        }
+        let held = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN state = 'RESERVED' THEN quantity ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN state = 'CONFIRMED' THEN quantity ELSE 0 END), 0) AS BIGINT)
+               FROM stock_reservations WHERE sku = $1",
+        )
+        .bind(&level.sku)
+        .fetch_one(db.pool())
+        .await?;
+        let (reserved, sold): (i64, i64) = (held.try_get(0)?, held.try_get(1)?);
+        if (reserved, sold) != (level.reserved, level.sold) {
+            problems.push(format!(
+                "{}: reservations hold reserved={reserved} sold={sold}, row says reserved={} sold={}",
+                level.sku, level.reserved, level.sold
+            ));
+        }
+    }
+    Ok(problems)
+}

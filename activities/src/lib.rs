@@ -1,0 +1,302 @@
+//! # orderflow-activities
+//!
+//! Every side effect of an order lives here; the workflow only decides. A tour:
+//!
+//! * [`db`]: one [`db::Db`] for SQLite and PostgreSQL, picked by `DATABASE_URL`, with migrations
+//!   and `BEGIN IMMEDIATE` write transactions on SQLite.
+//! * [`orders`]: catalog pricing, order rows, the status log.
+//! * [`inventory`]: reserve / confirm / release stock with conditional updates and a ledger.
+//! * [`payments`]: our payment rows and log, and calls to the order's provider.
+//! * [`providers`]: the [`providers::PaymentProvider`] trait and the `sandbox` gateway.
+//! * [`failure`]: the stable failure codes and the one rule for what is retryable.
+//!
+//! The Temporal activities are thin wrappers at the bottom of this file, grouped by the system they
+//! touch: [`OrderActivities`], [`InventoryActivities`], [`PaymentActivities`]. Each is idempotent:
+//! run twice, it has the effect of running once (see each module's docs for how). Activity names
+//! are fixed strings so renaming a Rust method never breaks recorded histories.
+
+pub mod callbacks;
+pub mod db;
+pub mod failure;
+pub mod inventory;
+pub mod metrics;
+pub mod orders;
+pub mod payments;
+pub mod providers;
+pub mod webhooks;
+
+use failure::to_activity_error;
+use inventory::{ReserveStock, StockMoved};
+use metrics::OrderMetrics;
+use orderflow_domain::{OrderId, OrderStatus, ValidOrder};
+use orders::{PricedOrder, StatusChange};
+use payments::{CreatePayment, PaymentCreated, PaymentRef, ReceivedPayment, RefundPayment};
+use providers::{ChargeState, CloseResult, Providers, RefundResult};
+use std::sync::Arc;
+use std::time::Duration;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use tracing::Instrument;
+
+/// The default time a customer has to pay.
+pub const DEFAULT_PAYMENT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Input of `record_order`.
+pub type RecordOrder = ValidOrder;
+
+/// Order bookkeeping: pricing, order rows, status changes.
+pub struct OrderActivities {
+    db: db::Db,
+    default_payment_timeout: Duration,
+    /// Providers this worker can pay with: an order naming another is rejected before any stock
+    /// is reserved.
+    providers: Vec<String>,
+    metrics: Option<Arc<OrderMetrics>>,
+}
+
+impl OrderActivities {
+    pub fn new(db: db::Db, default_payment_timeout: Duration, providers: &Providers) -> Self {
+        OrderActivities {
+            db,
+            default_payment_timeout,
+            providers: providers.names().map(str::to_owned).collect(),
+            metrics: None,
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: Option<Arc<OrderMetrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+}
+
+#[activities]
+impl OrderActivities {
+    /// Prices the order from the catalog and records it `PENDING`. Unknown SKUs and prices that
+    /// overflow are final (`UNKNOWN_SKU`, `PRICING`).
+    #[activity(name = "record_order")]
+    pub async fn record_order(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        order: RecordOrder,
+    ) -> Result<PricedOrder, ActivityError> {
+        if !self.providers.iter().any(|p| p == order.provider.as_str()) {
+            return Err(to_activity_error(orders::OrderError::UnknownProvider(
+                order.provider.to_string(),
+            )));
+        }
+        orders::record(&self.db, &order, self.default_payment_timeout.as_secs())
+            .instrument(tracing::info_span!("record_order", order_id = %order.order_id, provider = %order.provider))
+            .await
+            .map_err(fail(&self.metrics, "record_order"))
+    }
+
+    /// Sets the order's status and appends to the status log (once per status).
+    #[activity(name = "mark_order_status")]
+    pub async fn mark_order_status(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        change: StatusChange,
+    ) -> Result<(), ActivityError> {
+        let changed = orders::mark_status(&self.db, &change)
+            .instrument(tracing::info_span!("mark_order_status", order_id = %change.order_id, status = %change.status))
+            .await
+            .map_err(fail(&self.metrics, "mark_order_status"))?;
+        if let (true, Some(m)) = (changed, &self.metrics) {
+            let code = change
+                .reason
+                .as_deref()
+                .and_then(|r| r.split_once(':'))
+                .map(|(code, _)| code);
+            m.order_reached(change.status, code);
+            if let Ok(timing) = orders::timing(&self.db, &change.order_id).await {
+                let since = |from: i64| {
+                    std::time::Duration::from_millis(
+                        u64::try_from(db::now_ms() - from).unwrap_or(0),
+                    )
+                };
+                match change.status {
+                    OrderStatus::Paid => m.payment_latency(since(timing.created_at_ms)),
+                    OrderStatus::Closed => {
+                        if let Some(deadline) = timing.deadline_ms {
+                            m.close_lateness(since(deadline));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stock reservations (TCC try / confirm / cancel).
+pub struct InventoryActivities {
+    db: db::Db,
+    metrics: Option<Arc<OrderMetrics>>,
+}
+
+impl InventoryActivities {
+    pub fn new(db: db::Db) -> Self {
+        InventoryActivities { db, metrics: None }
+    }
+
+    pub fn with_metrics(mut self, metrics: Option<Arc<OrderMetrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+}
+
+#[activities]
+impl InventoryActivities {
+    /// All lines or none; `OUT_OF_STOCK` is final.
+    #[activity(name = "reserve_stock")]
+    pub async fn reserve_stock(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: ReserveStock,
+    ) -> Result<(), ActivityError> {
+        inventory::reserve(&self.db, &req)
+            .instrument(tracing::info_span!("reserve_stock", order_id = %req.order_id))
+            .await
+            .map_err(fail(&self.metrics, "reserve_stock"))
+    }
+
+    #[activity(name = "confirm_stock")]
+    pub async fn confirm_stock(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        order_id: OrderId,
+    ) -> Result<StockMoved, ActivityError> {
+        inventory::confirm(&self.db, &order_id)
+            .instrument(tracing::info_span!("confirm_stock", order_id = %order_id))
+            .await
+            .map_err(fail(&self.metrics, "confirm_stock"))
+    }
+
+    #[activity(name = "release_stock")]
+    pub async fn release_stock(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        order_id: OrderId,
+    ) -> Result<StockMoved, ActivityError> {
+        inventory::release(&self.db, &order_id)
+            .instrument(tracing::info_span!("release_stock", order_id = %order_id))
+            .await
+            .map_err(fail(&self.metrics, "release_stock"))
+    }
+}
+
+/// Payments at the provider and in our books.
+pub struct PaymentActivities {
+    db: db::Db,
+    providers: Providers,
+    metrics: Option<Arc<OrderMetrics>>,
+}
+
+impl PaymentActivities {
+    pub fn new(db: db::Db, providers: Providers) -> Self {
+        PaymentActivities {
+            db,
+            providers,
+            metrics: None,
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: Option<Arc<OrderMetrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+}
+
+/// Counts a failed attempt (by activity and code) and converts the error for Temporal.
+fn fail<'m, E: failure::Classified>(
+    metrics: &'m Option<Arc<OrderMetrics>>,
+    activity: &'static str,
+) -> impl FnOnce(E) -> ActivityError + 'm {
+    move |err| {
+        if let Some(m) = metrics {
+            m.activity_failed(activity, err.code());
+        }
+        to_activity_error(err)
+    }
+}
+
+#[activities]
+impl PaymentActivities {
+    #[activity(name = "create_payment")]
+    pub async fn create_payment(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: CreatePayment,
+    ) -> Result<PaymentCreated, ActivityError> {
+        payments::create(&self.db, &self.providers, &req)
+            .instrument(tracing::info_span!("create_payment", order_id = %req.order_id, provider = %req.provider))
+            .await
+            .map_err(fail(&self.metrics, "create_payment"))
+    }
+
+    #[activity(name = "query_payment")]
+    pub async fn query_payment(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        payment: PaymentRef,
+    ) -> Result<ChargeState, ActivityError> {
+        payments::query(&self.providers, &payment)
+            .instrument(tracing::info_span!("query_payment", payment_no = %payment.payment_no, provider = %payment.provider))
+            .await
+            .map_err(fail(&self.metrics, "query_payment"))
+    }
+
+    #[activity(name = "close_payment")]
+    pub async fn close_payment(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        payment: PaymentRef,
+    ) -> Result<CloseResult, ActivityError> {
+        payments::close(&self.db, &self.providers, &payment)
+            .instrument(tracing::info_span!("close_payment", payment_no = %payment.payment_no, provider = %payment.provider))
+            .await
+            .map_err(fail(&self.metrics, "close_payment"))
+    }
+
+    #[activity(name = "confirm_payment")]
+    pub async fn confirm_payment(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        paid: ReceivedPayment,
+    ) -> Result<(), ActivityError> {
+        payments::confirm(&self.db, &paid)
+            .instrument(tracing::info_span!("confirm_payment", payment_no = %paid.payment_no))
+            .await
+            .map_err(fail(&self.metrics, "confirm_payment"))
+    }
+
+    #[activity(name = "flag_payment_mismatch")]
+    pub async fn flag_payment_mismatch(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        paid: ReceivedPayment,
+    ) -> Result<(), ActivityError> {
+        payments::flag_mismatch(&self.db, &paid)
+            .instrument(tracing::info_span!("flag_payment_mismatch", payment_no = %paid.payment_no))
+            .await
+            .map_err(fail(&self.metrics, "flag_payment_mismatch"))
+    }
+
+    #[activity(name = "refund_payment")]
+    pub async fn refund_payment(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: RefundPayment,
+    ) -> Result<RefundResult, ActivityError> {
+        let refunded = payments::refund(&self.db, &self.providers, &req)
+            .instrument(tracing::info_span!("refund_payment", payment_no = %req.payment_no, provider = %req.provider))
+            .await
+            .map_err(fail(&self.metrics, "refund_payment"))?;
+        if let Some(m) = &self.metrics {
+            m.refunded(req.provider.as_str());
+        }
+        Ok(refunded)
+    }
+}

@@ -1,0 +1,376 @@
+//! Orders: the catalog that prices them, the order rows, and the status log.
+
+use crate::db::{Db, now_ms};
+use crate::failure::{self, Classified, db_is_retryable};
+use orderflow_domain::{Currency, Money, MoneyError, OrderStatus, Sku, ValidOrder};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("unknown SKU {0}")]
+    UnknownSku(String),
+    #[error("payment provider {0:?} is not available on this worker")]
+    UnknownProvider(String),
+    #[error("cannot price the order: {0}")]
+    Pricing(#[from] MoneyError),
+    #[error("order {0} was recorded with different contents; an order id is used once")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl Classified for OrderError {
+    fn code(&self) -> &'static str {
+        match self {
+            OrderError::UnknownSku(_) => failure::UNKNOWN_SKU,
+            OrderError::UnknownProvider(_) => failure::UNKNOWN_PROVIDER,
+            OrderError::Pricing(_) => failure::PRICING,
+            OrderError::Conflict(_) => failure::INVALID_ORDER,
+            OrderError::Db(e) if !db_is_retryable(e) => failure::INVARIANT_VIOLATION,
+            OrderError::Db(_) => failure::DATABASE,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            OrderError::Db(e) => db_is_retryable(e),
+            _ => false,
+        }
+    }
+}
+
+/// The order as priced from the catalog when it was first recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricedOrder {
+    pub total: Money,
+    pub lines: Vec<PricedLine>,
+    /// How long the customer has to pay: the order's own value or the worker's default. Coming
+    /// from an activity, it is recorded in history, so replay sees the same deadline even if the
+    /// worker's configuration changed since.
+    pub payment_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricedLine {
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_price_minor: i64,
+    pub line_total_minor: i64,
+}
+
+/// Input of `mark_order_status`. Strings, not domain ids, because a rejected order may have an
+/// invalid customer id that we still want on record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChange {
+    pub order_id: String,
+    pub customer_id: String,
+    pub provider: String,
+    pub status: OrderStatus,
+    pub reason: Option<String>,
+}
+
+/// A catalog entry (`orderflow catalog seed`, `stock show`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogItem {
+    pub sku: Sku,
+    pub name: String,
+    pub price: Money,
+}
+
+pub async fn upsert_catalog_item(db: &Db, item: &CatalogItem) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO catalog (sku, name, price_minor, currency, updated_at_ms)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (sku) DO UPDATE SET name = excluded.name, price_minor = excluded.price_minor,
+             currency = excluded.currency, updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(item.sku.as_str())
+    .bind(&item.name)
+    .bind(item.price.minor())
+    .bind(item.price.currency().code())
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn catalog(db: &Db) -> Result<Vec<CatalogItem>, OrderError> {
+    let rows = sqlx::query("SELECT sku, name, price_minor, currency FROM catalog ORDER BY sku")
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let sku: String = r.try_get(0)?;
+            let currency: String = r.try_get(3)?;
+            Ok(CatalogItem {
+                sku: Sku::parse(sku.as_str()).map_err(|_| OrderError::UnknownSku(sku.clone()))?,
+                name: r.try_get(1)?,
+                price: Money::new(r.try_get(2)?, Currency::parse(&currency)?)?,
+            })
+        })
+        .collect()
+}
+
+/// Prices the order from the catalog and records it as `PENDING`. On a repeat (activity retry, or
+/// the same order id started again) it returns the pricing stored the first time, so the amount
+/// never changes under a running order even if the catalog does.
+pub async fn record(
+    db: &Db,
+    order: &ValidOrder,
+    default_timeout_secs: u64,
+) -> Result<PricedOrder, OrderError> {
+    let timeout = order.payment_timeout_secs.unwrap_or(default_timeout_secs);
+    if let Some(stored) = stored_pricing(db, order, timeout).await? {
+        return Ok(stored);
+    }
+    let mut lines = Vec::with_capacity(order.lines.len());
+    let mut total: Option<Money> = None;
+    for line in &order.lines {
+        let row = sqlx::query("SELECT price_minor, currency FROM catalog WHERE sku = $1")
+            .bind(line.sku.as_str())
+            .fetch_optional(db.pool())
+            .await?
+            .ok_or_else(|| OrderError::UnknownSku(line.sku.to_string()))?;
+        let currency: String = row.try_get(1)?;
+        let unit = Money::new(row.try_get(0)?, Currency::parse(&currency)?)?;
+        let line_total = unit.checked_mul(line.quantity)?;
+        total = Some(match total {
+            None => line_total,
+            Some(t) => t.checked_add(line_total)?,
+        });
+        lines.push(PricedLine {
+            sku: line.sku.to_string(),
+            quantity: i64::from(line.quantity),
+            unit_price_minor: unit.minor(),
+            line_total_minor: line_total.minor(),
+        });
+    }
+    // validate() guarantees at least one line.
+    let total = total.ok_or_else(|| OrderError::Conflict(order.order_id.to_string()))?;
+
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO orders (order_id, customer_id, provider, status, amount_minor, currency,
+                             created_at_ms, updated_at_ms)
+         VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $6)
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order.order_id.as_str())
+    .bind(order.customer_id.as_str())
+    .bind(order.provider.as_str())
+    .bind(total.minor())
+    .bind(total.currency().code())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        // Lost a race with another attempt: its pricing is the order's pricing.
+        tx.rollback().await?;
+        return stored_pricing(db, order, timeout)
+            .await?
+            .ok_or_else(|| OrderError::Conflict(order.order_id.to_string()));
+    }
+    for line in &lines {
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, sku, quantity, unit_price_minor, line_total_minor, currency)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(order.order_id.as_str())
+        .bind(&line.sku)
+        .bind(line.quantity)
+        .bind(line.unit_price_minor)
+        .bind(line.line_total_minor)
+        .bind(total.currency().code())
+        .execute(&mut *tx)
+        .await?;
+    }
+    log_status(
+        &mut tx,
+        order.order_id.as_str(),
+        OrderStatus::Pending,
+        None,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(PricedOrder {
+        total,
+        lines,
+        payment_timeout_secs: timeout,
+    })
+}
+
+async fn stored_pricing(
+    db: &Db,
+    order: &ValidOrder,
+    timeout: u64,
+) -> Result<Option<PricedOrder>, OrderError> {
+    let Some(head) =
+        sqlx::query("SELECT customer_id, amount_minor, currency FROM orders WHERE order_id = $1")
+            .bind(order.order_id.as_str())
+            .fetch_optional(db.pool())
+            .await?
+    else {
+        return Ok(None);
+    };
+    let customer: String = head.try_get(0)?;
+    let amount: Option<i64> = head.try_get(1)?;
+    let currency: Option<String> = head.try_get(2)?;
+    let (Some(amount), Some(currency)) = (amount, currency) else {
+        // A row without an amount is a rejected order recorded by mark_order_status; reusing its
+        // id for a new order is a conflict.
+        return Err(OrderError::Conflict(order.order_id.to_string()));
+    };
+    let rows = sqlx::query(
+        "SELECT sku, quantity, unit_price_minor, line_total_minor FROM order_lines
+          WHERE order_id = $1 ORDER BY sku",
+    )
+    .bind(order.order_id.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    let lines = rows
+        .iter()
+        .map(|r| {
+            Ok(PricedLine {
+                sku: r.try_get(0)?,
+                quantity: r.try_get(1)?,
+                unit_price_minor: r.try_get(2)?,
+                line_total_minor: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let same_lines = lines.len() == order.lines.len()
+        && lines.iter().zip(&order.lines).all(|(stored, asked)| {
+            stored.sku == asked.sku.as_str() && stored.quantity == i64::from(asked.quantity)
+        });
+    if customer != order.customer_id.as_str() || !same_lines {
+        return Err(OrderError::Conflict(order.order_id.to_string()));
+    }
+    Ok(Some(PricedOrder {
+        total: Money::new(amount, Currency::parse(&currency)?)?,
+        lines,
+        payment_timeout_secs: timeout,
+    }))
+}
+
+/// Sets the order's status and logs the transition once. Creates a minimal row for orders that
+/// were rejected before they could be recorded. Returns whether this call recorded the
+/// transition (false on a repeat).
+pub async fn mark_status(db: &Db, change: &StatusChange) -> Result<bool, OrderError> {
+    let now = now_ms();
+    let customer: String = change.customer_id.chars().take(64).collect();
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO orders (order_id, customer_id, provider, status, reason, created_at_ms, updated_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)
+         ON CONFLICT (order_id) DO UPDATE
+            SET status = excluded.status, reason = excluded.reason, updated_at_ms = excluded.updated_at_ms
+          WHERE orders.status <> excluded.status",
+    )
+    .bind(&change.order_id)
+    .bind(&customer)
+    .bind(&change.provider)
+    .bind(change.status.as_str())
+    .bind(change.reason.as_deref())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let logged = log_status(
+        &mut tx,
+        &change.order_id,
+        change.status,
+        change.reason.as_deref(),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(logged)
+}
+
+/// When the order was recorded and when its payment window ends, for latency metrics.
+pub struct Timing {
+    pub created_at_ms: i64,
+    pub deadline_ms: Option<i64>,
+}
+
+pub async fn timing(db: &Db, order_id: &str) -> Result<Timing, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT o.created_at_ms, p.deadline_ms FROM orders o
+           LEFT JOIN payments p ON p.order_id = o.order_id
+          WHERE o.order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(Timing {
+        created_at_ms: row.try_get(0)?,
+        deadline_ms: row.try_get(1)?,
+    })
+}
+
+async fn log_status(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    order_id: &str,
+    status: OrderStatus,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO order_status_log (order_id, status, reason, at_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (order_id, status) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// An order as stored, for `orderflow order status` once its workflow has finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredOrder {
+    pub order_id: String,
+    pub customer_id: String,
+    pub provider: String,
+    pub status: String,
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub reason: Option<String>,
+    pub status_log: Vec<String>,
+}
+
+pub async fn load(db: &Db, order_id: &str) -> Result<Option<StoredOrder>, sqlx::Error> {
+    let Some(row) = sqlx::query(
+        "SELECT order_id, customer_id, provider, status, amount_minor, currency, reason
+           FROM orders WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_optional(db.pool())
+    .await?
+    else {
+        return Ok(None);
+    };
+    let log = sqlx::query("SELECT status FROM order_status_log WHERE order_id = $1 ORDER BY id")
+        .bind(order_id)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(Some(StoredOrder {
+        order_id: row.try_get(0)?,
+        customer_id: row.try_get(1)?,
+        provider: row.try_get(2)?,
+        status: row.try_get(3)?,
+        amount_minor: row.try_get(4)?,
+        currency: row.try_get(5)?,
+        reason: row.try_get(6)?,
+        status_log: log,
+    }))
+}

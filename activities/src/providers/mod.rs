@@ -1,0 +1,142 @@
+//! Payment providers behind one trait.
+//!
+//! The workflow never talks to a provider; the payment activities do, through
+//! [`PaymentProvider`]. Every call is keyed by our [`PaymentNo`], which is derived from the order
+//! id, so a retried activity repeats the same request instead of opening a second charge — the
+//! provider's idempotency guarantee does the rest.
+//!
+//! Only the outbound half lives here (create, query, close, refund). Verifying and parsing a
+//! provider's *webhooks* is the HTTP shim's job and has its own adapter trait.
+
+pub mod sandbox;
+pub mod stripe;
+
+use crate::failure::{self, Classified};
+use async_trait::async_trait;
+use orderflow_domain::{Money, OrderId, PaymentNo, PaymentStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What we ask a provider to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    pub payment_no: PaymentNo,
+    pub order_id: OrderId,
+    pub amount: Money,
+    /// Unix milliseconds after which the charge should no longer be payable.
+    pub deadline_ms: i64,
+}
+
+/// How the customer pays: a hosted page and/or a QR payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayParams {
+    pub checkout_url: String,
+    pub qr_payload: String,
+    /// For providers paid from the shop's own page (Stripe's PaymentIntent client secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+/// A provider's answer to "what happened to this charge?".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeState {
+    /// `PENDING`, `PAID`, `CLOSED` or `REFUNDED` (never `MISMATCHED`: that is our verdict).
+    pub status: PaymentStatus,
+    /// What the customer actually paid, when they paid.
+    pub paid_amount_minor: Option<i64>,
+    pub currency: String,
+    pub provider_txn_id: Option<String>,
+}
+
+/// Closing an unpaid charge either works or finds the customer already paid (WeChat Pay's
+/// `ORDERPAID`, Alipay's `TRADE_SUCCESS`): the latter is a payment, not an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloseResult {
+    Closed,
+    AlreadyPaid(ChargeState),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub payment_no: PaymentNo,
+    pub amount: Money,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundResult {
+    pub refund_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("payment provider {0:?} is not configured on this worker")]
+    UnknownProvider(String),
+    #[error("the provider has no charge {0}")]
+    NotFound(String),
+    /// The provider refused the request for good (bad parameters, declined, conflicting reuse of
+    /// an idempotency key). Retrying sends the same request and gets the same answer.
+    #[error("the provider rejected the request: {0}")]
+    Rejected(String),
+    /// Timeouts, 5xx, connection failures: try again later.
+    #[error("the provider is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl Classified for ProviderError {
+    fn code(&self) -> &'static str {
+        match self {
+            ProviderError::UnknownProvider(_) => failure::UNKNOWN_PROVIDER,
+            ProviderError::NotFound(_) => failure::PAYMENT_NOT_FOUND,
+            ProviderError::Rejected(_) => failure::PAYMENT_REJECTED,
+            ProviderError::Unavailable(_) => failure::PROVIDER_UNAVAILABLE,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        matches!(self, ProviderError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for ProviderError {
+    /// A provider whose own store is down is an unavailable provider.
+    fn from(err: sqlx::Error) -> Self {
+        ProviderError::Unavailable(err.to_string())
+    }
+}
+
+#[async_trait]
+pub trait PaymentProvider: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Opens the charge, or returns the existing one for the same payment number.
+    async fn create(&self, req: &ChargeRequest) -> Result<PayParams, ProviderError>;
+    async fn query(&self, payment_no: &PaymentNo) -> Result<ChargeState, ProviderError>;
+    /// Idempotent: closing a closed charge answers `Closed` again.
+    async fn close(&self, payment_no: &PaymentNo) -> Result<CloseResult, ProviderError>;
+    /// Idempotent per payment number: a second call returns the first refund.
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundResult, ProviderError>;
+}
+
+/// The providers a worker is configured with, by name. A `BTreeMap`, so listing them is ordered.
+#[derive(Clone, Default)]
+pub struct Providers {
+    by_name: BTreeMap<&'static str, Arc<dyn PaymentProvider>>,
+}
+
+impl Providers {
+    pub fn with(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
+        self.by_name.insert(provider.name(), provider);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Arc<dyn PaymentProvider>, ProviderError> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| ProviderError::UnknownProvider(name.to_owned()))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.by_name.keys().copied()
+    }
+}
