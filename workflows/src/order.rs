@@ -1,0 +1,719 @@
+//! `OrderWorkflow`: one workflow per order, id `order-<order_id>`.
+//!
+//! ```text
+//! validate ─✗─> REJECTED
+//! record_order ─✗─> REJECTED                      (unknown SKU, unknown provider, pricing)
+//! reserve_stock ─✗─> REJECTED                     (OUT_OF_STOCK: nothing was reserved)
+//! create_payment ─✗─> release_stock, REJECTED
+//! AWAITING_PAYMENT: wait for the first of
+//!   payment signal ──────────> settle
+//!   cancel update ───────────> query → close ─> release_stock, CANCELLED   (paid? settle)
+//!   Temporal cancellation ───> same as cancel; the execution ends Canceled
+//!   payment deadline timer ──> query → close ─> release_stock, CLOSED      (paid? settle)
+//! settle: amount & currency match ─> confirm_payment, confirm_stock, PAID
+//!         otherwise ─> flag_payment_mismatch, NEEDS_REVIEW, wait for `resolve`
+//!            ACCEPT ─> confirm_payment, confirm_stock, PAID
+//!            REFUND ─> refund_payment, release_stock, REFUNDED
+//! ```
+//!
+//! Determinism: time comes only from `ctx.workflow_time()`, collections are `BTreeSet` /
+//! `VecDeque`, and every side effect is an activity. Activities run with a cancellation token of
+//! their own, so cancelling the workflow never interrupts a half-done step: cancellation is
+//! observed between steps and while waiting, and answered with compensation.
+
+use crate::search_attributes;
+use orderflow_activities::failure::{self, code_of, message_of};
+use orderflow_activities::inventory::ReserveStock;
+use orderflow_activities::orders::{PricedOrder, StatusChange};
+use orderflow_activities::payments::{
+    CreatePayment, PaymentCreated, PaymentRef, ReceivedPayment, RefundPayment,
+};
+use orderflow_activities::providers::{ChargeState, CloseResult};
+use orderflow_activities::{InventoryActivities, OrderActivities, PaymentActivities};
+use orderflow_domain::{
+    CancelRequest, Currency, Money, OrderInput, OrderOutcome, OrderStatus, OrderView, PaymentNo,
+    PaymentOutcome, PaymentSignal, PaymentStatus, ResolveAction, ResolveRequest, ValidOrder,
+};
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, UNIX_EPOCH};
+use temporalio_common::{ActivityDefinition, RetryPolicy};
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityExecutionError, ActivityOptions, ApplicationFailure, CancellableFuture,
+    SyncWorkflowContext, TimerOptions, TimerResult, WorkflowCancellationToken, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
+};
+
+type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `patched()` id of the change from "OrderStatus only" to every search attribute.
+pub const FULL_SEARCH_ATTRIBUTES_PATCH: &str = "full-search-attributes";
+
+/// Per-worker settings that shape the workflow's commands. They must be the same on every worker
+/// of a task queue (and in the replayer), like the workflow code itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderWorkflowConfig {
+    /// Upsert the `OrderStatus` search attribute at each transition. Off only for servers that
+    /// cannot register custom attributes (the time-skipping test server).
+    pub search_attributes: bool,
+}
+
+impl Default for OrderWorkflowConfig {
+    fn default() -> Self {
+        OrderWorkflowConfig {
+            search_attributes: true,
+        }
+    }
+}
+
+#[workflow]
+pub struct OrderWorkflow {
+    config: OrderWorkflowConfig,
+    view: OrderView,
+    /// Provider event ids already accepted: callbacks arrive more than once.
+    seen_events: BTreeSet<String>,
+    /// Accepted payment signals the main loop has not looked at yet.
+    inbox: VecDeque<PaymentSignal>,
+    cancel_reason: Option<String>,
+    resolution: Option<ResolveRequest>,
+}
+
+impl OrderWorkflow {
+    pub fn new(config: OrderWorkflowConfig) -> Self {
+        OrderWorkflow {
+            config,
+            view: OrderView::default(),
+            seen_events: BTreeSet::new(),
+            inbox: VecDeque::new(),
+            cancel_reason: None,
+            resolution: None,
+        }
+    }
+
+    fn status(&self) -> Option<OrderStatus> {
+        self.view.status
+    }
+}
+
+#[workflow_methods(factory_only)]
+impl OrderWorkflow {
+    #[run(name = "OrderWorkflow")]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        input: OrderInput,
+    ) -> WorkflowResult<OrderOutcome> {
+        ctx.state_mut(|s| {
+            s.view.order_id = input.order_id.clone();
+            s.view.customer_id = input.customer_id.clone();
+            s.view.provider = input.provider.clone();
+        });
+        let flow = Flow { ctx: ctx.clone() };
+        match input.validate() {
+            Ok(order) => flow.process(order).await,
+            Err(invalid) => flow.reject_invalid(&input, invalid.to_string()).await,
+        }
+    }
+
+    /// A verified payment callback. Repeats (same provider event id) are dropped here.
+    #[signal(name = "payment")]
+    pub fn payment(&mut self, _ctx: &mut SyncWorkflowContext<Self>, signal: PaymentSignal) {
+        if signal.event_id.is_empty() || !self.seen_events.insert(signal.event_id.clone()) {
+            return;
+        }
+        self.view.payment_events.push(signal.event_id.clone());
+        self.inbox.push_back(signal);
+    }
+
+    #[update_validator(cancel)]
+    fn validate_cancel(
+        &self,
+        _ctx: &WorkflowContextView,
+        _req: &CancelRequest,
+    ) -> Result<(), HandlerError> {
+        match self.status() {
+            Some(OrderStatus::AwaitingPayment) if self.cancel_reason.is_none() => Ok(()),
+            Some(OrderStatus::AwaitingPayment) => {
+                Err("the order is already being cancelled".into())
+            }
+            Some(status) => Err(format!(
+                "only an order awaiting payment can be cancelled; this order is {status}"
+            )
+            .into()),
+            None => Err("the order has not started yet".into()),
+        }
+    }
+
+    /// Asks the order to cancel. Returns at once; the order then closes its payment, releases its
+    /// stock and ends `CANCELLED` — or `PAID` if the provider says the customer paid first.
+    #[update(name = "cancel")]
+    pub fn cancel(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        req: CancelRequest,
+    ) -> OrderView {
+        let reason = if req.reason.trim().is_empty() {
+            "cancelled on request".to_owned()
+        } else {
+            req.reason
+        };
+        self.cancel_reason = Some(reason);
+        self.view.waiting_for = Some("cancellation: closing the payment".to_owned());
+        self.view.clone()
+    }
+
+    #[update_validator(resolve)]
+    fn validate_resolve(
+        &self,
+        _ctx: &WorkflowContextView,
+        _req: &ResolveRequest,
+    ) -> Result<(), HandlerError> {
+        match self.status() {
+            Some(OrderStatus::NeedsReview) if self.resolution.is_none() => Ok(()),
+            Some(OrderStatus::NeedsReview) => Err("the order is already being resolved".into()),
+            Some(status) => Err(format!(
+                "only an order in NEEDS_REVIEW can be resolved; this order is {status}"
+            )
+            .into()),
+            None => Err("the order has not started yet".into()),
+        }
+    }
+
+    /// An operator's decision on an order in `NEEDS_REVIEW`: accept the payment or refund it.
+    #[update(name = "resolve")]
+    pub fn resolve(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        req: ResolveRequest,
+    ) -> OrderView {
+        self.view.waiting_for = Some(match req.action {
+            ResolveAction::Accept => "resolution: accepting the payment".to_owned(),
+            ResolveAction::Refund => "resolution: refunding the payment".to_owned(),
+        });
+        self.resolution = Some(req);
+        self.view.clone()
+    }
+
+    #[query(name = "status")]
+    pub fn status_query(&self, _ctx: &WorkflowContextView) -> OrderView {
+        self.view.clone()
+    }
+}
+
+/// How the wait for payment ended.
+enum WaitOutcome {
+    Payment(PaymentSignal),
+    CancelRequested(String),
+    WorkflowCancelled,
+    DeadlinePassed,
+}
+
+/// The steps of one order. Holds a clone of the context so helpers can be plain methods.
+struct Flow {
+    ctx: WorkflowContext<OrderWorkflow>,
+}
+
+impl Flow {
+    async fn process(&self, order: ValidOrder) -> WorkflowResult<OrderOutcome> {
+        // record_order writes the PENDING row and its log entry itself.
+        self.set_view_status(OrderStatus::Pending, None);
+
+        let priced: PricedOrder = match self
+            .activity(OrderActivities::record_order, order.clone())
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return self.reject(&failure_reason(&e)).await,
+        };
+        self.ctx.state_mut(|s| {
+            s.view.amount_minor = Some(priced.total.minor());
+            s.view.currency = Some(priced.total.currency().code().to_owned());
+        });
+
+        let reserve = ReserveStock {
+            order_id: order.order_id.clone(),
+            lines: order.lines.clone(),
+        };
+        if let Err(e) = self
+            .activity(InventoryActivities::reserve_stock, reserve)
+            .await
+        {
+            // All lines or none: a failed reservation holds nothing, but releasing is idempotent
+            // and cheap, and guards against a reservation that committed just before a failure.
+            self.release_stock(&order).await?;
+            return self.reject(&failure_reason(&e)).await;
+        }
+        if self.workflow_cancelled() {
+            return self
+                .close_order(&order, &priced, None, Closing::WorkflowCancelled)
+                .await;
+        }
+
+        let deadline_ms = self.now_ms() + secs_to_ms(priced.payment_timeout_secs);
+        let created: PaymentCreated = match self
+            .activity(
+                PaymentActivities::create_payment,
+                CreatePayment {
+                    order_id: order.order_id.clone(),
+                    provider: order.provider.clone(),
+                    amount: priced.total,
+                    deadline_ms,
+                },
+            )
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                self.release_stock(&order).await?;
+                return self.reject(&failure_reason(&e)).await;
+            }
+        };
+        self.ctx.state_mut(|s| {
+            s.view.payment_no = Some(created.payment_no.to_string());
+            s.view.checkout_url = Some(created.pay.checkout_url.clone());
+            s.view.qr_payload = Some(created.pay.qr_payload.clone());
+            s.view.payment_deadline_ms = Some(deadline_ms);
+        });
+        self.transition(OrderStatus::AwaitingPayment, None).await?;
+        let payment = PaymentRef {
+            payment_no: created.payment_no.clone(),
+            provider: order.provider.clone(),
+        };
+
+        match self
+            .wait_for_payment(&payment.payment_no, deadline_ms)
+            .await
+        {
+            WaitOutcome::Payment(signal) => {
+                let received = ReceivedPayment {
+                    payment_no: payment.payment_no.clone(),
+                    paid_amount_minor: signal.amount_minor,
+                    paid_currency: signal.currency.clone(),
+                    provider_txn_id: signal.provider_txn_id.clone(),
+                    source: signal.event_id.clone(),
+                };
+                self.settle(&order, &priced, &payment, received).await
+            }
+            WaitOutcome::CancelRequested(reason) => {
+                self.close_order(&order, &priced, Some(&payment), Closing::Cancel(reason))
+                    .await
+            }
+            WaitOutcome::WorkflowCancelled => {
+                self.close_order(&order, &priced, Some(&payment), Closing::WorkflowCancelled)
+                    .await
+            }
+            WaitOutcome::DeadlinePassed => {
+                self.close_order(&order, &priced, Some(&payment), Closing::Timeout)
+                    .await
+            }
+        }
+    }
+
+    /// Waits for a payment for `payment_no`, a cancel request, workflow cancellation or the
+    /// deadline — whichever comes first. Failed attempts and signals for another payment number
+    /// are noted and the wait goes on.
+    async fn wait_for_payment(&self, payment_no: &PaymentNo, deadline_ms: i64) -> WaitOutcome {
+        let remaining =
+            Duration::from_millis(u64::try_from(deadline_ms - self.now_ms()).unwrap_or(0));
+        let timer = self.ctx.timer(
+            TimerOptions::builder(remaining)
+                .summary("payment deadline".to_owned())
+                .build(),
+        );
+        let mut timer = std::pin::pin!(timer);
+        self.waiting_for(
+            "a payment callback from the provider, a cancel request, or the payment deadline",
+        );
+        self.ctx.state_mut(|s| s.view.accepting_payments = true);
+        let outcome = self.wait_loop(payment_no, timer.as_mut()).await;
+        self.ctx.state_mut(|s| s.view.accepting_payments = false);
+        outcome
+    }
+
+    async fn wait_loop(
+        &self,
+        payment_no: &PaymentNo,
+        mut timer: std::pin::Pin<&mut impl CancellableFuture<Output = TimerResult>>,
+    ) -> WaitOutcome {
+        loop {
+            let woke = temporalio_sdk::workflows::select! {
+                woke = self.ctx.wait_condition(|s| !s.inbox.is_empty() || s.cancel_reason.is_some()) => woke.is_ok(),
+                fired = timer.as_mut() => {
+                    if fired == TimerResult::Cancelled {
+                        return WaitOutcome::WorkflowCancelled;
+                    }
+                    return WaitOutcome::DeadlinePassed;
+                }
+            };
+            if !woke {
+                timer.cancel();
+                return WaitOutcome::WorkflowCancelled;
+            }
+            // Payments first: if the money and a cancel arrive together, the customer has paid.
+            while let Some(signal) = self.ctx.state_mut(|s| s.inbox.pop_front()) {
+                if signal.payment_no != payment_no.as_str() {
+                    self.note(format!(
+                        "ignored payment event {} for another payment number {}",
+                        signal.event_id, signal.payment_no
+                    ));
+                    continue;
+                }
+                match signal.outcome {
+                    PaymentOutcome::Paid => {
+                        timer.cancel();
+                        return WaitOutcome::Payment(signal);
+                    }
+                    PaymentOutcome::Failed => self.note(format!(
+                        "payment attempt failed (event {}); still waiting",
+                        signal.event_id
+                    )),
+                }
+            }
+            if let Some(reason) = self.ctx.state(|s| s.cancel_reason.clone()) {
+                timer.cancel();
+                return WaitOutcome::CancelRequested(reason);
+            }
+        }
+    }
+
+    /// The close path, shared by timeout, cancel and workflow cancellation: ask the provider first
+    /// (a lost callback must not close a paid order), close the charge (which may answer "already
+    /// paid"), release the stock.
+    async fn close_order(
+        &self,
+        order: &ValidOrder,
+        priced: &PricedOrder,
+        payment: Option<&PaymentRef>,
+        why: Closing,
+    ) -> WorkflowResult<OrderOutcome> {
+        if let Some(payment) = payment {
+            self.waiting_for("the provider: checking and closing the payment");
+            let state: ChargeState = self
+                .activity(PaymentActivities::query_payment, payment.clone())
+                .await
+                .map_err(fail)?;
+            if state.status == PaymentStatus::Paid {
+                return self
+                    .settle(
+                        order,
+                        priced,
+                        payment,
+                        received_from(payment, &state, "query"),
+                    )
+                    .await;
+            }
+            let closed = self
+                .activity(PaymentActivities::close_payment, payment.clone())
+                .await
+                .map_err(fail)?;
+            if let CloseResult::AlreadyPaid(state) = closed {
+                return self
+                    .settle(
+                        order,
+                        priced,
+                        payment,
+                        received_from(payment, &state, "close"),
+                    )
+                    .await;
+            }
+        }
+        self.release_stock(order).await?;
+        let (status, reason) = match &why {
+            Closing::Timeout => (
+                OrderStatus::Closed,
+                "not paid before the payment deadline".to_owned(),
+            ),
+            Closing::Cancel(reason) => (OrderStatus::Cancelled, reason.clone()),
+            Closing::WorkflowCancelled => (
+                OrderStatus::Cancelled,
+                "the workflow was cancelled".to_owned(),
+            ),
+        };
+        let outcome = self.finish(status, Some(reason)).await?;
+        if matches!(why, Closing::WorkflowCancelled) {
+            // Report the execution as Canceled, as whoever cancelled it expects; the order row and
+            // the search attribute already say CANCELLED.
+            return Err(WorkflowTermination::cancelled());
+        }
+        Ok(outcome)
+    }
+
+    /// The customer paid. Keep it if it matches the order; otherwise park it for an operator.
+    async fn settle(
+        &self,
+        order: &ValidOrder,
+        priced: &PricedOrder,
+        payment: &PaymentRef,
+        received: ReceivedPayment,
+    ) -> WorkflowResult<OrderOutcome> {
+        let expected = priced.total;
+        let matches = received.paid_amount_minor == expected.minor()
+            && received.paid_currency == expected.currency().code();
+        if matches {
+            return self.accept(order, received).await;
+        }
+        let reason = format!(
+            "paid {} but the order is {}",
+            describe_amount(received.paid_amount_minor, &received.paid_currency),
+            expected
+        );
+        self.activity(PaymentActivities::flag_payment_mismatch, received.clone())
+            .await
+            .map_err(fail)?;
+        self.transition(OrderStatus::NeedsReview, Some(reason.clone()))
+            .await?;
+        self.waiting_for("an operator's `resolve` update (ACCEPT or REFUND)");
+
+        let decision = self.ctx.wait_condition(|s| s.resolution.is_some()).await;
+        let (action, note) = match decision {
+            Ok(()) => {
+                let r = self
+                    .ctx
+                    .state(|s| s.resolution.clone())
+                    .ok_or_else(|| fail_msg("resolution vanished"))?;
+                let who = if r.operator.is_empty() {
+                    "an operator".to_owned()
+                } else {
+                    r.operator.clone()
+                };
+                (r.action, format!("{reason}; resolved by {who}: {}", r.note))
+            }
+            // Cancelling an order that holds money means giving the money back.
+            Err(_) => (
+                ResolveAction::Refund,
+                format!("{reason}; the workflow was cancelled during review"),
+            ),
+        };
+        match action {
+            ResolveAction::Accept => self.accept(order, received).await,
+            ResolveAction::Refund => {
+                let refund_amount = Money::new(
+                    received.paid_amount_minor,
+                    Currency::parse(&received.paid_currency).unwrap_or(expected.currency()),
+                )
+                .unwrap_or(expected);
+                self.activity(
+                    PaymentActivities::refund_payment,
+                    RefundPayment {
+                        payment_no: payment.payment_no.clone(),
+                        provider: payment.provider.clone(),
+                        amount: refund_amount,
+                        reason: note.clone(),
+                    },
+                )
+                .await
+                .map_err(fail)?;
+                self.release_stock(order).await?;
+                self.finish(OrderStatus::Refunded, Some(note)).await
+            }
+        }
+    }
+
+    async fn accept(
+        &self,
+        order: &ValidOrder,
+        received: ReceivedPayment,
+    ) -> WorkflowResult<OrderOutcome> {
+        self.waiting_for("confirming the payment and the stock");
+        self.activity(PaymentActivities::confirm_payment, received)
+            .await
+            .map_err(fail)?;
+        self.activity(InventoryActivities::confirm_stock, order.order_id.clone())
+            .await
+            .map_err(fail)?;
+        self.finish(OrderStatus::Paid, None).await
+    }
+
+    async fn release_stock(&self, order: &ValidOrder) -> WorkflowResult<()> {
+        self.activity(InventoryActivities::release_stock, order.order_id.clone())
+            .await
+            .map_err(fail)?;
+        Ok(())
+    }
+
+    async fn reject(&self, reason: &str) -> WorkflowResult<OrderOutcome> {
+        self.finish(OrderStatus::Rejected, Some(reason.to_owned()))
+            .await
+    }
+
+    /// Input that failed validation. It is recorded when the order id itself is usable.
+    async fn reject_invalid(
+        &self,
+        input: &OrderInput,
+        reason: String,
+    ) -> WorkflowResult<OrderOutcome> {
+        if orderflow_domain::OrderId::parse(input.order_id.as_str()).is_ok() {
+            return self.reject(&reason).await;
+        }
+        self.set_view_status(OrderStatus::Rejected, Some(reason.clone()));
+        Ok(OrderOutcome {
+            order_id: input.order_id.clone(),
+            status: OrderStatus::Rejected,
+            reason: Some(reason),
+        })
+    }
+
+    async fn finish(
+        &self,
+        status: OrderStatus,
+        reason: Option<String>,
+    ) -> WorkflowResult<OrderOutcome> {
+        self.transition(status, reason.clone()).await?;
+        self.ctx.state_mut(|s| {
+            s.view.waiting_for = None;
+            s.view.waiting_since_ms = None;
+        });
+        Ok(OrderOutcome {
+            order_id: self.ctx.state(|s| s.view.order_id.clone()),
+            status,
+            reason,
+        })
+    }
+
+    /// Moves the order to `status`: in the query view, in the search attribute, in the database.
+    async fn transition(&self, status: OrderStatus, reason: Option<String>) -> WorkflowResult<()> {
+        self.set_view_status(status, reason.clone());
+        let change = self.ctx.state(|s| StatusChange {
+            order_id: s.view.order_id.clone(),
+            customer_id: s.view.customer_id.clone(),
+            provider: s.view.provider.clone(),
+            status,
+            reason,
+        });
+        self.activity(OrderActivities::mark_order_status, change)
+            .await
+            .map_err(fail)?;
+        Ok(())
+    }
+
+    fn set_view_status(&self, status: OrderStatus, reason: Option<String>) {
+        let (upsert, view) = self.ctx.state_mut(|s| {
+            s.view.status = Some(status);
+            if reason.is_some() {
+                s.view.reason = reason;
+            }
+            (s.config.search_attributes, s.view.clone())
+        });
+        if upsert {
+            // Histories recorded before the full set existed upserted only OrderStatus; the patch
+            // keeps them replaying unchanged while new orders get every attribute.
+            let updates = if self.ctx.patched(FULL_SEARCH_ATTRIBUTES_PATCH) {
+                search_attributes::for_order(status, &view)
+            } else {
+                search_attributes::for_status(status)
+            };
+            self.ctx.upsert_search_attributes(updates);
+        }
+    }
+
+    fn waiting_for(&self, what: &str) {
+        let now = self.now_ms();
+        self.ctx.state_mut(|s| {
+            s.view.waiting_for = Some(what.to_owned());
+            s.view.waiting_since_ms = Some(now);
+        });
+    }
+
+    fn note(&self, what: String) {
+        self.ctx.state_mut(|s| s.view.reason = Some(what));
+    }
+
+    fn workflow_cancelled(&self) -> bool {
+        self.ctx.cancellation_token().is_cancelled()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.ctx
+            .workflow_time()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+
+    async fn activity<A>(
+        &self,
+        activity: A,
+        input: A::Input,
+    ) -> Result<A::Output, ActivityExecutionError>
+    where
+        A: ActivityDefinition,
+    {
+        self.ctx
+            .execute_activity(activity, input, activity_options())
+            .await
+    }
+}
+
+enum Closing {
+    Timeout,
+    Cancel(String),
+    WorkflowCancelled,
+}
+
+/// Every activity retries with backoff for as long as it takes, unless it fails with a
+/// non-retryable error (the activity decides, see `orderflow_activities::failure`). A database or
+/// provider outage therefore stalls an order instead of failing it, and the order resumes when the
+/// outage ends. Each activity has its own cancellation token: a cancelled workflow lets a running
+/// step finish and then compensates.
+pub(crate) fn activity_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(500))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(30))
+                .build(),
+        )
+        .cancellation_token(WorkflowCancellationToken::new())
+        .build()
+}
+
+fn received_from(payment: &PaymentRef, state: &ChargeState, source: &str) -> ReceivedPayment {
+    ReceivedPayment {
+        payment_no: payment.payment_no.clone(),
+        paid_amount_minor: state.paid_amount_minor.unwrap_or_default(),
+        paid_currency: state.currency.clone(),
+        provider_txn_id: state.provider_txn_id.clone().unwrap_or_default(),
+        source: source.to_owned(),
+    }
+}
+
+/// `CODE: message` from a final activity failure, as shown to people.
+fn failure_reason(err: &ActivityExecutionError) -> String {
+    match err.failure() {
+        Some(f) => match code_of(f) {
+            Some(code) => format!("{code}: {}", message_of(f)),
+            None => message_of(f).to_owned(),
+        },
+        None => err.to_string(),
+    }
+}
+
+/// A step that must not fail did (an activity gave up with a non-retryable error such as
+/// `INVARIANT_VIOLATION`). Fail the workflow so it is visible in the UI rather than guessing.
+pub(crate) fn fail(err: ActivityExecutionError) -> WorkflowTermination {
+    let code = err
+        .failure()
+        .and_then(code_of)
+        .unwrap_or(failure::INVARIANT_VIOLATION)
+        .to_owned();
+    ApplicationFailure::builder(failure_reason(&err))
+        .type_name(code)
+        .non_retryable(true)
+        .build()
+        .into()
+}
+
+fn fail_msg(msg: &str) -> WorkflowTermination {
+    ApplicationFailure::non_retryable(msg.to_owned()).into()
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+fn describe_amount(minor: i64, currency: &str) -> String {
+    match Currency::parse(currency).and_then(|c| Money::new(minor, c)) {
+        Ok(m) => m.to_string(),
+        Err(_) => format!("{minor} minor units of {currency:?}"),
+    }
+}
