@@ -1,0 +1,16 @@
+//! `orderflow`: start and operate orders. See `orderflow --help` and README.md.
+
+use clap::Parser;
+use orderflow_starter::cli::{Cli, explain, run};
+
+#[tokio::main]
+async fn main() {
+    orderflow_worker::telemetry::init();
+    let cli = Cli::parse();
+    let result = run(cli).await;
+    orderflow_worker::telemetry::shutdown();
+    if let Err(err) = result {
+        eprintln!("error: {}", explain(&err));
+        std::process::exit(1);
+    }
+}
