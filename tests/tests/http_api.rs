@@ -1,0 +1,690 @@
+//! The HTTP shim over real sockets: the orders API and the signed-webhook pipeline, each on SQLite
+//! and on PostgreSQL, against a real dev server and worker.
+
+use futures::future::join_all;
+use orderflow_activities::callbacks;
+use orderflow_activities::providers::sandbox::SandboxProvider;
+use orderflow_activities::webhooks::sandbox::{
+    MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
+};
+use orderflow_activities::webhooks::stripe_signature;
+use orderflow_domain::{OrderId, OrderStatus, PaymentNo};
+use orderflow_starter::http::DEV_SANDBOX_WEBHOOK_SECRET;
+use orderflow_tests::{TestApp, on_both_engines};
+use serde_json::{Value, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+on_both_engines!(
+    order_paid_through_a_signed_webhook,
+    forged_and_broken_webhooks_change_nothing,
+    repeated_webhooks_change_state_once,
+    wrong_amount_with_a_valid_signature_needs_review,
+    bad_requests_are_refused_with_json_errors,
+    idempotency_keys,
+    cancel_through_the_api,
+    a_late_payment_is_refunded_once,
+    health_readiness_and_openapi,
+    a_declined_attempt_keeps_the_order_open,
+);
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn start(app: &TestApp) -> Api {
+        Api {
+            base: app.serve_http().await,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn create(&self, key: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/orders", self.base))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn webhook(
+        &self,
+        provider: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/webhooks/{provider}", self.base))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn signed(&self, event: &SandboxEvent) -> (u16, String) {
+        let (signature, body) = sign_event(DEV_SANDBOX_WEBHOOK_SECRET.as_bytes(), event, now());
+        self.webhook("sandbox", &[(SIGNATURE_HEADER, signature)], body)
+            .await
+    }
+}
+
+fn order_body(sku: &str, qty: i64) -> Value {
+    json!({"customer_id": "web-1", "lines": [{"sku": sku, "quantity": qty}], "provider": "sandbox"})
+}
+
+/// Starts an order through the API and returns (order id, payment number).
+async fn api_order(api: &Api, app: &TestApp, key: &str, body: Value) -> (String, String) {
+    let key = format!("{key}-{}", app.settings.task_queue);
+    let (status, order) = api.create(&key, body).await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "AWAITING_PAYMENT", "{order}");
+    (
+        order["order_id"].as_str().unwrap().to_owned(),
+        order["payment_no"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The customer pays at the sandbox; returns the event the gateway would send.
+async fn paid_event(app: &TestApp, payment_no: &str, amount: Option<i64>) -> SandboxEvent {
+    let gateway = SandboxProvider::new(app.db.clone(), &app.settings.public_url);
+    let paid = gateway
+        .pay(&PaymentNo::parse(payment_no).unwrap(), amount)
+        .await
+        .unwrap();
+    SandboxEvent {
+        id: paid.event_id,
+        kind: PAID.into(),
+        created: now(),
+        data: SandboxEventData {
+            payment_no: payment_no.into(),
+            amount_minor: paid.paid_amount_minor,
+            currency: paid.currency,
+            txn_id: paid.txn_id,
+            merchant_id: MERCHANT_ID.into(),
+        },
+    }
+}
+
+async fn order_paid_through_a_signed_webhook(app: TestApp) {
+    let api = Api::start(&app).await;
+    let (status, order) = api
+        .create(
+            &format!("k1-{}", app.settings.task_queue),
+            order_body("TEE-RED-M", 2),
+        )
+        .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["amount_minor"], 3998);
+    assert_eq!(order["amount"], "39.98 USD");
+    assert!(order["payment_deadline"].as_str().unwrap().ends_with('Z'));
+    let checkout = order["checkout_url"].as_str().unwrap();
+    assert!(
+        checkout.starts_with(&format!("{}/sandbox/checkout/pay_", api.base)),
+        "{checkout}"
+    );
+    let order_id = order["order_id"].as_str().unwrap();
+    let payment_no = order["payment_no"].as_str().unwrap();
+
+    let event = paid_event(&app, payment_no, None).await;
+    let (status, body) = api.signed(&event).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        app.final_view(order_id).await.status,
+        Some(OrderStatus::Paid)
+    );
+    let (status, shown) = api.get(&format!("/v1/orders/{order_id}")).await;
+    assert_eq!((status, shown["status"].as_str()), (200, Some("PAID")));
+    let log = callbacks::list(&app.db).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].verdict, "SIGNALLED");
+}
+
+async fn forged_and_broken_webhooks_change_nothing(app: TestApp) {
+    let api = Api::start(&app).await;
+    let (order_id, payment_no) = api_order(&api, &app, "forged", order_body("MUG-LOGO", 1)).await;
+    let event = paid_event(&app, &payment_no, None).await;
+    let body = serde_json::to_vec(&event).unwrap();
+    let t = now();
+    let good = stripe_signature::sign(DEV_SANDBOX_WEBHOOK_SECRET.as_bytes(), t, &body);
+    let mut flipped = body.clone();
+    flipped[body.len() / 2] ^= 0x01;
+    // (name, headers, body, expected status)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
+        (
+            "wrong secret",
+            vec![(
+                SIGNATURE_HEADER,
+                stripe_signature::sign(b"not-the-secret", t, &body),
+            )],
+            body.clone(),
+            401,
+        ),
+        (
+            "stale timestamp",
+            vec![(
+                SIGNATURE_HEADER,
+                stripe_signature::sign(DEV_SANDBOX_WEBHOOK_SECRET.as_bytes(), t - 301, &body),
+            )],
+            body.clone(),
+            401,
+        ),
+        (
+            "flipped body byte",
+            vec![(SIGNATURE_HEADER, good.clone())],
+            flipped,
+            401,
+        ),
+        ("missing header", vec![], body.clone(), 400),
+        (
+            "garbage header",
+            vec![(SIGNATURE_HEADER, "t=x,v1=nothex".to_owned())],
+            body.clone(),
+            400,
+        ),
+        (
+            "forged signature",
+            vec![(SIGNATURE_HEADER, format!("t={t},v1={}", "ab".repeat(32)))],
+            body.clone(),
+            401,
+        ),
+    ];
+    for (name, headers, body, expected) in cases {
+        let (status, reply) = api.webhook("sandbox", &headers, body).await;
+        assert_eq!(status, expected, "{name}: {reply}");
+        let error: Value = serde_json::from_str(&reply).unwrap();
+        assert!(error["error"]["code"].is_string(), "{name}: {reply}");
+    }
+    let signed_garbage = b"{not json".to_vec();
+    let header = stripe_signature::sign(DEV_SANDBOX_WEBHOOK_SECRET.as_bytes(), t, &signed_garbage);
+    let (status, _) = api
+        .webhook("sandbox", &[(SIGNATURE_HEADER, header)], signed_garbage)
+        .await;
+    assert_eq!(status, 400, "malformed body");
+    let (status, _) = api.webhook("paypal", &[], body.clone()).await;
+    assert_eq!(status, 404, "unknown provider");
+    let mut foreign = event.clone();
+    foreign.id = "sbx_evt_foreign".into();
+    foreign.data.payment_no = "pay_0000000000000000000000000000".into();
+    let (status, _) = api.signed(&foreign).await;
+    assert_eq!(status, 404, "unknown payment");
+
+    // Nothing changed and no signal reached the workflow...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.view(&order_id).await.status,
+        Some(OrderStatus::AwaitingPayment)
+    );
+    let events = app.history_event_types(&order_id).await;
+    assert!(!events.iter().any(|e| e.contains("Signaled")), "{events:?}");
+    // ...and every request is on record with its verdict.
+    let verdicts: Vec<String> = callbacks::list(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.verdict)
+        .collect();
+    for expected in [
+        "SIGNATURE_MISMATCH",
+        "STALE_TIMESTAMP",
+        "MISSING_HEADER",
+        "BAD_SIGNATURE_HEADER",
+        "MALFORMED_BODY",
+        "UNKNOWN_PROVIDER",
+        "UNKNOWN_PAYMENT",
+    ] {
+        assert!(
+            verdicts.iter().any(|v| v == expected),
+            "no {expected} in {verdicts:?}"
+        );
+    }
+    assert_eq!(verdicts.len(), 9, "{verdicts:?}");
+}
+
+async fn repeated_webhooks_change_state_once(app: TestApp) {
+    let api = Api::start(&app).await;
+    let (order_id, payment_no) =
+        api_order(&api, &app, "repeat", order_body("HOODIE-BLK-L", 1)).await;
+    let event = paid_event(&app, &payment_no, None).await;
+    for _ in 0..10 {
+        let (status, body) = api.signed(&event).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let parallel = (0..10).map(|_| api.signed(&event));
+    for (status, body) in join_all(parallel).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let done = app.final_view(&order_id).await;
+    assert_eq!(done.status, Some(OrderStatus::Paid));
+    assert_eq!(done.payment_events, vec![event.id.clone()]);
+    let signals = app
+        .history_event_types(&order_id)
+        .await
+        .into_iter()
+        .filter(|e| e.contains("Signaled"))
+        .count();
+    assert!(signals >= 1);
+    assert_eq!(
+        app.count(&format!(
+            "payment_log WHERE payment_no = '{payment_no}' AND event = 'PAID'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "inventory_ledger WHERE order_id = '{order_id}' AND event = 'CONFIRM'"
+        ))
+        .await,
+        1
+    );
+    let log = callbacks::list(&app.db).await.unwrap();
+    assert_eq!(log.len(), 1, "one row per event");
+    assert_eq!(log[0].deliveries, 20);
+    app.assert_stock_invariants().await;
+}
+
+async fn wrong_amount_with_a_valid_signature_needs_review(app: TestApp) {
+    let api = Api::start(&app).await;
+    let (order_id, payment_no) =
+        api_order(&api, &app, "short", order_body("HOODIE-BLK-L", 1)).await;
+    let event = paid_event(&app, &payment_no, Some(100)).await;
+    let (status, body) = api.signed(&event).await;
+    assert_eq!(status, 200, "{body}");
+    let review = app.wait_status(&order_id, OrderStatus::NeedsReview).await;
+    assert!(review.reason.unwrap().contains("1.00 USD"));
+    assert_eq!(
+        callbacks::list(&app.db).await.unwrap()[0].verdict,
+        "MISMATCH_SIGNALLED"
+    );
+}
+
+async fn bad_requests_are_refused_with_json_errors(app: TestApp) {
+    let api = Api::start(&app).await;
+    let post = |key: Option<&str>, body: Vec<u8>| {
+        let mut req = api
+            .http
+            .post(format!("{}/v1/orders", api.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let good = serde_json::to_vec(&order_body("MUG-LOGO", 1)).unwrap();
+    // (name, idempotency key, body, expected status, expected error code)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        ("no key", None, good.clone(), 400, "MISSING_IDEMPOTENCY_KEY"),
+        (
+            "malformed",
+            Some("k"),
+            b"{\"customer_id\":".to_vec(),
+            400,
+            "INVALID_JSON",
+        ),
+        (
+            "unknown field",
+            Some("k"),
+            br#"{"customer_id":"a","lines":[],"price":1}"#.to_vec(),
+            400,
+            "INVALID_JSON",
+        ),
+        (
+            "wrong type",
+            Some("k"),
+            br#"{"customer_id":"a","lines":[{"sku":"MUG-LOGO","quantity":"1"}]}"#.to_vec(),
+            400,
+            "INVALID_JSON",
+        ),
+        (
+            "float quantity",
+            Some("k"),
+            br#"{"customer_id":"a","lines":[{"sku":"MUG-LOGO","quantity":1.5}]}"#.to_vec(),
+            400,
+            "INVALID_JSON",
+        ),
+        (
+            "empty cart",
+            Some("k"),
+            br#"{"customer_id":"a","lines":[]}"#.to_vec(),
+            422,
+            "INVALID_ORDER",
+        ),
+        (
+            "zero quantity",
+            Some("k"),
+            br#"{"customer_id":"a","lines":[{"sku":"MUG-LOGO","quantity":0}]}"#.to_vec(),
+            422,
+            "INVALID_ORDER",
+        ),
+        (
+            "too big",
+            Some("k"),
+            vec![b' '; 70 * 1024],
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+    ];
+    for (name, key, body, status, code) in cases {
+        let (got, error) = post(key, body).await;
+        assert_eq!(got, status, "{name}: {error}");
+        assert_eq!(error["error"]["code"], code, "{name}: {error}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let (status, error) = api.get("/v1/orders/ord_missing").await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (404, Some("ORDER_NOT_FOUND"))
+    );
+    let big = vec![b'x'; 70 * 1024];
+    let (status, _) = api.webhook("sandbox", &[], big).await;
+    assert_eq!(status, 413);
+    assert_eq!(app.count("orders").await, 0, "no order was started");
+}
+
+async fn idempotency_keys(app: TestApp) {
+    let api = Api::start(&app).await;
+    let key = format!("cart-7-{}", app.settings.task_queue);
+    let (first, a) = api.create(&key, order_body("STICKER-PACK", 2)).await;
+    let (second, b) = api.create(&key, order_body("STICKER-PACK", 2)).await;
+    assert_eq!((first, second), (201, 200));
+    assert_eq!(a["order_id"], b["order_id"]);
+    let (conflict, error) = api.create(&key, order_body("STICKER-PACK", 3)).await;
+    assert_eq!(conflict, 409);
+    assert_eq!(error["error"]["code"], "IDEMPOTENCY_KEY_REUSED");
+    // Concurrent first uses of one key: one order.
+    let key2 = format!("cart-8-{}", app.settings.task_queue);
+    let racing = (0..5).map(|_| api.create(&key2, order_body("MUG-LOGO", 1)));
+    let results = join_all(racing).await;
+    let ids: std::collections::BTreeSet<String> = results
+        .iter()
+        .map(|(_, v)| v["order_id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 1, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|(s, _)| *s == 201).count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(app.count("orders").await, 2);
+}
+
+async fn cancel_through_the_api(app: TestApp) {
+    let api = Api::start(&app).await;
+    let (open, _) = api_order(&api, &app, "c1", order_body("MUG-LOGO", 1)).await;
+    let r = api
+        .http
+        .post(format!("{}/v1/orders/{open}/cancel", api.base))
+        .json(&json!({"reason": "no longer needed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "CANCELLED", "{body}");
+
+    let (paid, payment_no) = api_order(&api, &app, "c2", order_body("MUG-LOGO", 1)).await;
+    let event = paid_event(&app, &payment_no, None).await;
+    api.signed(&event).await;
+    app.wait_status(&paid, OrderStatus::Paid).await;
+    let r = api
+        .http
+        .post(format!("{}/v1/orders/{paid}/cancel", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "ORDER_NOT_CANCELLABLE");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("PAID"),
+        "{body}"
+    );
+}
+
+async fn a_late_payment_is_refunded_once(app: TestApp) {
+    let api = Api::start(&app).await;
+    let mut body = order_body("FLASH-DEAL", 1);
+    body["payment_timeout_secs"] = json!(1);
+    let (order_id, payment_no) = api_order(&api, &app, "late", body).await;
+    assert_eq!(
+        app.final_view(&order_id).await.status,
+        Some(OrderStatus::Closed)
+    );
+    // The gateway took the money anyway; its callbacks arrive after the order closed.
+    let gateway = SandboxProvider::new(app.db.clone(), &app.settings.public_url);
+    let paid = gateway
+        .pay_after_close(&PaymentNo::parse(&payment_no).unwrap())
+        .await
+        .unwrap();
+    let event = SandboxEvent {
+        id: paid.event_id,
+        kind: PAID.into(),
+        created: now(),
+        data: SandboxEventData {
+            payment_no: payment_no.clone(),
+            amount_minor: paid.paid_amount_minor,
+            currency: paid.currency,
+            txn_id: paid.txn_id,
+            merchant_id: MERCHANT_ID.into(),
+        },
+    };
+    for _ in 0..5 {
+        assert_eq!(api.signed(&event).await.0, 200);
+    }
+    for (status, body) in join_all((0..5).map(|_| api.signed(&event))).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let refund = app
+        .orders
+        .client
+        .get_workflow_handle::<orderflow_workflows::LatePaymentWorkflow>(
+            orderflow_workflows::late_payment_workflow_id(&payment_no),
+        )
+        .get_result(Default::default())
+        .await
+        .unwrap();
+    assert_eq!(refund.result, "REFUNDED");
+    app.maybe_record_workflow_history(
+        &orderflow_workflows::late_payment_workflow_id(&payment_no),
+        "late_payment_refund",
+    )
+    .await;
+    assert_eq!(
+        app.count(&format!(
+            "sandbox_charges WHERE payment_no = '{payment_no}' AND status = 'REFUNDED'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "payments WHERE payment_no = '{payment_no}' AND status = 'REFUNDED'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "payment_log WHERE payment_no = '{payment_no}' AND event = 'REFUNDED'"
+        ))
+        .await,
+        1
+    );
+    let log = callbacks::list(&app.db).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].verdict, "LATE_PAYMENT_REFUND");
+    assert_eq!(log[0].deliveries, 10);
+    // The order itself stays closed: it was never paid in time.
+    assert_eq!(app.view(&order_id).await.status, Some(OrderStatus::Closed));
+    let order = OrderId::parse(order_id.as_str()).unwrap();
+    assert_eq!(PaymentNo::for_order(&order).as_str(), payment_no);
+}
+
+async fn health_readiness_and_openapi(app: TestApp) {
+    let api = Api::start(&app).await;
+    assert_eq!(api.get("/healthz").await.0, 200);
+    let (status, ready) = api.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    let (status, doc) = api.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/orders",
+        "/v1/orders/{order_id}",
+        "/v1/orders/{order_id}/cancel",
+        "/v1/webhooks/{provider}",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["CreateOrderRequest"].is_object());
+}
+
+/// The shim routes `/v1/webhooks/stripe` to the Stripe adapter when endpoint secrets are
+/// configured: exact `Stripe-Signature` checks, several secrets during a rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_webhooks_are_verified_with_the_configured_secrets() {
+    let app = TestApp::spawn(orderflow_tests::Engine::Sqlite)
+        .await
+        .unwrap();
+    let mut settings = orderflow_starter::http::ServeSettings::defaults();
+    settings.stripe_webhook_secrets = vec!["whsec_old".into(), "whsec_new".into()];
+    let state = orderflow_starter::http::AppState::new(app.orders.clone(), settings);
+    let base = app.serve_http_with(state).await;
+    let api = Api {
+        base,
+        http: reqwest::Client::new(),
+    };
+    let event = json!({
+        "id": "evt_1", "type": "payment_intent.succeeded", "object": "event",
+        "data": {"object": {"id": "pi_1", "object": "payment_intent", "amount": 500, "amount_received": 500,
+            "currency": "usd", "metadata": {"payment_no": "pay_0000000000000000000000000000"}}}
+    });
+    let body = serde_json::to_vec(&event).unwrap();
+    for secret in ["whsec_old", "whsec_new"] {
+        let header = stripe_signature::sign(secret.as_bytes(), now(), &body);
+        let (status, reply) = api
+            .webhook("stripe", &[("Stripe-Signature", header)], body.clone())
+            .await;
+        assert_eq!(
+            status, 404,
+            "verified, but the payment is not ours: {reply}"
+        );
+    }
+    let forged = stripe_signature::sign(b"whsec_other", now(), &body);
+    let (status, _) = api
+        .webhook("stripe", &[("Stripe-Signature", forged)], body.clone())
+        .await;
+    assert_eq!(status, 401);
+    let verdicts: Vec<String> = callbacks::list(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.verdict)
+        .collect();
+    assert_eq!(
+        verdicts,
+        ["UNKNOWN_PAYMENT", "SIGNATURE_MISMATCH"],
+        "one row per event id, plus the forgery"
+    );
+}
+
+/// The checkout page's Decline: the gateway reports a failed attempt over a signed webhook; the
+/// order notes it and keeps waiting, and a later Pay settles it.
+async fn a_declined_attempt_keeps_the_order_open(app: TestApp) {
+    let api = Api::start(&app).await;
+    let (order_id, payment_no) = api_order(&api, &app, "decline", order_body("MUG-LOGO", 1)).await;
+    let r = api
+        .http
+        .post(format!(
+            "{}/sandbox/checkout/{payment_no}/decline",
+            api.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let noted = app
+        .orders
+        .wait_until(
+            &order_id,
+            "the failed attempt noted",
+            Duration::from_secs(30),
+            |v| {
+                v.reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("payment attempt failed"))
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(noted.status, Some(OrderStatus::AwaitingPayment));
+    assert_eq!(
+        callbacks::list(&app.db).await.unwrap()[0].verdict,
+        "FAILED_ATTEMPT_SIGNALLED"
+    );
+    let r = api
+        .http
+        .post(format!(
+            "{}/sandbox/checkout/{payment_no}/pay?deliveries=2",
+            api.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        app.final_view(&order_id).await.status,
+        Some(OrderStatus::Paid)
+    );
+    // The checkout page now shows the charge as paid and offers no button.
+    let page = api
+        .http
+        .get(format!("{}/sandbox/checkout/{payment_no}", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(">PAID<"), "{page}");
+    assert!(page.contains("<button id=\"pay\" disabled>"), "{page}");
+}
