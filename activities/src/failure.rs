@@ -61,6 +61,21 @@ pub fn code_of(failure: &Failure) -> Option<&str> {
     None
 }
 
+/// Whether any application failure in the chain says "do not retry" (the activity decided the
+/// answer is final, see [`Classified::retryable`]).
+pub fn is_non_retryable(failure: &Failure) -> bool {
+    let mut current = Some(failure);
+    while let Some(f) = current {
+        if let Some(FailureInfo::ApplicationFailureInfo(info)) = &f.failure_info
+            && info.non_retryable
+        {
+            return true;
+        }
+        current = f.cause.as_deref();
+    }
+    false
+}
+
 /// The innermost human message of a failure chain (what the activity said), for reasons shown
 /// to people.
 pub fn message_of(failure: &Failure) -> &str {

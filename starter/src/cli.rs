@@ -85,6 +85,9 @@ pub enum Command {
     Dev(DevCommand),
     /// Run the HTTP shim: orders API, provider webhooks, sandbox checkout page.
     Serve(crate::http::ServeSettings),
+    /// Drive many orders through a running stack (or one started with --spawn) and report
+    /// throughput, latencies, close lateness, CPU per order and the stock invariant.
+    Load(crate::load::LoadArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -273,6 +276,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Order(cmd) => order_command(&g, cmd).await,
         Command::Orders(cmd) => orders_command(&g, cmd).await,
+        Command::Load(args) => crate::load::command(&g, args).await,
         Command::Serve(settings) => {
             let orders = connect(&g).await?;
             crate::http::serve(crate::http::AppState::new(orders, settings)).await

@@ -203,11 +203,18 @@ impl Orders {
         done: impl Fn(&OrderView) -> bool,
     ) -> Result<OrderView, OrderOpError> {
         let start = Instant::now();
+        let mut last_error = None;
         loop {
             let view = match self.view(order_id).await {
                 Ok(view) => Some(view),
                 // Not queryable yet: the first workflow task has not run.
                 Err(OrderOpError::UnknownOrder(_)) => None,
+                // A busy server or worker can time a query out before the order's row exists;
+                // that is a reason to ask again, not an answer. Our own deadline still holds.
+                Err(OrderOpError::Temporal(e)) => {
+                    last_error = Some(e);
+                    None
+                }
                 Err(e) => return Err(e),
             };
             if let Some(view) = &view
@@ -223,6 +230,7 @@ impl Orders {
                     status: view
                         .and_then(|v| v.status)
                         .map(|s| s.to_string())
+                        .or_else(|| last_error.map(|e| format!("unknown: {e}")))
                         .unwrap_or_else(|| "not started".to_owned()),
                 });
             }
@@ -570,7 +578,7 @@ pub fn status_query(status: OrderStatus) -> String {
     format!(r#"WorkflowType = "OrderWorkflow" AND OrderStatus = "{status}""#)
 }
 
-fn workflow_id_for_str(order_id: &str) -> String {
+pub fn workflow_id_for_str(order_id: &str) -> String {
     match OrderId::parse(order_id) {
         Ok(id) => workflow_id_for(&id),
         Err(_) => format!("order-{order_id}"),

@@ -470,8 +470,9 @@ impl TestApp {
 
 /// Suffix of newly recorded histories. Bump it when a workflow change goes behind `patched()`, so
 /// the older recordings stay beside the new ones and the replay gate covers both code paths.
-/// `paid.json` (no suffix) is generation 1: OrderStatus only; `v2`: every search attribute.
-pub const HISTORY_GENERATION: &str = "v2";
+/// `paid.json` (no suffix) is generation 1: OrderStatus only; `v2`: every search attribute; `v3`:
+/// steps as local activities first (`patched("local-steps")`).
+pub const HISTORY_GENERATION: &str = "v3";
 
 /// Declares one async test body as two `#[tokio::test]`s, on SQLite and on PostgreSQL.
 #[macro_export]

@@ -40,6 +40,12 @@ async fn every_committed_history_replays() {
     let histories = histories();
     let names: Vec<&str> = histories.iter().map(|(n, _)| n.as_str()).collect();
     for path in [
+        "paid.v3.json",
+        "timed_out.v3.json",
+        "cancelled.v3.json",
+        "out_of_stock.v3.json",
+        "mismatch_refund.v3.json",
+        "late_payment_refund.v3.json",
         "paid.v2.json",
         "timed_out.v2.json",
         "late_payment_refund.v2.json",
@@ -154,4 +160,206 @@ async fn a_nondeterministic_deploy_fails_the_workflow() {
         assert!(Instant::now() < deadline, "workflow is still {status:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `patched()` end to end: a deployed workflow (v1) runs live and its history is recorded; then
+// the same two activity calls in the other order (v2) are checked against that history, once
+// without and once behind `patched()`. CONTRIBUTING.md describes the same procedure for the
+// order workflow, whose committed histories of every generation replay above.
+
+/// Echo activities: the demonstration is about the order of commands, not what they do.
+struct DemoActivities;
+
+#[temporalio_macros::activities]
+impl DemoActivities {
+    #[activity(name = "demo_first")]
+    async fn first(
+        self: std::sync::Arc<Self>,
+        _ctx: temporalio_sdk::activities::ActivityContext,
+        input: String,
+    ) -> Result<String, temporalio_sdk::activities::ActivityError> {
+        Ok(format!("first({input})"))
+    }
+
+    #[activity(name = "demo_second")]
+    async fn second(
+        self: std::sync::Arc<Self>,
+        _ctx: temporalio_sdk::activities::ActivityContext,
+        input: String,
+    ) -> Result<String, temporalio_sdk::activities::ActivityError> {
+        Ok(format!("second({input})"))
+    }
+}
+
+const DEMO_TYPE: &str = "PatchDemoWorkflow";
+const DEMO_PATCH: &str = "second-before-first";
+
+fn demo_options() -> ActivityOptions {
+    ActivityOptions::start_to_close_timeout(Duration::from_secs(10))
+}
+
+/// What is deployed today: first, then second.
+#[workflow]
+#[derive(Default)]
+struct DemoV1;
+
+#[workflow_methods]
+impl DemoV1 {
+    #[run(name = "PatchDemoWorkflow")]
+    async fn run(ctx: &mut WorkflowContext<Self>, input: String) -> WorkflowResult<String> {
+        let a = ctx
+            .execute_activity(DemoActivities::first, input.clone(), demo_options())
+            .await?;
+        let b = ctx
+            .execute_activity(DemoActivities::second, input, demo_options())
+            .await?;
+        Ok(format!("{a} {b}"))
+    }
+}
+
+/// The change, made carelessly: the two calls swapped.
+#[workflow]
+#[derive(Default)]
+struct DemoV2Unpatched;
+
+#[workflow_methods]
+impl DemoV2Unpatched {
+    #[run(name = "PatchDemoWorkflow")]
+    async fn run(ctx: &mut WorkflowContext<Self>, input: String) -> WorkflowResult<String> {
+        let b = ctx
+            .execute_activity(DemoActivities::second, input.clone(), demo_options())
+            .await?;
+        let a = ctx
+            .execute_activity(DemoActivities::first, input, demo_options())
+            .await?;
+        Ok(format!("{a} {b}"))
+    }
+}
+
+/// The same change behind `patched()`: old executions keep the old order.
+#[workflow]
+#[derive(Default)]
+struct DemoV2Patched;
+
+#[workflow_methods]
+impl DemoV2Patched {
+    #[run(name = "PatchDemoWorkflow")]
+    async fn run(ctx: &mut WorkflowContext<Self>, input: String) -> WorkflowResult<String> {
+        let (a, b) = if ctx.patched(DEMO_PATCH) {
+            let b = ctx
+                .execute_activity(DemoActivities::second, input.clone(), demo_options())
+                .await?;
+            let a = ctx
+                .execute_activity(DemoActivities::first, input, demo_options())
+                .await?;
+            (a, b)
+        } else {
+            let a = ctx
+                .execute_activity(DemoActivities::first, input.clone(), demo_options())
+                .await?;
+            let b = ctx
+                .execute_activity(DemoActivities::second, input, demo_options())
+                .await?;
+            (a, b)
+        };
+        Ok(format!("{a} {b}"))
+    }
+}
+
+/// A replayer with one workflow registered (a macro: the SDK's registration bounds are long).
+macro_rules! replayer_of {
+    ($workflow:ty) => {{
+        let mut options = WorkflowReplayerOptions::new().build();
+        options
+            .register_workflow_with_factory::<$workflow, _>(<$workflow>::default)
+            .unwrap();
+        WorkflowReplayer::new(options).unwrap()
+    }};
+}
+
+fn is_nondeterminism(result: &Result<(), WorkflowReplayError>) -> bool {
+    matches!(
+        result,
+        Err(WorkflowReplayError::Replay(
+            WorkflowReplayFailure::Nondeterminism { .. }
+        ))
+    )
+}
+
+/// Runs one demo execution live on a worker registered by `register`, returns its history.
+async fn record_demo_run(
+    app: &mut orderflow_tests::TestApp,
+    workflow_id: &str,
+    register: fn(&mut temporalio_sdk::WorkerOptions) -> anyhow::Result<()>,
+) -> Vec<u8> {
+    use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+    app.restart_worker_with(Box::new(move |settings, _db| {
+        let mut options = orderflow_worker::empty_worker_options(settings);
+        register(&mut options)?;
+        options.register_activities(DemoActivities);
+        Ok(options)
+    }));
+    let client = &app.orders.client;
+    client
+        .start_workflow(
+            DemoV1::run,
+            "x".to_owned(),
+            WorkflowStartOptions::new(app.settings.task_queue.clone(), workflow_id.to_owned())
+                .build(),
+        )
+        .await
+        .unwrap();
+    let result: String = client
+        .get_workflow_handle::<DemoV1>(workflow_id.to_owned())
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(result, "first(x) second(x)");
+    app.orders
+        .export_workflow_history(workflow_id, workflow_id)
+        .await
+        .unwrap()
+}
+
+fn history(json: &[u8]) -> WorkflowHistory {
+    WorkflowHistory::from_json(json).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorder_fails_the_gate_unless_it_is_behind_patched() {
+    use orderflow_tests::{Engine, TestApp};
+    let mut app = TestApp::spawn(Engine::Sqlite).await.unwrap();
+    assert_eq!(DEMO_TYPE, "PatchDemoWorkflow");
+
+    // v1 is deployed and an execution completes: the "old history".
+    // The task queue is unique per test run, so the workflow ids are too.
+    let old_id = format!("patch-demo-v1-{}", app.settings.task_queue);
+    let old = record_demo_run(&mut app, &old_id, |o| {
+        o.register_workflow::<DemoV1>()?;
+        Ok(())
+    })
+    .await;
+    // Without patched(), the swap cannot replay the old history: the gate fails.
+    let unpatched = replayer_of!(DemoV2Unpatched)
+        .replay_workflow(history(&old))
+        .await;
+    assert!(is_nondeterminism(&unpatched), "{unpatched:?}");
+    // Behind patched(), the old history takes the old branch and replays.
+    let patched = replayer_of!(DemoV2Patched);
+    patched.replay_workflow(history(&old)).await.unwrap();
+
+    // v2 (patched) is deployed; a new execution takes the new branch ("the new history")...
+    let new_id = format!("patch-demo-v2-{}", app.settings.task_queue);
+    let new = record_demo_run(&mut app, &new_id, |o| {
+        o.register_workflow::<DemoV2Patched>()?;
+        Ok(())
+    })
+    .await;
+    // ...which the patched code replays, alongside the old one.
+    patched.replay_workflow(history(&new)).await.unwrap();
+    patched.replay_workflow(history(&old)).await.unwrap();
+    // And the new history really is different: v1 cannot replay it (no silent rollback).
+    let rollback = replayer_of!(DemoV1).replay_workflow(history(&new)).await;
+    assert!(is_nondeterminism(&rollback), "{rollback:?}");
 }

@@ -24,7 +24,7 @@ use orderflow_activities::{
     DEFAULT_PAYMENT_TIMEOUT, InventoryActivities, OrderActivities, PaymentActivities,
 };
 use orderflow_workflows::{
-    DEFAULT_TASK_QUEUE, LatePaymentWorkflow, OrderWorkflow, OrderWorkflowConfig,
+    DEFAULT_TASK_QUEUE, LatePaymentWorkflow, NoopWorkflow, OrderWorkflow, OrderWorkflowConfig,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -67,6 +67,12 @@ pub struct WorkerSettings {
     #[arg(long, env = "ORDERFLOW_SEARCH_ATTRIBUTES", default_value_t = true, action = clap::ArgAction::Set)]
     pub search_attributes: bool,
 
+    /// Run order steps as local activities first (fewer server round trips; a step that keeps
+    /// failing moves to a regular, visible activity). Must be the same on every worker of a
+    /// task queue, like the workflow code.
+    #[arg(long, env = "ORDERFLOW_LOCAL_STEPS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub local_steps: bool,
+
     /// Stripe secret key (sk_...). When set, orders can pay with provider `stripe`.
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
     pub stripe_secret_key: Option<String>,
@@ -83,6 +89,58 @@ pub struct WorkerSettings {
     /// Seconds to let running activities finish after ctrl-c / SIGTERM.
     #[arg(long, env = "ORDERFLOW_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+
+    #[command(flatten)]
+    pub tuning: WorkerTuning,
+}
+
+/// How hard the worker polls and how much it caches. Unset means the SDK's default (5 pollers
+/// each, poller autoscaling when the server offers it). With the defaults only one workflow-task
+/// poll is open on the shared (non-sticky) queue, which caps how fast new workflows start: raise
+/// `--nonsticky-poll-ratio` or `--workflow-pollers` for bursts of new orders (`bench/run.sh` does).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WorkerTuning {
+    /// Most concurrent workflow-task polls (at least 2).
+    #[arg(long, env = "ORDERFLOW_WORKFLOW_POLLERS")]
+    pub workflow_pollers: Option<usize>,
+
+    /// Most concurrent activity-task polls.
+    #[arg(long, env = "ORDERFLOW_ACTIVITY_POLLERS")]
+    pub activity_pollers: Option<usize>,
+
+    /// Share of the workflow-task polls that go to the shared queue (new and evicted workflows)
+    /// rather than this worker's sticky queue, 0 < ratio <= 1.
+    #[arg(long, env = "ORDERFLOW_NONSTICKY_POLL_RATIO")]
+    pub nonsticky_poll_ratio: Option<f32>,
+
+    /// Workflows kept in memory between tasks (sticky cache).
+    #[arg(long, env = "ORDERFLOW_MAX_CACHED_WORKFLOWS")]
+    pub max_cached_workflows: Option<usize>,
+}
+
+impl WorkerTuning {
+    fn apply(&self, options: &mut WorkerOptions) -> anyhow::Result<()> {
+        use temporalio_sdk::runtime::PollerBehavior;
+        if let Some(n) = self.workflow_pollers {
+            anyhow::ensure!(n >= 2, "--workflow-pollers must be at least 2, got {n}");
+            options.workflow_task_poller_behavior = Some(PollerBehavior::SimpleMaximum(n));
+        }
+        if let Some(n) = self.activity_pollers {
+            anyhow::ensure!(n >= 1, "--activity-pollers must be at least 1, got {n}");
+            options.activity_task_poller_behavior = Some(PollerBehavior::SimpleMaximum(n));
+        }
+        if let Some(ratio) = self.nonsticky_poll_ratio {
+            anyhow::ensure!(
+                ratio > 0.0 && ratio <= 1.0,
+                "--nonsticky-poll-ratio must be in (0, 1], got {ratio}"
+            );
+            options.nonsticky_to_sticky_poll_ratio = ratio;
+        }
+        if let Some(n) = self.max_cached_workflows {
+            options.max_cached_workflows = n;
+        }
+        Ok(())
+    }
 }
 
 impl WorkerSettings {
@@ -94,16 +152,19 @@ impl WorkerSettings {
             payment_timeout_secs: DEFAULT_PAYMENT_TIMEOUT.as_secs(),
             public_url: DEFAULT_PUBLIC_URL.to_owned(),
             search_attributes: true,
+            local_steps: true,
             stripe_secret_key: None,
             stripe_api_base: orderflow_activities::providers::stripe::DEFAULT_BASE_URL.to_owned(),
             metrics_address: None,
             shutdown_grace_secs: 20,
+            tuning: WorkerTuning::default(),
         }
     }
 
     pub fn workflow_config(&self) -> OrderWorkflowConfig {
         OrderWorkflowConfig {
             search_attributes: self.search_attributes,
+            local_steps: self.local_steps,
         }
     }
 }
@@ -180,10 +241,13 @@ pub fn worker_options_with_metrics(
     metrics: Option<Arc<OrderMetrics>>,
 ) -> anyhow::Result<WorkerOptions> {
     let mut options = empty_worker_options(settings);
+    settings.tuning.apply(&mut options)?;
     let config = settings.workflow_config();
     options
         .register_workflow_with_factory::<OrderWorkflow, _>(move || OrderWorkflow::new(config))?;
     options.register_workflow::<LatePaymentWorkflow>()?;
+    // Does nothing: the server-ceiling benchmark (`orderflow load --workflow noop`) runs it.
+    options.register_workflow::<NoopWorkflow>()?;
     let providers = providers(db, settings)?;
     options.register_activities(
         OrderActivities::new(

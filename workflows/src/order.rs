@@ -40,14 +40,19 @@ use temporalio_common::{ActivityDefinition, RetryPolicy};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityExecutionError, ActivityOptions, ApplicationFailure, CancellableFuture,
-    SyncWorkflowContext, TimerOptions, TimerResult, WorkflowCancellationToken, WorkflowContext,
-    WorkflowContextView, WorkflowResult, WorkflowTermination,
+    LocalActivityOptions, SyncWorkflowContext, TimerOptions, TimerResult,
+    WorkflowCancellationToken, WorkflowContext, WorkflowContextView, WorkflowResult,
+    WorkflowTermination,
 };
 
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// `patched()` id of the change from "OrderStatus only" to every search attribute.
 pub const FULL_SEARCH_ATTRIBUTES_PATCH: &str = "full-search-attributes";
+
+/// `patched()` id of the change that runs each step as a local activity first (see
+/// [`Flow::activity`]). Orders started before it keep scheduling regular activities on replay.
+pub const LOCAL_STEPS_PATCH: &str = "local-steps";
 
 /// Per-worker settings that shape the workflow's commands. They must be the same on every worker
 /// of a task queue (and in the replayer), like the workflow code itself.
@@ -56,12 +61,16 @@ pub struct OrderWorkflowConfig {
     /// Upsert the `OrderStatus` search attribute at each transition. Off only for servers that
     /// cannot register custom attributes (the time-skipping test server).
     pub search_attributes: bool,
+    /// Run steps as local activities first (see [`LOCAL_STEPS_PATCH`]). Off, new orders schedule
+    /// a regular activity per step, as before the patch: more server work, every attempt visible.
+    pub local_steps: bool,
 }
 
 impl Default for OrderWorkflowConfig {
     fn default() -> Self {
         OrderWorkflowConfig {
             search_attributes: true,
+            local_steps: true,
         }
     }
 }
@@ -107,7 +116,12 @@ impl OrderWorkflow {
             s.view.customer_id = input.customer_id.clone();
             s.view.provider = input.provider.clone();
         });
-        let flow = Flow { ctx: ctx.clone() };
+        // Decided once per order, before its first command, so an order never mixes the two.
+        let local_steps = ctx.state(|s| s.config.local_steps) && ctx.patched(LOCAL_STEPS_PATCH);
+        let flow = Flow {
+            ctx: ctx.clone(),
+            local_steps,
+        };
         match input.validate() {
             Ok(order) => flow.process(order).await,
             Err(invalid) => flow.reject_invalid(&input, invalid.to_string()).await,
@@ -210,6 +224,8 @@ enum WaitOutcome {
 /// The steps of one order. Holds a clone of the context so helpers can be plain methods.
 struct Flow {
     ctx: WorkflowContext<OrderWorkflow>,
+    /// Steps try a local activity first (orders started after `LOCAL_STEPS_PATCH`).
+    local_steps: bool,
 }
 
 impl Flow {
@@ -218,7 +234,7 @@ impl Flow {
         self.set_view_status(OrderStatus::Pending, None);
 
         let priced: PricedOrder = match self
-            .activity(OrderActivities::record_order, order.clone())
+            .activity(|| OrderActivities::record_order, order.clone())
             .await
         {
             Ok(p) => p,
@@ -234,7 +250,7 @@ impl Flow {
             lines: order.lines.clone(),
         };
         if let Err(e) = self
-            .activity(InventoryActivities::reserve_stock, reserve)
+            .activity(|| InventoryActivities::reserve_stock, reserve)
             .await
         {
             // All lines or none: a failed reservation holds nothing, but releasing is idempotent
@@ -251,7 +267,7 @@ impl Flow {
         let deadline_ms = self.now_ms() + secs_to_ms(priced.payment_timeout_secs);
         let created: PaymentCreated = match self
             .activity(
-                PaymentActivities::create_payment,
+                || PaymentActivities::create_payment,
                 CreatePayment {
                     order_id: order.order_id.clone(),
                     provider: order.provider.clone(),
@@ -388,7 +404,7 @@ impl Flow {
         if let Some(payment) = payment {
             self.waiting_for("the provider: checking and closing the payment");
             let state: ChargeState = self
-                .activity(PaymentActivities::query_payment, payment.clone())
+                .activity(|| PaymentActivities::query_payment, payment.clone())
                 .await
                 .map_err(fail)?;
             if state.status == PaymentStatus::Paid {
@@ -402,7 +418,7 @@ impl Flow {
                     .await;
             }
             let closed = self
-                .activity(PaymentActivities::close_payment, payment.clone())
+                .activity(|| PaymentActivities::close_payment, payment.clone())
                 .await
                 .map_err(fail)?;
             if let CloseResult::AlreadyPaid(state) = closed {
@@ -456,9 +472,12 @@ impl Flow {
             describe_amount(received.paid_amount_minor, &received.paid_currency),
             expected
         );
-        self.activity(PaymentActivities::flag_payment_mismatch, received.clone())
-            .await
-            .map_err(fail)?;
+        self.activity(
+            || PaymentActivities::flag_payment_mismatch,
+            received.clone(),
+        )
+        .await
+        .map_err(fail)?;
         self.transition(OrderStatus::NeedsReview, Some(reason.clone()))
             .await?;
         self.waiting_for("an operator's `resolve` update (ACCEPT or REFUND)");
@@ -492,7 +511,7 @@ impl Flow {
                 )
                 .unwrap_or(expected);
                 self.activity(
-                    PaymentActivities::refund_payment,
+                    || PaymentActivities::refund_payment,
                     RefundPayment {
                         payment_no: payment.payment_no.clone(),
                         provider: payment.provider.clone(),
@@ -514,19 +533,25 @@ impl Flow {
         received: ReceivedPayment,
     ) -> WorkflowResult<OrderOutcome> {
         self.waiting_for("confirming the payment and the stock");
-        self.activity(PaymentActivities::confirm_payment, received)
+        self.activity(|| PaymentActivities::confirm_payment, received)
             .await
             .map_err(fail)?;
-        self.activity(InventoryActivities::confirm_stock, order.order_id.clone())
-            .await
-            .map_err(fail)?;
+        self.activity(
+            || InventoryActivities::confirm_stock,
+            order.order_id.clone(),
+        )
+        .await
+        .map_err(fail)?;
         self.finish(OrderStatus::Paid, None).await
     }
 
     async fn release_stock(&self, order: &ValidOrder) -> WorkflowResult<()> {
-        self.activity(InventoryActivities::release_stock, order.order_id.clone())
-            .await
-            .map_err(fail)?;
+        self.activity(
+            || InventoryActivities::release_stock,
+            order.order_id.clone(),
+        )
+        .await
+        .map_err(fail)?;
         Ok(())
     }
 
@@ -579,7 +604,7 @@ impl Flow {
             status,
             reason,
         });
-        self.activity(OrderActivities::mark_order_status, change)
+        self.activity(|| OrderActivities::mark_order_status, change)
             .await
             .map_err(fail)?;
         Ok(())
@@ -629,16 +654,37 @@ impl Flow {
             .unwrap_or(0)
     }
 
+    /// Runs one step. Orders started after [`LOCAL_STEPS_PATCH`] try it as a local activity
+    /// first: it runs in this worker inside the current workflow task and is recorded as one
+    /// marker event, instead of a scheduled/started/completed round trip through the server and
+    /// an extra workflow task per step — the server's state transitions are the limit on orders
+    /// per second. A step that keeps failing with a retryable error (an outage) is handed to a
+    /// regular activity, which retries for as long as it takes and shows its attempts and last
+    /// error in `describe` (what `orderflow order status` explains). A final error (e.g.
+    /// `OUT_OF_STOCK`) is final either way. Both kinds are at-least-once; every step is
+    /// idempotent, so a repeat after a crash changes nothing.
     async fn activity<A>(
         &self,
-        activity: A,
+        activity: impl Fn() -> A,
         input: A::Input,
     ) -> Result<A::Output, ActivityExecutionError>
     where
         A: ActivityDefinition,
+        A::Input: Clone,
     {
+        if self.local_steps {
+            match self
+                .ctx
+                .execute_local_activity(activity(), input.clone(), local_activity_options())
+                .await
+            {
+                Ok(output) => return Ok(output),
+                Err(e) if !retry_remotely(&e) => return Err(e),
+                Err(_) => {}
+            }
+        }
         self.ctx
-            .execute_activity(activity, input, activity_options())
+            .execute_activity(activity(), input, activity_options())
             .await
     }
 }
@@ -665,6 +711,32 @@ pub(crate) fn activity_options() -> ActivityOptions {
         )
         .cancellation_token(WorkflowCancellationToken::new())
         .build()
+}
+
+/// A local attempt gets a few quick tries; a step still failing after them is an outage, better
+/// retried as a regular activity (visible, unbounded, with backoff up to 30 s).
+fn local_activity_options() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(10))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(100))
+                .backoff_coefficient(2.0)
+                .maximum_attempts(3)
+                .build(),
+        )
+        .cancellation_token(WorkflowCancellationToken::new())
+        .build()
+}
+
+/// Whether a failed local attempt should be handed to a regular activity: yes for retryable
+/// failures (attempts ran out, timeouts), no for a final answer (a non-retryable application
+/// failure such as `OUT_OF_STOCK`), a cancellation or a payload that cannot be converted.
+fn retry_remotely(err: &ActivityExecutionError) -> bool {
+    match err {
+        ActivityExecutionError::Failed(_) => !err.failure().is_some_and(failure::is_non_retryable),
+        _ => false,
+    }
 }
 
 fn received_from(payment: &PaymentRef, state: &ChargeState, source: &str) -> ReceivedPayment {
