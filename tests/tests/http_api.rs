@@ -657,10 +657,17 @@ async fn a_declined_attempt_keeps_the_order_open(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(noted.status, Some(OrderStatus::AwaitingPayment));
-    assert_eq!(
-        callbacks::list(&app.db).await.unwrap()[0].verdict,
-        "FAILED_ATTEMPT_SIGNALLED"
-    );
+    // The handler records its verdict after the signal it sent, so the workflow can note the
+    // attempt a moment before the callback row says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let verdict = callbacks::list(&app.db).await.unwrap()[0].verdict.clone();
+        if verdict == "FAILED_ATTEMPT_SIGNALLED" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "verdict is {verdict}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let r = api
         .http
         .post(format!(
