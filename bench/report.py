@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Turns bench/out/*.json (one `orderflow load --json` report per scenario) into BENCHMARKS.md and
+BENCHMARKS.json. Called by bench/run.sh; can be re-run on a kept bench/out."""
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+out_dir = sys.argv[1] if len(sys.argv) > 1 else "bench/out"
+runs = {}
+for name in sorted(os.listdir(out_dir)):
+    if name.endswith(".json"):
+        with open(os.path.join(out_dir, name)) as f:
+            r = json.load(f)
+        runs[r.get("bench_name", name[:-5])] = r
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def get(name, *path):
+    v = runs.get(name)
+    for p in path:
+        if v is None:
+            return None
+        v = v.get(p)
+    return v
+
+
+def cpu(name, who):
+    return get(name, f"{who}_cpu", "cpu_ms_per_order")
+
+
+ceiling = get("ceiling", "orders_per_s")
+pg = "burst-postgres"
+summary = {
+    # PostgreSQL burst (2,000 orders, half paid, half timing out after 5 s)
+    "orders_per_s": get(pg, "orders_per_s"),
+    "ceiling_wf_per_s": ceiling,
+    "orders_per_s_share_of_ceiling": round(get(pg, "orders_per_s") / ceiling, 3) if ceiling and get(pg, "orders_per_s") else None,
+    "worker_cpu_ms_per_order": cpu(pg, "worker"),
+    "server_cpu_ms_per_order": cpu(pg, "server"),
+    "state_transitions_per_order": get(pg, "state_transitions_per_order"),
+    "history_events_per_order": get(pg, "history_events_per_order"),
+    # Paced run (10 orders/s for 40 s): payment signal -> PAID, and closed - deadline
+    "paid_p50_ms": get("paced-postgres", "payment_to_paid", "p50_ms"),
+    "paid_p99_ms": get("paced-postgres", "payment_to_paid", "p99_ms"),
+    "start_to_paid_p50_ms": get("paced-postgres", "start_to_paid", "p50_ms"),
+    "close_lateness_p50_ms": get("paced-postgres", "close_lateness", "p50_ms"),
+    "close_lateness_p99_ms": get("paced-postgres", "close_lateness", "p99_ms"),
+    "mass_expiry_close_lateness_p99_ms": get("mass-expiry", "close_lateness", "p99_ms"),
+    "mass_expiry_close_lateness_max_ms": get("mass-expiry", "close_lateness", "max_ms"),
+    "hot_sku_postgres_reservations_per_s": get("hot-sku-postgres", "reservations_per_s"),
+    "hot_sku_postgres_raw_reservations_per_s": get("hot-sku-postgres-raw", "reservations_per_s"),
+    "hot_sku_sqlite_reservations_per_s": get("hot-sku-sqlite", "reservations_per_s"),
+    "hot_sku_sqlite_raw_reservations_per_s": get("hot-sku-sqlite-raw", "reservations_per_s"),
+}
+
+
+def ratio(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+summary["hot_sku_postgres_share_of_raw"] = ratio(summary["hot_sku_postgres_reservations_per_s"], summary["hot_sku_postgres_raw_reservations_per_s"])
+summary["hot_sku_sqlite_share_of_raw"] = ratio(summary["hot_sku_sqlite_reservations_per_s"], summary["hot_sku_sqlite_raw_reservations_per_s"])
+
+machine = {
+    "cores": os.cpu_count(),
+    "memory_gib": round(int(sh("awk '/MemTotal/ {print $2}' /proc/meminfo") or 0) / 1024 / 1024, 1),
+    "cpu": sh("awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo"),
+    "kernel": platform.release(),
+}
+versions = {
+    "orderflow_commit": sh("git rev-parse --short HEAD") + (" (uncommitted changes)" if sh("git status --porcelain --untracked-files=no") else ""),
+    "rustc": sh("rustc --version"),
+    "temporal_cli": sh(".venv/bin/temporal --version"),
+    "postgresql": sh("psql postgres://postgres@127.0.0.1:5432/postgres -tAc 'show server_version'"),
+    "sqlite": "bundled with sqlx (libsqlite3-sys)",
+}
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+with open("BENCHMARKS.json", "w") as f:
+    json.dump({"date": now, "machine": machine, "versions": versions, "summary": summary, "runs": runs}, f, indent=1)
+    f.write("\n")
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        v = f"{v:.2f}".rstrip("0").rstrip(".")
+    return f"{v}{unit}"
+
+
+def check(ok):
+    return "met" if ok else "NOT met"
+
+
+share = summary["orders_per_s_share_of_ceiling"]
+targets = [
+    ("Worker CPU per order (PostgreSQL burst)", "<= 3 ms", fmt(summary["worker_cpu_ms_per_order"], " ms"), summary["worker_cpu_ms_per_order"] is not None and summary["worker_cpu_ms_per_order"] <= 3),
+    ("Orders/s as a share of the no-op ceiling", ">= 45%", f"{fmt(summary['orders_per_s'])} / {fmt(ceiling)} = {fmt(share and share * 100, '%')}", share is not None and share >= 0.45),
+    ("Paid-path latency p50 at 10 orders/s", "<= 150 ms", fmt(summary["paid_p50_ms"], " ms"), summary["paid_p50_ms"] is not None and summary["paid_p50_ms"] <= 150),
+    ("Close lateness p99 at 10 orders/s", "<= 100 ms", fmt(summary["close_lateness_p99_ms"], " ms"), summary["close_lateness_p99_ms"] is not None and summary["close_lateness_p99_ms"] <= 100),
+    ("Close lateness p99, mass expiry", "<= 2 s", fmt(summary["mass_expiry_close_lateness_p99_ms"], " ms"), summary["mass_expiry_close_lateness_p99_ms"] is not None and summary["mass_expiry_close_lateness_p99_ms"] <= 2000),
+    ("Hot SKU: reservations vs raw update (PostgreSQL)", ">= 50%", fmt(summary["hot_sku_postgres_share_of_raw"] and summary["hot_sku_postgres_share_of_raw"] * 100, "%"), (summary["hot_sku_postgres_share_of_raw"] or 0) >= 0.5),
+    ("Hot SKU: reservations vs raw update (SQLite)", ">= 50%", fmt(summary["hot_sku_sqlite_share_of_raw"] and summary["hot_sku_sqlite_share_of_raw"] * 100, "%"), (summary["hot_sku_sqlite_share_of_raw"] or 0) >= 0.5),
+]
+
+lines = []
+w = lines.append
+w("# Benchmarks")
+w("")
+w(f"Measured {now} by `bench/run.sh` on this machine: {machine['cores']} cores, {machine['memory_gib']} GiB, {machine['cpu']}, Linux {machine['kernel']}.")
+w(f"Versions: Orderflow {versions['orderflow_commit']}; {versions['rustc']}; Temporal CLI `{versions['temporal_cli']}` (dev server, in memory, SQLite WAL, `synchronous=normal`); PostgreSQL {versions['postgresql']}; SQLite {versions['sqlite']}.")
+w("")
+w("Every figure comes from the same run: one dev server, a fresh release worker per scenario, the load")
+w("generator `orderflow load` (see its doc comment in `starter/src/load.rs` for how each figure is taken).")
+w("Paid-path latency is from the moment the provider's payment signal is sent to the workflow's result")
+w("(`PAID`); close lateness is the `CLOSED` row's time minus the payment deadline, both from the orders")
+w("database; CPU is utime+stime of the worker and server processes from `/proc` over the run's window,")
+w("divided by the orders finished; state transitions are `DescribeWorkflowExecution`'s count averaged over")
+w("20 finished workflows. No test asserts any of these times.")
+w("")
+w("## Targets")
+w("")
+w("| target | goal | measured | |")
+w("|---|---|---|---|")
+for name, goal, measured, ok in targets:
+    w(f"| {name} | {goal} | {measured} | {check(ok)} |")
+w("")
+w("## Scenarios")
+w("")
+w("| scenario | db | orders | finished/s | outcomes | worker CPU ms/order | server CPU ms/order | transitions/order | payment→paid p50/p99 ms | close lateness p50/p99/max ms | reservations/s |")
+w("|---|---|---|---|---|---|---|---|---|---|---|")
+for name, r in runs.items():
+    outcomes = ", ".join(f"{k} {v}" for k, v in r["outcomes"].items())
+    if not r.get("outcomes_match"):
+        outcomes += " (NOT as expected)"
+    p = r["payment_to_paid"]
+    c = r["close_lateness"]
+    w(f"| {name} | {r['engine']} | {r['orders']} | {fmt(r['orders_per_s'])} | {outcomes} | {fmt(cpu(name, 'worker'))} | {fmt(cpu(name, 'server'))} | {fmt(r.get('state_transitions_per_order'))} | "
+      + (f"{fmt(p['p50_ms'])} / {fmt(p['p99_ms'])}" if p["n"] else "") + " | "
+      + (f"{fmt(c['p50_ms'])} / {fmt(c['p99_ms'])} / {fmt(c['max_ms'])}" if c["n"] else "") + f" | {fmt(r.get('reservations_per_s'))} |")
+w("")
+w("Stock invariant (`available + reserved + sold = total`, ledger = inventory) after every order scenario: "
+  + ("holds" if all(r.get("stock_invariant_holds") in (True, None) for r in runs.values()) else "VIOLATED (see BENCHMARKS.json)") + ".")
+w("")
+w("## Commands")
+w("")
+w("```sh")
+w("bench/run.sh    # everything below, then this file")
+for name, r in runs.items():
+    w(f"# {name}: worker `orderflow-worker {r.get('worker_flags', '')}`")
+    w(r.get("command", ""))
+w("```")
+w("")
+if os.path.exists("bench/NOTES.md"):
+    w(open("bench/NOTES.md").read().rstrip())
+    w("")
+with open("BENCHMARKS.md", "w") as f:
+    f.write("\n".join(lines))
+print("\n".join(lines[:20 + len(targets)]))
+print(f"\nwrote BENCHMARKS.md and BENCHMARKS.json ({len(runs)} scenarios)")

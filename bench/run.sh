@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The standard benchmark suite, one command:
+#
+#   bench/run.sh            # full suite (about 15 minutes on 2 cores)
+#   BENCH_SCALE=0.1 bench/run.sh   # every order count scaled down, to try the script quickly
+#
+# Builds in release, starts a fresh Temporal dev server (in memory, SQLite WAL) on a free port,
+# and runs every scenario with `orderflow load` against a fresh worker each time. Writes the
+# figures, the machine, the versions and the exact commands to BENCHMARKS.md and BENCHMARKS.json
+# (bench/report.py). Needs PostgreSQL at BENCH_POSTGRES_ADMIN_URL (a fresh database
+# `orderflow_bench` is created there). Prints figures; asserts nothing about time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+SCALE=${BENCH_SCALE:-1}
+PG_ADMIN=${BENCH_POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+PG_URL=${PG_ADMIN%/*}/orderflow_bench
+OUT=bench/out
+rm -rf "$OUT" && mkdir -p "$OUT"
+n() { python3 -c "import sys; print(max(10, int(round($1 * $SCALE))))"; }
+
+ensure_temporal_tools
+echo "==> building release binaries"
+cargo build --release --quiet -p orderflow-starter -p orderflow-worker
+BIN=target/release
+export ORDERFLOW_BIN=$BIN/orderflow
+
+port=$(free_port)
+# shellcheck disable=SC2046
+.venv/bin/temporal server start-dev --headless --ip 127.0.0.1 --port "$port" --log-level error \
+  --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
+  $(search_attribute_flags) >"$OUT/temporal.log" 2>&1 &
+server=$!
+worker=""
+cleanup() {
+  [ -n "$worker" ] && kill "$worker" 2>/dev/null || true
+  kill "$server" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+wait_port "$port" 60 "the Temporal dev server"
+export TEMPORAL_ADDRESS="127.0.0.1:$port"
+export RUST_LOG=warn
+
+sqlite_url() { echo "sqlite://$OUT/$1.db"; }
+fresh_pg() {
+  psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS orderflow_bench" -c "CREATE DATABASE orderflow_bench" >/dev/null
+}
+
+# Tuning the worker for bursts of new workflows: more workflow-task polls, half of them on the
+# shared queue (new workflows arrive there), and a sticky cache that holds every open order.
+TUNED="--workflow-pollers 16 --nonsticky-poll-ratio 0.5 --activity-pollers 8 --max-cached-workflows 12000"
+
+# run NAME DATABASE_URL "WORKER FLAGS" LOAD FLAGS...
+run() {
+  local name=$1 db=$2 wflags=$3
+  shift 3
+  local queue="bench-$name"
+  # shellcheck disable=SC2086
+  DATABASE_URL=$db ORDERFLOW_TASK_QUEUE=$queue $BIN/orderflow-worker $wflags >"$OUT/$name.worker.log" 2>&1 &
+  worker=$!
+  local cmd="orderflow load $* --database-url <db> --task-queue $queue --worker-pid <worker> --server-pid <server> --json"
+  echo "==> $name: $cmd"
+  echo "    worker: orderflow-worker $wflags"
+  local status=0
+  $BIN/orderflow load "$@" --database-url "$db" --task-queue "$queue" \
+    --worker-pid "$worker" --server-pid "$server" --run-id "B$(echo "$name" | tr 'a-z-' 'A-Z_')" --json \
+    >"$OUT/$name.json" 2>"$OUT/$name.err" || status=$?
+  kill "$worker" 2>/dev/null || true
+  wait "$worker" 2>/dev/null || true
+  worker=""
+  python3 - "$OUT/$name.json" "$name" "$cmd" "$wflags" "$status" <<'PY'
+import json, sys
+path, name, cmd, wflags, status = sys.argv[1:]
+try:
+    r = json.load(open(path))
+except Exception as e:
+    print(f"    FAILED ({e}); see {path[:-5]}.err")
+    sys.exit(0)
+r["bench_name"], r["command"], r["worker_flags"], r["exit_status"] = name, cmd, wflags, int(status)
+json.dump(r, open(path, "w"), indent=1)
+w = (r.get("worker_cpu") or {}).get("cpu_ms_per_order")
+s = (r.get("server_cpu") or {}).get("cpu_ms_per_order")
+print(f"    {r['finished']}/{r['orders']} in {r['window_s']} s = {r['orders_per_s']}/s; "
+      f"outcomes {r['outcomes']} match={r['outcomes_match']}; worker {w} ms, server {s} ms per order; "
+      f"{r.get('state_transitions_per_order')} transitions/order; exit {status}")
+PY
+}
+
+B=$(n 2000)
+# 1. The server's ceiling: workflows that complete at once.
+run ceiling "$(sqlite_url ceiling)" "$TUNED" --workflow noop --orders "$B" --concurrency 500
+
+# 2. Order throughput: unpaced bursts, half paid, half timing out after 5 s.
+run burst-sqlite "$(sqlite_url burst)" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+fresh_pg
+run burst-postgres "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+# The same burst before each change, in the same run: regular activities, then default tuning.
+fresh_pg
+run burst-postgres-remote-steps "$PG_URL" "$TUNED --local-steps false" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+fresh_pg
+run burst-postgres-default-tuning "$PG_URL" "" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+
+# 3. Latency at a fixed load: 10 orders/s for 40 s.
+fresh_pg
+run paced-postgres "$PG_URL" "$TUNED" --orders "$(n 400)" --rate 10 --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+
+# 4. Mass expiry: every deadline in the same second.
+M=$(n 5000)
+fresh_pg
+run mass-expiry "$PG_URL" "$TUNED" --orders "$M" --concurrency "$M" --mix timeout=100 --expire-at-secs 150
+
+# 5. Hot SKU: one SKU with stock 1,000, 5,000 buyers; then the raw conditional update.
+H=$(n 5000)
+HS=$(n 1000)
+fresh_pg
+run hot-sku-postgres "$PG_URL" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100
+run hot-sku-postgres-raw "$PG_URL" "" --workflow raw-reserve --orders "$H" --concurrency 64 --skus 1 --stock "$HS"
+run hot-sku-sqlite "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100
+run hot-sku-sqlite-raw "$(sqlite_url hot)" "" --workflow raw-reserve --orders "$H" --concurrency 64 --skus 1 --stock "$HS"
+
+python3 bench/report.py "$OUT" "$port"
