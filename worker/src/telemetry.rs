@@ -23,9 +23,9 @@ use temporalio_sdk::{
     interceptors::{ActivityInboundInterceptor, ExecuteActivityInput, ExecuteActivityOutput, Next},
     workflow_interceptors::{
         CancellableWorkflowOutboundFuture, ExecuteWorkflowInput, ExecuteWorkflowResult,
-        ScheduleActivityInput, ScheduleActivityResult, WorkflowInterceptor,
-        WorkflowInterceptorConstructor, WorkflowInterceptorContext, WorkflowInterceptorFuture,
-        WorkflowNext,
+        ScheduleActivityInput, ScheduleActivityResult, ScheduleLocalActivityInput,
+        WorkflowInterceptor, WorkflowInterceptorConstructor, WorkflowInterceptorContext,
+        WorkflowInterceptorFuture, WorkflowNext,
     },
 };
 use tracing::Instrument as _;
@@ -232,6 +232,27 @@ impl WorkflowInterceptor for TraceHeaderForwarder {
         next: WorkflowNext<
             'static,
             ScheduleActivityInput,
+            CancellableWorkflowOutboundFuture<ScheduleActivityResult>,
+        >,
+    ) -> CancellableWorkflowOutboundFuture<ScheduleActivityResult> {
+        if let Some(payload) = self.header.borrow().clone() {
+            input
+                .headers_mut()
+                .entry(TRACE_HEADER_KEY.to_owned())
+                .or_insert(payload);
+        }
+        next.run(input)
+    }
+
+    /// The same for local activities (orders run their steps as local activities first).
+    #[allow(clippy::result_large_err)]
+    fn schedule_local_activity(
+        &self,
+        _ctx: WorkflowInterceptorContext,
+        mut input: ScheduleLocalActivityInput,
+        next: WorkflowNext<
+            'static,
+            ScheduleLocalActivityInput,
             CancellableWorkflowOutboundFuture<ScheduleActivityResult>,
         >,
     ) -> CancellableWorkflowOutboundFuture<ScheduleActivityResult> {
