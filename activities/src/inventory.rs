@@ -85,7 +85,7 @@ impl StockLevel {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Delta {
     Reserve,
     Confirm,
@@ -228,6 +228,22 @@ async fn settle(db: &Db, order_id: &OrderId, delta: Delta) -> Result<StockMoved,
     .bind(order_id.as_str())
     .fetch_all(&mut *tx)
     .await?;
+    if rows.is_empty() && delta == Delta::Confirm {
+        // Selling stock that was given back would sell it twice: refuse, loudly, rather than
+        // report a confirm that moved nothing. (A repeat of a confirm finds CONFIRMED rows.)
+        let released: Option<(String,)> = sqlx::query_as(
+            "SELECT sku FROM stock_reservations WHERE order_id = $1 AND state = 'RELEASED' LIMIT 1",
+        )
+        .bind(order_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((sku,)) = released {
+            return Err(InventoryError::Invariant {
+                sku,
+                detail: format!("{order_id} asks to confirm stock it already released"),
+            });
+        }
+    }
     let mut lines = 0;
     for row in rows {
         let sku: String = row.try_get(0)?;

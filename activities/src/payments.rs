@@ -20,12 +20,20 @@ pub enum PaymentError {
     Provider(#[from] ProviderError),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The step contradicts what the payment already is (e.g. confirming a closed payment).
+    #[error("payment {payment_no} is {status}: {detail}")]
+    Invariant {
+        payment_no: String,
+        status: String,
+        detail: String,
+    },
 }
 
 impl Classified for PaymentError {
     fn code(&self) -> &'static str {
         match self {
             PaymentError::Provider(p) => p.code(),
+            PaymentError::Invariant { .. } => failure::INVARIANT_VIOLATION,
             PaymentError::Db(e) if !db_is_retryable(e) => failure::INVARIANT_VIOLATION,
             PaymentError::Db(_) => failure::DATABASE,
         }
@@ -34,6 +42,7 @@ impl Classified for PaymentError {
     fn retryable(&self) -> bool {
         match self {
             PaymentError::Provider(p) => p.retryable(),
+            PaymentError::Invariant { .. } => false,
             PaymentError::Db(e) => db_is_retryable(e),
         }
     }
@@ -181,7 +190,7 @@ async fn received(
     let now = now_ms();
     let mut tx = db.begin_write().await?;
     let from_sql = sql_list(from);
-    sqlx::query(&format!(
+    let moved = sqlx::query(&format!(
         "UPDATE payments SET status = $2, paid_amount_minor = $3, paid_currency = $4,
                 provider_txn_id = $5, updated_at_ms = $6
           WHERE payment_no = $1 AND status IN ({from_sql})"
@@ -193,7 +202,37 @@ async fn received(
     .bind(&paid.provider_txn_id)
     .bind(now)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        // A repeat finds the row already in `status`; anything else (a closed or refunded
+        // payment asked to be paid) means the order took two paths at once: stop, visibly.
+        let current: Option<(String,)> =
+            sqlx::query_as("SELECT status FROM payments WHERE payment_no = $1")
+                .bind(paid.payment_no.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        match current {
+            Some((current,)) if current == status.as_str() => {
+                tx.commit().await?;
+                return Ok(());
+            }
+            Some((current,)) => {
+                return Err(PaymentError::Invariant {
+                    payment_no: paid.payment_no.to_string(),
+                    status: current,
+                    detail: format!("cannot record it as {status}"),
+                });
+            }
+            None => {
+                return Err(PaymentError::Invariant {
+                    payment_no: paid.payment_no.to_string(),
+                    status: "unknown".to_owned(),
+                    detail: "no such payment".to_owned(),
+                });
+            }
+        }
+    }
     let detail = format!(
         "{} {} txn={} via {}",
         paid.paid_amount_minor, paid.paid_currency, paid.provider_txn_id, paid.source

@@ -85,6 +85,8 @@ pub struct OrderWorkflow {
     inbox: VecDeque<PaymentSignal>,
     cancel_reason: Option<String>,
     resolution: Option<ResolveRequest>,
+    /// The wait for payment has ended (paid, timed out, cancelled): too late to cancel.
+    payment_wait_over: bool,
 }
 
 impl OrderWorkflow {
@@ -96,6 +98,7 @@ impl OrderWorkflow {
             inbox: VecDeque::new(),
             cancel_reason: None,
             resolution: None,
+            payment_wait_over: false,
         }
     }
 
@@ -121,6 +124,7 @@ impl OrderWorkflow {
         let flow = Flow {
             ctx: ctx.clone(),
             local_steps,
+            durable_next: std::cell::Cell::new(false),
         };
         match input.validate() {
             Ok(order) => flow.process(order).await,
@@ -145,15 +149,27 @@ impl OrderWorkflow {
         _req: &CancelRequest,
     ) -> Result<(), HandlerError> {
         match self.status() {
-            Some(OrderStatus::AwaitingPayment) if self.cancel_reason.is_none() => Ok(()),
-            Some(OrderStatus::AwaitingPayment) => {
+            Some(OrderStatus::AwaitingPayment)
+                if self.cancel_reason.is_none() && !self.payment_wait_over =>
+            {
+                Ok(())
+            }
+            Some(OrderStatus::AwaitingPayment) if self.cancel_reason.is_some() => {
                 Err("the order is already being cancelled".into())
             }
+            // The wait is over (the deadline passed or a payment arrived): the order is settling
+            // or closing, and a cancel accepted now could not be honoured.
+            Some(OrderStatus::AwaitingPayment) => {
+                Err("the order is already closing or settling its payment".into())
+            }
+            // Not yet awaiting payment (its first workflow task has not completed: a worker may
+            // have died in it). Accepted: the order cancels as soon as it reaches the wait.
+            None | Some(OrderStatus::Pending) if self.cancel_reason.is_none() => Ok(()),
             Some(status) => Err(format!(
                 "only an order awaiting payment can be cancelled; this order is {status}"
             )
             .into()),
-            None => Err("the order has not started yet".into()),
+            None => Err("the order is already being cancelled".into()),
         }
     }
 
@@ -226,6 +242,8 @@ struct Flow {
     ctx: WorkflowContext<OrderWorkflow>,
     /// Steps try a local activity first (orders started after `LOCAL_STEPS_PATCH`).
     local_steps: bool,
+    /// The next step must be a regular activity: a wait just ended (see [`Flow::decided`]).
+    durable_next: std::cell::Cell<bool>,
 }
 
 impl Flow {
@@ -258,7 +276,11 @@ impl Flow {
             self.release_stock(&order).await?;
             return self.reject(&failure_reason(&e)).await;
         }
-        if self.workflow_cancelled() {
+        // With local steps, the steps up to the wait run in one workflow task that may be retried
+        // from scratch (a signal or cancel arriving meanwhile fails its completion). The path
+        // through it must then be the same every time, so it does not branch on cancellation:
+        // the wait sees a cancellation and closes the payment too.
+        if !self.local_steps && self.workflow_cancelled() {
             return self
                 .close_order(&order, &priced, None, Closing::WorkflowCancelled)
                 .await;
@@ -341,7 +363,11 @@ impl Flow {
         );
         self.ctx.state_mut(|s| s.view.accepting_payments = true);
         let outcome = self.wait_loop(payment_no, timer.as_mut()).await;
-        self.ctx.state_mut(|s| s.view.accepting_payments = false);
+        self.ctx.state_mut(|s| {
+            s.view.accepting_payments = false;
+            s.payment_wait_over = true;
+        });
+        self.decided();
         outcome
     }
 
@@ -404,7 +430,7 @@ impl Flow {
         if let Some(payment) = payment {
             self.waiting_for("the provider: checking and closing the payment");
             let state: ChargeState = self
-                .activity(|| PaymentActivities::query_payment, payment.clone())
+                .recorded_activity(PaymentActivities::query_payment, payment.clone())
                 .await
                 .map_err(fail)?;
             if state.status == PaymentStatus::Paid {
@@ -418,7 +444,7 @@ impl Flow {
                     .await;
             }
             let closed = self
-                .activity(|| PaymentActivities::close_payment, payment.clone())
+                .recorded_activity(PaymentActivities::close_payment, payment.clone())
                 .await
                 .map_err(fail)?;
             if let CloseResult::AlreadyPaid(state) = closed {
@@ -483,6 +509,7 @@ impl Flow {
         self.waiting_for("an operator's `resolve` update (ACCEPT or REFUND)");
 
         let decision = self.ctx.wait_condition(|s| s.resolution.is_some()).await;
+        self.decided();
         let (action, note) = match decision {
             Ok(()) => {
                 let r = self
@@ -510,8 +537,8 @@ impl Flow {
                     Currency::parse(&received.paid_currency).unwrap_or(expected.currency()),
                 )
                 .unwrap_or(expected);
-                self.activity(
-                    || PaymentActivities::refund_payment,
+                self.recorded_activity(
+                    PaymentActivities::refund_payment,
                     RefundPayment {
                         payment_no: payment.payment_no.clone(),
                         provider: payment.provider.clone(),
@@ -654,6 +681,37 @@ impl Flow {
             .unwrap_or(0)
     }
 
+    /// A step whose answer may differ if it is asked again — the provider's view of a payment
+    /// that a late customer can still pay — always runs as a regular activity: its answer is
+    /// in history before the workflow acts on it, so a retried workflow task never takes the
+    /// other branch after the first attempt's local steps already acted (closed, released).
+    async fn recorded_activity<A>(
+        &self,
+        activity: A,
+        input: A::Input,
+    ) -> Result<A::Output, ActivityExecutionError>
+    where
+        A: ActivityDefinition,
+    {
+        self.durable_next.set(false);
+        self.ctx
+            .execute_activity(activity, input, activity_options())
+            .await
+    }
+
+    /// A wait ended: which way it went (paid, cancelled, timed out, resolved) depends on the race
+    /// between signals, updates and the timer. A local activity's side effects happen before its
+    /// workflow task is recorded, and that task can still be thrown away (a signal arriving
+    /// meanwhile fails its completion); the retry may then see the race end the other way —
+    /// after the discarded attempt already closed the payment and released the stock. So the
+    /// first step after a wait is a regular activity: scheduling it completes the deciding
+    /// workflow task before anything happens, and the decision is in history from then on.
+    /// Later local steps are database steps that give the same answer when re-run; provider
+    /// questions go through [`Flow::recorded_activity`].
+    fn decided(&self) {
+        self.durable_next.set(true);
+    }
+
     /// Runs one step. Orders started after [`LOCAL_STEPS_PATCH`] try it as a local activity
     /// first: it runs in this worker inside the current workflow task and is recorded as one
     /// marker event, instead of a scheduled/started/completed round trip through the server and
@@ -672,7 +730,7 @@ impl Flow {
         A: ActivityDefinition,
         A::Input: Clone,
     {
-        if self.local_steps {
+        if self.local_steps && !self.durable_next.replace(false) {
             match self
                 .ctx
                 .execute_local_activity(activity(), input.clone(), local_activity_options())
