@@ -33,6 +33,8 @@ pub use orderflow_activities::db::Engine;
 
 /// What the real-browser tests share (`tests/browser.rs`, `tests/ui_stuck_orders.rs`).
 pub mod browser;
+pub mod chaos;
+pub mod invariants;
 
 /// Root of the workspace (for `.venv/bin/temporal` and `tests/histories`).
 pub fn workspace_root() -> PathBuf {
