@@ -109,7 +109,7 @@ run paced-postgres "$PG_URL" "$TUNED" --orders "$(n 400)" --rate 10 --concurrenc
 # 4. Mass expiry: every deadline in the same second.
 M=$(n 5000)
 fresh_pg
-run mass-expiry "$PG_URL" "$TUNED" --orders "$M" --concurrency "$M" --mix timeout=100 --expire-at-secs 150
+run mass-expiry "$PG_URL" "$TUNED" --orders "$M" --concurrency "$M" --mix timeout=100 --expire-at-secs "$(n 150)"
 
 # 5. Hot SKU: one SKU with stock 1,000, 5,000 buyers; then the raw conditional update.
 H=$(n 5000)
