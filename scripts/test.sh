@@ -41,6 +41,13 @@ else
   cargo test --workspace --no-fail-fast 2>&1 | tee "$out" || status=$?
 fi
 
+# The whole suite also fuzzes every parser that takes outside bytes, briefly (scripts/fuzz.sh;
+# longer runs and their figures: RELIABILITY.md).
+if [ "$#" -eq 0 ]; then
+  echo "==> fuzzing: scripts/fuzz.sh ${ORDERFLOW_FUZZ_SECS:-5} (seconds per target)"
+  scripts/fuzz.sh "${ORDERFLOW_FUZZ_SECS:-5}" || status=$?
+fi
+
 # One closing line for the whole run (cargo prints one summary per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$out"

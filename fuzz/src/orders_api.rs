@@ -1,0 +1,115 @@
+//! Properties of the orders API body (`POST /v1/orders`): what `ApiJson<CreateOrderRequest>`
+//! decodes and what `create_order` then validates.
+//!
+//! Used by `fuzz/fuzz_targets/orders_api_body.rs` and, through `#[path]` (next to
+//! `domain.rs`, whose `check_validation` it reuses), by `starter/tests/api_body_properties.rs`,
+//! which also drives the real router with the same bodies.
+
+use super::domain::check_validation;
+use orderflow_domain::{OrderInput, OrderLineInput, ValidOrder};
+use orderflow_starter::http::MAX_BODY_BYTES;
+use orderflow_starter::http::orders::CreateOrderRequest;
+use serde_json::Value;
+
+/// The order id the checks give every body (the handler derives one from the Idempotency-Key).
+pub const ORDER_ID: &str = "ord_0123456789abcdef01234567";
+
+const REQUEST_FIELDS: [&str; 4] = ["customer_id", "lines", "provider", "payment_timeout_secs"];
+const LINE_FIELDS: [&str; 2] = ["sku", "quantity"];
+
+/// What `create_order` hands the workflow for `request`, field by field.
+pub fn order_input_for(request: &CreateOrderRequest, order_id: &str) -> OrderInput {
+    OrderInput {
+        order_id: order_id.to_owned(),
+        customer_id: request.customer_id.clone(),
+        lines: request
+            .lines
+            .iter()
+            .map(|l| OrderLineInput {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+            })
+            .collect(),
+        provider: request.provider.clone(),
+        payment_timeout_secs: request.payment_timeout_secs,
+    }
+}
+
+/// A struct's field in its JSON: by name in an object, by position in an array (serde accepts
+/// both for a struct).
+fn field<'v>(value: &'v Value, name: &str, index: usize) -> Option<&'v Value> {
+    match value {
+        Value::Object(map) => map.get(name),
+        Value::Array(items) => items.get(index),
+        _ => None,
+    }
+}
+
+fn only_known_fields(value: &Value, known: &[&str]) {
+    if let Value::Object(map) = value {
+        for key in map.keys() {
+            assert!(
+                known.contains(&key.as_str()),
+                "unknown field {key:?} accepted"
+            );
+        }
+    }
+}
+
+/// A decoded request is exactly what the JSON says, with no field the API does not document.
+fn check_against_json(request: &CreateOrderRequest, value: &Value) {
+    only_known_fields(value, &REQUEST_FIELDS);
+    assert_eq!(
+        field(value, "customer_id", 0).and_then(Value::as_str),
+        Some(request.customer_id.as_str())
+    );
+    let provider = match field(value, "provider", 2) {
+        None => Some("sandbox"),
+        Some(v) => v.as_str(),
+    };
+    assert_eq!(provider, Some(request.provider.as_str()));
+    let timeout = field(value, "payment_timeout_secs", 3).filter(|v| !v.is_null());
+    assert_eq!(
+        timeout.map(Value::as_u64),
+        request.payment_timeout_secs.map(Some)
+    );
+    let lines = field(value, "lines", 1)
+        .and_then(Value::as_array)
+        .expect("lines is an array");
+    assert_eq!(lines.len(), request.lines.len());
+    for (json, line) in lines.iter().zip(&request.lines) {
+        only_known_fields(json, &LINE_FIELDS);
+        assert_eq!(
+            field(json, "sku", 0).and_then(Value::as_str),
+            Some(line.sku.as_str())
+        );
+        // A whole number in i64: never a float, a string or a clamped big number.
+        assert_eq!(
+            field(json, "quantity", 1).and_then(Value::as_i64),
+            Some(line.quantity)
+        );
+    }
+}
+
+/// The `orders_api_body` target: a body the router would read (at most `MAX_BODY_BYTES`) either
+/// fails to decode (400) or decodes to exactly what it says, re-encodes to a stable fingerprint
+/// input, and validates (422 otherwise) exactly when the domain rules say so — so an order that
+/// gets through has 1..=50 distinct, valid lines with quantities in 1..=1000.
+pub fn check_order_body(data: &[u8]) -> Option<ValidOrder> {
+    if data.len() > MAX_BODY_BYTES {
+        return None;
+    }
+    let request: CreateOrderRequest = serde_json::from_slice(data).ok()?;
+    let value: Value = serde_json::from_slice(data).expect("a decoded body is JSON");
+    check_against_json(&request, &value);
+    // The Idempotency-Key fingerprint hashes `to_vec(&request)`: that form must decode to the
+    // same request, or a retry of the same body could be taken for a different one.
+    let canonical = serde_json::to_vec(&request).expect("requests serialize");
+    let again: CreateOrderRequest =
+        serde_json::from_slice(&canonical).expect("the canonical form decodes");
+    assert_eq!(
+        serde_json::to_vec(&again).expect("requests serialize"),
+        canonical
+    );
+    check_validation(&order_input_for(&request, ORDER_ID))
+}
