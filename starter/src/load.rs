@@ -249,6 +249,33 @@ struct Record {
     finished: Option<Instant>,
 }
 
+impl Record {
+    /// A record for a workflow the driver is about to start (the clock starts now).
+    fn new(order_id: String, intent: Intent) -> Record {
+        Record {
+            order_id,
+            intent,
+            status: None,
+            reason: None,
+            error: None,
+            started: Instant::now(),
+            reserved: None,
+            ready: None,
+            payment_sent: None,
+            finished: None,
+        }
+    }
+}
+
+/// `'id1','id2',…` for an SQL `IN` list. Only for order ids (`ord_` + hex, checked by `OrderId`),
+/// which cannot contain a quote.
+fn sql_in_list(ids: &[impl AsRef<str>]) -> String {
+    ids.iter()
+        .map(|id| format!("'{}'", id.as_ref()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Percentiles {
@@ -379,12 +406,7 @@ impl ReadyWatch {
                 .cloned()
                 .collect();
             for chunk in ids.chunks(500) {
-                // Order ids are `ord_` + hex (checked by OrderId), safe to inline.
-                let list = chunk
-                    .iter()
-                    .map(|id| format!("'{id}'"))
-                    .collect::<Vec<_>>()
-                    .join(",");
+                let list = sql_in_list(chunk);
                 let sql = format!(
                     "SELECT order_id, status FROM orders WHERE order_id IN ({list}) AND status <> 'PENDING'"
                 );
@@ -565,18 +587,7 @@ async fn drive_order(driver: &Driver, i: usize, intent: Intent) -> Record {
         Intent::OutOfStock => &driver.sold_out,
         _ => &driver.skus[i % driver.skus.len()],
     };
-    let mut record = Record {
-        order_id: order_id.clone(),
-        intent,
-        status: None,
-        reason: None,
-        error: None,
-        started: Instant::now(),
-        reserved: None,
-        ready: None,
-        payment_sent: None,
-        finished: None,
-    };
+    let mut record = Record::new(order_id.clone(), intent);
     let input = OrderInput {
         order_id: order_id.clone(),
         customer_id: format!("load-customer-{}", i % 100),
@@ -655,18 +666,7 @@ async fn drive_order(driver: &Driver, i: usize, intent: Intent) -> Record {
 /// `reserve_stock` activity calls (conditional update, reservation row, ledger entry).
 async fn drive_raw_reserve(driver: &Driver, i: usize) -> Record {
     let order_id = order_id_for_key(&format!("raw-{}-{i}", driver.run_id));
-    let mut record = Record {
-        order_id: order_id.to_string(),
-        intent: Intent::Paid,
-        status: None,
-        reason: None,
-        error: None,
-        started: Instant::now(),
-        reserved: None,
-        ready: None,
-        payment_sent: None,
-        finished: None,
-    };
+    let mut record = Record::new(order_id.to_string(), Intent::Paid);
     let input = OrderInput {
         order_id: order_id.to_string(),
         customer_id: "raw".to_owned(),
@@ -712,18 +712,7 @@ fn wall_ms() -> i64 {
 
 async fn drive_noop(driver: &Driver, i: usize) -> Record {
     let workflow_id = format!("bench-noop-{}-{i}", driver.run_id);
-    let mut record = Record {
-        order_id: workflow_id.clone(),
-        intent: Intent::Paid,
-        status: None,
-        reason: None,
-        error: None,
-        started: Instant::now(),
-        reserved: None,
-        ready: None,
-        payment_sent: None,
-        finished: None,
-    };
+    let mut record = Record::new(workflow_id.clone(), Intent::Paid);
     let client = &driver.orders.client;
     let options =
         WorkflowStartOptions::new(driver.orders.task_queue.clone(), workflow_id.clone()).build();
@@ -909,11 +898,7 @@ async fn summarize(
 async fn close_lateness_ms(db: &Db, order_ids: &[&str]) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::with_capacity(order_ids.len());
     for chunk in order_ids.chunks(500) {
-        let list = chunk
-            .iter()
-            .map(|id| format!("'{id}'"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = sql_in_list(chunk);
         let sql = format!(
             "SELECT l.at_ms - p.deadline_ms FROM order_status_log l \
              JOIN payments p ON p.order_id = l.order_id \
