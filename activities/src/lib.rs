@@ -260,6 +260,18 @@ impl PaymentActivities {
             .map_err(fail(&self.metrics, "close_payment"))
     }
 
+    #[activity(name = "close_unpaid_payment")]
+    pub async fn close_unpaid_payment(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        payment: PaymentRef,
+    ) -> Result<CloseResult, ActivityError> {
+        payments::close_unless_paid(&self.db, &self.providers, &payment)
+            .instrument(tracing::info_span!("close_unpaid_payment", payment_no = %payment.payment_no, provider = %payment.provider))
+            .await
+            .map_err(fail(&self.metrics, "close_unpaid_payment"))
+    }
+
     #[activity(name = "confirm_payment")]
     pub async fn confirm_payment(
         self: Arc<Self>,

@@ -148,6 +148,21 @@ pub async fn query(
         .await?)
 }
 
+/// Asks the provider first and closes the charge only if it is not paid: the close path of an
+/// order as one step (one activity, one round trip through the server). A paid charge comes back
+/// as [`CloseResult::AlreadyPaid`], whether the query saw it or the close lost the race to it.
+pub async fn close_unless_paid(
+    db: &Db,
+    providers: &Providers,
+    payment: &PaymentRef,
+) -> Result<CloseResult, PaymentError> {
+    let state = query(providers, payment).await?;
+    if state.status == PaymentStatus::Paid {
+        return Ok(CloseResult::AlreadyPaid(state));
+    }
+    close(db, providers, payment).await
+}
+
 pub async fn close(
     db: &Db,
     providers: &Providers,

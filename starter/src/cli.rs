@@ -10,7 +10,9 @@ use orderflow_activities::inventory;
 use orderflow_domain::{
     Currency, Money, OrderView, ResolveAction, ResolveRequest, Sku, messages::MAX_LINES,
 };
-use orderflow_worker::{DEFAULT_PUBLIC_URL, connect_temporal, open_database};
+use orderflow_worker::{
+    DEFAULT_PUBLIC_URL, GrpcCompressionSetting, connect_temporal, open_database,
+};
 use orderflow_workflows::{DEFAULT_TASK_QUEUE, search_attributes};
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,6 +51,10 @@ pub struct Global {
     /// Temporal frontend address; by default TEMPORAL_ADDRESS / temporal.toml / localhost:7233.
     #[arg(long, global = true)]
     pub temporal_address: Option<String>,
+
+    /// gRPC compression to the Temporal server: gzip for a far server, none for a near one.
+    #[arg(long, global = true, env = "ORDERFLOW_GRPC_COMPRESSION", value_enum, default_value_t = GrpcCompressionSetting::Gzip)]
+    pub grpc_compression: GrpcCompressionSetting,
 
     /// Temporal UI base URL, for links to workflows.
     #[arg(
@@ -286,7 +292,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn connect(g: &Global) -> anyhow::Result<Orders> {
     let db = open_database(&g.database_url).await?;
-    let client = connect_temporal(g.temporal_address.as_deref()).await?;
+    let client = connect_temporal(g.temporal_address.as_deref(), g.grpc_compression).await?;
     Ok(Orders {
         client,
         db,

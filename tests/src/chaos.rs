@@ -452,7 +452,7 @@ impl Shop {
         for sku in SKUS {
             orderflow_starter::catalog::set_stock(&db, &Sku::parse(sku)?, stock).await?;
         }
-        let client = connect_temporal(Some(temporal_address)).await?;
+        let client = connect_temporal(Some(temporal_address), Default::default()).await?;
         let orders = Orders {
             client,
             db: db.clone(),

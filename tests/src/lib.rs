@@ -205,7 +205,7 @@ impl WorkerThread {
             runtime.block_on(async move {
                 let ready = async {
                     let db = open_database(&settings.database_url).await?;
-                    let client = connect_temporal(Some(&address)).await?;
+                    let client = connect_temporal(Some(&address), Default::default()).await?;
                     match make_options {
                         Some(make) => build_with(make(&settings, &db)?, client, db),
                         None => build(&settings, client, db).await,
@@ -296,7 +296,7 @@ impl TestApp {
         let db = open_database(&settings.database_url).await?;
         orderflow_starter::catalog::seed_demo(&db).await?;
         let worker = WorkerThread::start(settings.clone(), address.clone(), None)?;
-        let client = connect_temporal(Some(&address)).await?;
+        let client = connect_temporal(Some(&address), Default::default()).await?;
         let orders = Orders {
             client,
             db: db.clone(),
@@ -473,8 +473,9 @@ impl TestApp {
 /// Suffix of newly recorded histories. Bump it when a workflow change goes behind `patched()`, so
 /// the older recordings stay beside the new ones and the replay gate covers both code paths.
 /// `paid.json` (no suffix) is generation 1: OrderStatus only; `v2`: every search attribute; `v3`:
-/// steps as local activities first (`patched("local-steps")`).
-pub const HISTORY_GENERATION: &str = "v3";
+/// steps as local activities first (`patched("local-steps")`); `v4`: fewer server round trips
+/// (`patched("lean-tasks")`).
+pub const HISTORY_GENERATION: &str = "v4";
 
 /// Declares one async test body as two `#[tokio::test]`s, on SQLite and on PostgreSQL.
 #[macro_export]

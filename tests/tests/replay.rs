@@ -40,6 +40,13 @@ async fn every_committed_history_replays() {
     let histories = histories();
     let names: Vec<&str> = histories.iter().map(|(n, _)| n.as_str()).collect();
     for path in [
+        "paid.v4.json",
+        "timed_out.v4.json",
+        "cancelled.v4.json",
+        "out_of_stock.v4.json",
+        "mismatch_refund.v4.json",
+        "late_payment_refund.v4.json",
+        "workflow_cancelled.v4.json",
         "paid.v3.json",
         "timed_out.v3.json",
         "cancelled.v3.json",

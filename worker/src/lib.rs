@@ -30,7 +30,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use temporalio_client::envconfig::LoadClientConfigProfileOptions;
-use temporalio_client::{Client, ClientOptions, Connection};
+use temporalio_client::{Client, ClientOptions, Connection, GrpcCompression};
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{
     PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
@@ -90,8 +90,23 @@ pub struct WorkerSettings {
     #[arg(long, env = "ORDERFLOW_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
 
+    /// gRPC compression to the Temporal server (see [`GrpcCompressionSetting`]).
+    #[arg(long, env = "ORDERFLOW_GRPC_COMPRESSION", value_enum, default_value_t = GrpcCompressionSetting::Gzip)]
+    pub grpc_compression: GrpcCompressionSetting,
+
     #[command(flatten)]
     pub tuning: WorkerTuning,
+}
+
+/// Compression of the gRPC traffic to the Temporal server. `gzip` (the SDK's default) saves
+/// bandwidth on a long link, such as to Temporal Cloud; `none` saves CPU on both ends when the
+/// server is near (same host or LAN): on the benchmark machine, gzip was a large part of the
+/// worker's and the server's CPU per order (BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum GrpcCompressionSetting {
+    #[default]
+    Gzip,
+    None,
 }
 
 /// How hard the worker polls and how much it caches. Unset means the SDK's default (5 pollers
@@ -157,6 +172,7 @@ impl WorkerSettings {
             stripe_api_base: orderflow_activities::providers::stripe::DEFAULT_BASE_URL.to_owned(),
             metrics_address: None,
             shutdown_grace_secs: 20,
+            grpc_compression: GrpcCompressionSetting::Gzip,
             tuning: WorkerTuning::default(),
         }
     }
@@ -172,7 +188,10 @@ impl WorkerSettings {
 /// A Temporal client configured the way every Temporal tool is: `TEMPORAL_ADDRESS`,
 /// `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, TLS variables and `temporal.toml` profiles.
 /// `address_override` (tests) replaces only the target address.
-pub async fn connect_temporal(address_override: Option<&str>) -> anyhow::Result<Client> {
+pub async fn connect_temporal(
+    address_override: Option<&str>,
+    compression: GrpcCompressionSetting,
+) -> anyhow::Result<Client> {
     let (mut conn_opts, client_opts) = ClientOptions::load_from_config(
         LoadClientConfigProfileOptions::default(),
     )
@@ -193,6 +212,10 @@ pub async fn connect_temporal(address_override: Option<&str>) -> anyhow::Result<
     }
     let target = conn_opts.target.to_string();
     conn_opts.connect_timeout = Some(Duration::from_secs(5));
+    conn_opts.grpc_compression = match compression {
+        GrpcCompressionSetting::Gzip => GrpcCompression::Gzip,
+        GrpcCompressionSetting::None => GrpcCompression::None,
+    };
     let connection = Connection::connect(conn_opts)
         .await
         .with_context(|| format!("cannot reach the Temporal server at {target}; is it running?"))?;
@@ -348,7 +371,7 @@ pub fn build_with(options: WorkerOptions, client: Client, db: Db) -> anyhow::Res
 /// Runs the worker until ctrl-c or SIGTERM, then lets in-flight tasks finish.
 pub async fn run(settings: WorkerSettings) -> anyhow::Result<()> {
     let db = open_database(&settings.database_url).await?;
-    let client = connect_temporal(None).await?;
+    let client = connect_temporal(None, settings.grpc_compression).await?;
     let mut built = build(&settings, client, db).await?;
     let shutdown = built.worker.shutdown_handle();
     tokio::spawn(async move {

@@ -54,6 +54,13 @@ pub const FULL_SEARCH_ATTRIBUTES_PATCH: &str = "full-search-attributes";
 /// [`Flow::activity`]). Orders started before it keep scheduling regular activities on replay.
 pub const LOCAL_STEPS_PATCH: &str = "local-steps";
 
+/// `patched()` id of the change that costs the server fewer state transitions per order (orders
+/// with local steps only; see [`Flow::lean`]): search attributes are upserted once per workflow
+/// task instead of at every status, the paid path runs its steps locally in the task that saw the
+/// payment, and the close path asks and closes the provider in one activity. It implies
+/// [`LOCAL_STEPS_PATCH`] and [`FULL_SEARCH_ATTRIBUTES_PATCH`] (see `run`).
+pub const LEAN_TASKS_PATCH: &str = "lean-tasks";
+
 /// Per-worker settings that shape the workflow's commands. They must be the same on every worker
 /// of a task queue (and in the replayer), like the workflow code itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,11 +127,20 @@ impl OrderWorkflow {
             s.view.provider = input.provider.clone();
         });
         // Decided once per order, before its first command, so an order never mixes the two.
-        let local_steps = ctx.state(|s| s.config.local_steps) && ctx.patched(LOCAL_STEPS_PATCH);
+        // The newest patch first: an order that has it was started by code with every earlier
+        // patch, so it does not ask for those. Each `patched()` that records a marker also makes
+        // the SDK upsert `TemporalChangeVersion` — a visibility write on the server per patch per
+        // order, which new orders need only once. Older histories (no lean marker) replay down
+        // the older calls unchanged.
+        let configured_local = ctx.state(|s| s.config.local_steps);
+        let lean = configured_local && ctx.patched(LEAN_TASKS_PATCH);
+        let local_steps = lean || (configured_local && ctx.patched(LOCAL_STEPS_PATCH));
         let flow = Flow {
             ctx: ctx.clone(),
             local_steps,
+            lean,
             durable_next: std::cell::Cell::new(false),
+            search_attributes_stale: std::cell::Cell::new(false),
         };
         match input.validate() {
             Ok(order) => flow.process(order).await,
@@ -242,8 +258,20 @@ struct Flow {
     ctx: WorkflowContext<OrderWorkflow>,
     /// Steps try a local activity first (orders started after `LOCAL_STEPS_PATCH`).
     local_steps: bool,
+    /// Orders started after [`LEAN_TASKS_PATCH`]:
+    /// - search attributes are upserted when the order comes to rest (before a wait, before a
+    ///   regular activity, at the end), not at every status: upserts in one workflow task reach
+    ///   the server together, so the ones before the last were never visible anyway, and each
+    ///   cost the server a visibility write;
+    /// - a payment ends the wait without [`Flow::decided`]: nothing that arrives later can turn a
+    ///   matching payment into another outcome (payments win every race in [`Flow::wait_loop`],
+    ///   and a retried task replays the same signal), so its steps can run locally;
+    /// - the close path is one provider activity (`close_unpaid_payment`) instead of two.
+    lean: bool,
     /// The next step must be a regular activity: a wait just ended (see [`Flow::decided`]).
     durable_next: std::cell::Cell<bool>,
+    /// The status changed since the search attributes were last upserted (lean orders).
+    search_attributes_stale: std::cell::Cell<bool>,
 }
 
 impl Flow {
@@ -350,6 +378,7 @@ impl Flow {
     /// deadline — whichever comes first. Failed attempts and signals for another payment number
     /// are noted and the wait goes on.
     async fn wait_for_payment(&self, payment_no: &PaymentNo, deadline_ms: i64) -> WaitOutcome {
+        self.publish_search_attributes();
         let remaining =
             Duration::from_millis(u64::try_from(deadline_ms - self.now_ms()).unwrap_or(0));
         let timer = self.ctx.timer(
@@ -367,7 +396,9 @@ impl Flow {
             s.view.accepting_payments = false;
             s.payment_wait_over = true;
         });
-        self.decided();
+        if !(self.lean && matches!(outcome, WaitOutcome::Payment(_))) {
+            self.decided();
+        }
         outcome
     }
 
@@ -427,7 +458,25 @@ impl Flow {
         payment: Option<&PaymentRef>,
         why: Closing,
     ) -> WorkflowResult<OrderOutcome> {
-        if let Some(payment) = payment {
+        if let Some(payment) = payment
+            && self.lean
+        {
+            self.waiting_for("the provider: checking and closing the payment");
+            let closed = self
+                .recorded_activity(PaymentActivities::close_unpaid_payment, payment.clone())
+                .await
+                .map_err(fail)?;
+            if let CloseResult::AlreadyPaid(state) = closed {
+                return self
+                    .settle(
+                        order,
+                        priced,
+                        payment,
+                        received_from(payment, &state, "close"),
+                    )
+                    .await;
+            }
+        } else if let Some(payment) = payment {
             self.waiting_for("the provider: checking and closing the payment");
             let state: ChargeState = self
                 .recorded_activity(PaymentActivities::query_payment, payment.clone())
@@ -507,6 +556,7 @@ impl Flow {
         self.transition(OrderStatus::NeedsReview, Some(reason.clone()))
             .await?;
         self.waiting_for("an operator's `resolve` update (ACCEPT or REFUND)");
+        self.publish_search_attributes();
 
         let decision = self.ctx.wait_condition(|s| s.resolution.is_some()).await;
         self.decided();
@@ -597,6 +647,7 @@ impl Flow {
             return self.reject(&reason).await;
         }
         self.set_view_status(OrderStatus::Rejected, Some(reason.clone()));
+        self.publish_search_attributes();
         Ok(OrderOutcome {
             order_id: input.order_id.clone(),
             status: OrderStatus::Rejected,
@@ -610,6 +661,7 @@ impl Flow {
         reason: Option<String>,
     ) -> WorkflowResult<OrderOutcome> {
         self.transition(status, reason.clone()).await?;
+        self.publish_search_attributes();
         self.ctx.state_mut(|s| {
             s.view.waiting_for = None;
             s.view.waiting_since_ms = None;
@@ -638,17 +690,35 @@ impl Flow {
     }
 
     fn set_view_status(&self, status: OrderStatus, reason: Option<String>) {
-        let (upsert, view) = self.ctx.state_mut(|s| {
+        self.ctx.state_mut(|s| {
             s.view.status = Some(status);
             if reason.is_some() {
                 s.view.reason = reason;
             }
-            (s.config.search_attributes, s.view.clone())
         });
-        if upsert {
+        if self.lean {
+            self.search_attributes_stale.set(true);
+        } else {
+            self.upsert_search_attributes();
+        }
+    }
+
+    /// Lean orders: upserts the search attributes if the status changed since the last upsert.
+    /// Called where the order comes to rest, so what the UI shows is the state it rests in.
+    fn publish_search_attributes(&self) {
+        if self.search_attributes_stale.replace(false) {
+            self.upsert_search_attributes();
+        }
+    }
+
+    fn upsert_search_attributes(&self) {
+        let (upsert, status, view) = self
+            .ctx
+            .state(|s| (s.config.search_attributes, s.view.status, s.view.clone()));
+        if let (true, Some(status)) = (upsert, status) {
             // Histories recorded before the full set existed upserted only OrderStatus; the patch
             // keeps them replaying unchanged while new orders get every attribute.
-            let updates = if self.ctx.patched(FULL_SEARCH_ATTRIBUTES_PATCH) {
+            let updates = if self.lean || self.ctx.patched(FULL_SEARCH_ATTRIBUTES_PATCH) {
                 search_attributes::for_order(status, &view)
             } else {
                 search_attributes::for_status(status)
@@ -694,6 +764,7 @@ impl Flow {
         A: ActivityDefinition,
     {
         self.durable_next.set(false);
+        self.publish_search_attributes();
         self.ctx
             .execute_activity(activity, input, activity_options())
             .await
@@ -741,6 +812,8 @@ impl Flow {
                 Err(_) => {}
             }
         }
+        // A regular activity leaves the workflow task: the order rests here until it completes.
+        self.publish_search_attributes();
         self.ctx
             .execute_activity(activity(), input, activity_options())
             .await
