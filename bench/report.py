@@ -121,8 +121,8 @@ w(f"Versions: Orderflow {versions['orderflow_commit']}; {versions['rustc']}; Tem
 w("")
 w("Every figure comes from the same run: one dev server, a fresh release worker per scenario, the load")
 w("generator `orderflow load` (see its doc comment in `starter/src/load.rs` for how each figure is taken).")
-w("Paid-path latency is from the moment the provider's payment signal is sent to the workflow's result")
-w("(`PAID`); close lateness is the `CLOSED` row's time minus the payment deadline, both from the orders")
+w("Paid-path latency is from the moment the provider's payment signal is sent until the order's row says")
+w("`PAID` (the workflow's last step writes it); close lateness is the `CLOSED` row's time minus the payment deadline, both from the orders")
 w("database; CPU is utime+stime of the worker and server processes from `/proc` over the run's window,")
 w("divided by the orders finished; state transitions are `DescribeWorkflowExecution`'s count averaged over")
 w("20 finished workflows. No test asserts any of these times.")
@@ -150,6 +150,24 @@ for name, r in runs.items():
 w("")
 w("Stock invariant (`available + reserved + sold = total`, ledger = inventory) after every order scenario: "
   + ("holds" if all(r.get("stock_invariant_holds") in (True, None) for r in runs.values()) else "VIOLATED (see BENCHMARKS.json)") + ".")
+w("")
+changes = [
+    ("burst-postgres-default-tuning", "SDK default pollers (one poll on the shared queue)"),
+    ("burst-postgres-remote-steps", "tuned pollers; every step a regular activity (`--local-steps false`)"),
+    ("burst-postgres-before-lean", "+ local steps (`patched(\"local-steps\")`), the path before `lean-tasks` (`--lean-tasks false`)"),
+    ("burst-postgres-gzip", "+ `lean-tasks` (fewer, larger steps), gRPC gzip on (the SDK default)"),
+    ("burst-postgres", "+ gRPC compression off (`ORDERFLOW_GRPC_COMPRESSION=none`): the shipped benchmark setup"),
+]
+w("## What each change bought")
+w("")
+w("The PostgreSQL burst (2,000 orders, half paid, half timing out after 5 s) with each change added in turn, all in this run:")
+w("")
+w("| worker | finished/s | share of ceiling | transitions/order | worker CPU ms/order | server CPU ms/order |")
+w("|---|---|---|---|---|---|")
+for name, what in changes:
+    if name in runs:
+        w(f"| {what} | {fmt(get(name, 'orders_per_s'))} | {fmt(ratio(get(name, 'orders_per_s'), ceiling) and ratio(get(name, 'orders_per_s'), ceiling) * 100, '%')} | "
+          f"{fmt(get(name, 'state_transitions_per_order'))} | {fmt(cpu(name, 'worker'))} | {fmt(cpu(name, 'server'))} |")
 w("")
 w("## Commands")
 w("")

@@ -86,7 +86,7 @@ impl StockLevel {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Delta {
+pub(crate) enum Delta {
     Reserve,
     Confirm,
     Release,
@@ -206,6 +206,18 @@ pub async fn release(db: &Db, order_id: &OrderId) -> Result<StockMoved, Inventor
 }
 
 async fn settle(db: &Db, order_id: &OrderId, delta: Delta) -> Result<StockMoved, InventoryError> {
+    let mut tx = db.begin_write().await?;
+    let moved = settle_in(&mut tx, order_id, delta).await?;
+    tx.commit().await?;
+    Ok(moved)
+}
+
+/// [`confirm`] or [`release`] inside the caller's transaction (see `crate::finish`).
+pub(crate) async fn settle_in(
+    tx: &mut Transaction<'static, Any>,
+    order_id: &OrderId,
+    delta: Delta,
+) -> Result<StockMoved, InventoryError> {
     let (state, inventory_update) = match delta {
         Delta::Confirm => (
             "CONFIRMED",
@@ -220,13 +232,12 @@ async fn settle(db: &Db, order_id: &OrderId, delta: Delta) -> Result<StockMoved,
         Delta::Reserve => unreachable!("reserve has its own path"),
     };
     let now = now_ms();
-    let mut tx = db.begin_write().await?;
     let rows = sqlx::query(
         "SELECT sku, quantity FROM stock_reservations
           WHERE order_id = $1 AND state = 'RESERVED' ORDER BY sku",
     )
     .bind(order_id.as_str())
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut **tx)
     .await?;
     if rows.is_empty() && delta == Delta::Confirm {
         // Selling stock that was given back would sell it twice: refuse, loudly, rather than
@@ -235,7 +246,7 @@ async fn settle(db: &Db, order_id: &OrderId, delta: Delta) -> Result<StockMoved,
             "SELECT sku FROM stock_reservations WHERE order_id = $1 AND state = 'RELEASED' LIMIT 1",
         )
         .bind(order_id.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         if let Some((sku,)) = released {
             return Err(InventoryError::Invariant {
@@ -257,7 +268,7 @@ async fn settle(db: &Db, order_id: &OrderId, delta: Delta) -> Result<StockMoved,
         .bind(&sku)
         .bind(state)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
         if claimed == 0 {
@@ -267,7 +278,7 @@ async fn settle(db: &Db, order_id: &OrderId, delta: Delta) -> Result<StockMoved,
             .bind(&sku)
             .bind(q)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?
             .rows_affected();
         if moved == 0 {
@@ -276,10 +287,9 @@ async fn settle(db: &Db, order_id: &OrderId, delta: Delta) -> Result<StockMoved,
                 detail: format!("{q} units reserved by {order_id} are not in `reserved`"),
             });
         }
-        ledger(&mut tx, &sku, order_id.as_str(), delta, q, now).await?;
+        ledger(tx, &sku, order_id.as_str(), delta, q, now).await?;
         lines += 1;
     }
-    tx.commit().await?;
     Ok(StockMoved { lines })
 }
 

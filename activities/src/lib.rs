@@ -18,6 +18,7 @@
 pub mod callbacks;
 pub mod db;
 pub mod failure;
+pub mod finish;
 pub mod inventory;
 pub mod metrics;
 pub mod orders;
@@ -26,6 +27,7 @@ pub mod providers;
 pub mod webhooks;
 
 use failure::to_activity_error;
+use finish::FinishOrder;
 use inventory::{ReserveStock, StockMoved};
 use metrics::OrderMetrics;
 use orderflow_domain::{OrderId, OrderStatus, ValidOrder};
@@ -102,6 +104,30 @@ impl OrderActivities {
             .instrument(tracing::info_span!("mark_order_status", order_id = %change.order_id, status = %change.status))
             .await
             .map_err(fail(&self.metrics, "mark_order_status"))?;
+        self.status_reached(&change, changed).await;
+        Ok(())
+    }
+
+    /// An order's last step in one transaction (see [`finish`]): the payment recorded, the stock
+    /// confirmed or released, the final status.
+    #[activity(name = "finish_order")]
+    pub async fn finish_order(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: FinishOrder,
+    ) -> Result<(), ActivityError> {
+        let done = finish::finish(&self.db, &req)
+            .instrument(tracing::info_span!("finish_order", order_id = %req.order_id, status = %req.change.status))
+            .await
+            .map_err(fail(&self.metrics, "finish_order"))?;
+        self.status_reached(&req.change, done.status_recorded).await;
+        Ok(())
+    }
+}
+
+impl OrderActivities {
+    /// Business metrics for a status change, counted once (`changed` is false on a repeat).
+    async fn status_reached(&self, change: &StatusChange, changed: bool) {
         if let (true, Some(m)) = (changed, &self.metrics) {
             let code = change
                 .reason
@@ -126,7 +152,6 @@ impl OrderActivities {
                 }
             }
         }
-        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@ use crate::db::{Db, now_ms};
 use crate::failure::{self, Classified, db_is_retryable};
 use orderflow_domain::{Currency, Money, MoneyError, OrderStatus, Sku, ValidOrder};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -260,9 +260,19 @@ async fn stored_pricing(
 /// were rejected before they could be recorded. Returns whether this call recorded the
 /// transition (false on a repeat).
 pub async fn mark_status(db: &Db, change: &StatusChange) -> Result<bool, OrderError> {
+    let mut tx = db.begin_write().await?;
+    let logged = mark_status_in(&mut tx, change).await?;
+    tx.commit().await?;
+    Ok(logged)
+}
+
+/// [`mark_status`] inside the caller's transaction (see `crate::finish`).
+pub(crate) async fn mark_status_in(
+    tx: &mut Transaction<'static, Any>,
+    change: &StatusChange,
+) -> Result<bool, sqlx::Error> {
     let now = now_ms();
     let customer: String = change.customer_id.chars().take(64).collect();
-    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO orders (order_id, customer_id, provider, status, reason, created_at_ms, updated_at_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $6)
@@ -276,18 +286,16 @@ pub async fn mark_status(db: &Db, change: &StatusChange) -> Result<bool, OrderEr
     .bind(change.status.as_str())
     .bind(change.reason.as_deref())
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    let logged = log_status(
-        &mut tx,
+    log_status(
+        tx,
         &change.order_id,
         change.status,
         change.reason.as_deref(),
         now,
     )
-    .await?;
-    tx.commit().await?;
-    Ok(logged)
+    .await
 }
 
 /// When the order was recorded and when its payment window ends, for latency metrics.

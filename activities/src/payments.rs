@@ -12,7 +12,7 @@ use crate::providers::{
 };
 use orderflow_domain::{Money, OrderId, PaymentNo, PaymentStatus, ProviderName};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
@@ -188,7 +188,18 @@ pub async fn close(
 /// Records the payment as `PAID` (from `PENDING`, or from `MISMATCHED` when an operator accepts
 /// it). A repeat finds it paid and changes nothing.
 pub async fn confirm(db: &Db, paid: &ReceivedPayment) -> Result<(), PaymentError> {
-    received(db, paid, PaymentStatus::Paid, &["PENDING", "MISMATCHED"]).await
+    received(db, paid, PaymentStatus::Paid, CONFIRM_FROM).await
+}
+
+/// The states a payment may be confirmed from.
+const CONFIRM_FROM: &[&str] = &["PENDING", "MISMATCHED"];
+
+/// [`confirm`] inside the caller's transaction (see `crate::finish`).
+pub(crate) async fn confirm_in(
+    tx: &mut Transaction<'static, Any>,
+    paid: &ReceivedPayment,
+) -> Result<(), PaymentError> {
+    received_in(tx, paid, PaymentStatus::Paid, CONFIRM_FROM).await
 }
 
 /// Records that the provider reported a payment that does not match the order.
@@ -202,8 +213,19 @@ async fn received(
     status: PaymentStatus,
     from: &[&str],
 ) -> Result<(), PaymentError> {
-    let now = now_ms();
     let mut tx = db.begin_write().await?;
+    received_in(&mut tx, paid, status, from).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn received_in(
+    tx: &mut Transaction<'static, Any>,
+    paid: &ReceivedPayment,
+    status: PaymentStatus,
+    from: &[&str],
+) -> Result<(), PaymentError> {
+    let now = now_ms();
     let from_sql = sql_list(from);
     let moved = sqlx::query(&format!(
         "UPDATE payments SET status = $2, paid_amount_minor = $3, paid_currency = $4,
@@ -216,7 +238,7 @@ async fn received(
     .bind(&paid.paid_currency)
     .bind(&paid.provider_txn_id)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .rows_affected();
     if moved == 0 {
@@ -225,13 +247,10 @@ async fn received(
         let current: Option<(String,)> =
             sqlx::query_as("SELECT status FROM payments WHERE payment_no = $1")
                 .bind(paid.payment_no.as_str())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
         match current {
-            Some((current,)) if current == status.as_str() => {
-                tx.commit().await?;
-                return Ok(());
-            }
+            Some((current,)) if current == status.as_str() => return Ok(()),
             Some((current,)) => {
                 return Err(PaymentError::Invariant {
                     payment_no: paid.payment_no.to_string(),
@@ -252,15 +271,7 @@ async fn received(
         "{} {} txn={} via {}",
         paid.paid_amount_minor, paid.paid_currency, paid.provider_txn_id, paid.source
     );
-    log(
-        &mut tx,
-        &paid.payment_no,
-        status.as_str(),
-        Some(&detail),
-        now,
-    )
-    .await?;
-    tx.commit().await?;
+    log(tx, &paid.payment_no, status.as_str(), Some(&detail), now).await?;
     Ok(())
 }
 

@@ -555,7 +555,8 @@ async fn stuck_orders_are_found_through_visibility() {
 
 /// A step that keeps failing is retried, not failed, and `pending_steps` (what
 /// `orderflow order status` prints) says which step and why; once the cause is gone the order
-/// completes. The outage here: the table `confirm_payment` writes to is missing.
+/// completes. The outage here: the table the paid order's last step (`finish_order`: payment,
+/// stock and status in one transaction) writes its payment log to is missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retrying_step_is_explained_and_recovers() {
     let app = TestApp::spawn(orderflow_tests::Engine::Sqlite)
@@ -599,7 +600,7 @@ async fn a_retrying_step_is_explained_and_recovers() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(step.activity, "confirm_payment");
+    assert_eq!(step.activity, "finish_order");
     assert!(
         step.last_error
             .as_deref()

@@ -73,6 +73,12 @@ pub struct WorkerSettings {
     #[arg(long, env = "ORDERFLOW_LOCAL_STEPS", default_value_t = true, action = clap::ArgAction::Set)]
     pub local_steps: bool,
 
+    /// Fewer, larger steps for new orders (patched "lean-tasks": one search-attribute upsert per
+    /// resting point, the paid path local, one transaction per ending). Needs local steps. On by
+    /// default; off only to measure what it buys (`bench/run.sh`). Same on every worker of a queue.
+    #[arg(long, env = "ORDERFLOW_LEAN_TASKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub lean_tasks: bool,
+
     /// Stripe secret key (sk_...). When set, orders can pay with provider `stripe`.
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
     pub stripe_secret_key: Option<String>,
@@ -168,6 +174,7 @@ impl WorkerSettings {
             public_url: DEFAULT_PUBLIC_URL.to_owned(),
             search_attributes: true,
             local_steps: true,
+            lean_tasks: true,
             stripe_secret_key: None,
             stripe_api_base: orderflow_activities::providers::stripe::DEFAULT_BASE_URL.to_owned(),
             metrics_address: None,
@@ -181,6 +188,7 @@ impl WorkerSettings {
         OrderWorkflowConfig {
             search_attributes: self.search_attributes,
             local_steps: self.local_steps,
+            lean_tasks: self.lean_tasks,
         }
     }
 }

@@ -16,6 +16,10 @@
 //!            REFUND ─> refund_payment, release_stock, REFUNDED
 //! ```
 //!
+//! Orders started after [`LEAN_TASKS_PATCH`] take the same paths with fewer, larger steps: the
+//! provider is asked and closed in one `close_unpaid_payment`, and each ending above ("release_stock,
+//! CLOSED", "confirm_payment, confirm_stock, PAID", ...) is one `finish_order` — one transaction.
+//!
 //! Determinism: time comes only from `ctx.workflow_time()`, collections are `BTreeSet` /
 //! `VecDeque`, and every side effect is an activity. Activities run with a cancellation token of
 //! their own, so cancelling the workflow never interrupts a half-done step: cancellation is
@@ -23,6 +27,7 @@
 
 use crate::search_attributes;
 use orderflow_activities::failure::{self, code_of, message_of};
+use orderflow_activities::finish::{FinishOrder, StockOutcome};
 use orderflow_activities::inventory::ReserveStock;
 use orderflow_activities::orders::{PricedOrder, StatusChange};
 use orderflow_activities::payments::{
@@ -71,6 +76,9 @@ pub struct OrderWorkflowConfig {
     /// Run steps as local activities first (see [`LOCAL_STEPS_PATCH`]). Off, new orders schedule
     /// a regular activity per step, as before the patch: more server work, every attempt visible.
     pub local_steps: bool,
+    /// New orders take the [`LEAN_TASKS_PATCH`] path (needs `local_steps`). Off, they take the
+    /// path from before it.
+    pub lean_tasks: bool,
 }
 
 impl Default for OrderWorkflowConfig {
@@ -78,6 +86,7 @@ impl Default for OrderWorkflowConfig {
         OrderWorkflowConfig {
             search_attributes: true,
             local_steps: true,
+            lean_tasks: true,
         }
     }
 }
@@ -132,8 +141,9 @@ impl OrderWorkflow {
         // the SDK upsert `TemporalChangeVersion` — a visibility write on the server per patch per
         // order, which new orders need only once. Older histories (no lean marker) replay down
         // the older calls unchanged.
-        let configured_local = ctx.state(|s| s.config.local_steps);
-        let lean = configured_local && ctx.patched(LEAN_TASKS_PATCH);
+        let (configured_local, configured_lean) =
+            ctx.state(|s| (s.config.local_steps, s.config.lean_tasks));
+        let lean = configured_local && configured_lean && ctx.patched(LEAN_TASKS_PATCH);
         let local_steps = lean || (configured_local && ctx.patched(LOCAL_STEPS_PATCH));
         let flow = Flow {
             ctx: ctx.clone(),
@@ -301,8 +311,7 @@ impl Flow {
         {
             // All lines or none: a failed reservation holds nothing, but releasing is idempotent
             // and cheap, and guards against a reservation that committed just before a failure.
-            self.release_stock(&order).await?;
-            return self.reject(&failure_reason(&e)).await;
+            return self.release_and_reject(&order, &e).await;
         }
         // With local steps, the steps up to the wait run in one workflow task that may be retried
         // from scratch (a signal or cancel arriving meanwhile fails its completion). The path
@@ -329,8 +338,7 @@ impl Flow {
         {
             Ok(c) => c,
             Err(e) => {
-                self.release_stock(&order).await?;
-                return self.reject(&failure_reason(&e)).await;
+                return self.release_and_reject(&order, &e).await;
             }
         };
         self.ctx.state_mut(|s| {
@@ -458,56 +466,12 @@ impl Flow {
         payment: Option<&PaymentRef>,
         why: Closing,
     ) -> WorkflowResult<OrderOutcome> {
-        if let Some(payment) = payment
-            && self.lean
-        {
+        if let Some(payment) = payment {
             self.waiting_for("the provider: checking and closing the payment");
-            let closed = self
-                .recorded_activity(PaymentActivities::close_unpaid_payment, payment.clone())
-                .await
-                .map_err(fail)?;
-            if let CloseResult::AlreadyPaid(state) = closed {
-                return self
-                    .settle(
-                        order,
-                        priced,
-                        payment,
-                        received_from(payment, &state, "close"),
-                    )
-                    .await;
-            }
-        } else if let Some(payment) = payment {
-            self.waiting_for("the provider: checking and closing the payment");
-            let state: ChargeState = self
-                .recorded_activity(PaymentActivities::query_payment, payment.clone())
-                .await
-                .map_err(fail)?;
-            if state.status == PaymentStatus::Paid {
-                return self
-                    .settle(
-                        order,
-                        priced,
-                        payment,
-                        received_from(payment, &state, "query"),
-                    )
-                    .await;
-            }
-            let closed = self
-                .recorded_activity(PaymentActivities::close_payment, payment.clone())
-                .await
-                .map_err(fail)?;
-            if let CloseResult::AlreadyPaid(state) = closed {
-                return self
-                    .settle(
-                        order,
-                        priced,
-                        payment,
-                        received_from(payment, &state, "close"),
-                    )
-                    .await;
+            if let Some(paid) = self.close_payment(payment).await? {
+                return self.settle(order, priced, payment, paid).await;
             }
         }
-        self.release_stock(order).await?;
         let (status, reason) = match &why {
             Closing::Timeout => (
                 OrderStatus::Closed,
@@ -519,13 +483,45 @@ impl Flow {
                 "the workflow was cancelled".to_owned(),
             ),
         };
-        let outcome = self.finish(status, Some(reason)).await?;
+        let outcome = self
+            .conclude(order, StockOutcome::Release, None, status, Some(reason))
+            .await?;
         if matches!(why, Closing::WorkflowCancelled) {
             // Report the execution as Canceled, as whoever cancelled it expects; the order row and
             // the search attribute already say CANCELLED.
             return Err(WorkflowTermination::cancelled());
         }
         Ok(outcome)
+    }
+
+    /// Asks the provider and closes the charge unless it is paid. Returns the payment if the
+    /// customer paid after all (a lost callback, or a payment racing the close).
+    async fn close_payment(&self, payment: &PaymentRef) -> WorkflowResult<Option<ReceivedPayment>> {
+        if self.lean {
+            let closed = self
+                .recorded_activity(PaymentActivities::close_unpaid_payment, payment.clone())
+                .await
+                .map_err(fail)?;
+            return Ok(match closed {
+                CloseResult::AlreadyPaid(state) => Some(received_from(payment, &state, "close")),
+                CloseResult::Closed => None,
+            });
+        }
+        let state: ChargeState = self
+            .recorded_activity(PaymentActivities::query_payment, payment.clone())
+            .await
+            .map_err(fail)?;
+        if state.status == PaymentStatus::Paid {
+            return Ok(Some(received_from(payment, &state, "query")));
+        }
+        let closed = self
+            .recorded_activity(PaymentActivities::close_payment, payment.clone())
+            .await
+            .map_err(fail)?;
+        Ok(match closed {
+            CloseResult::AlreadyPaid(state) => Some(received_from(payment, &state, "close")),
+            CloseResult::Closed => None,
+        })
     }
 
     /// The customer paid. Keep it if it matches the order; otherwise park it for an operator.
@@ -598,8 +594,14 @@ impl Flow {
                 )
                 .await
                 .map_err(fail)?;
-                self.release_stock(order).await?;
-                self.finish(OrderStatus::Refunded, Some(note)).await
+                self.conclude(
+                    order,
+                    StockOutcome::Release,
+                    None,
+                    OrderStatus::Refunded,
+                    Some(note),
+                )
+                .await
             }
         }
     }
@@ -610,16 +612,75 @@ impl Flow {
         received: ReceivedPayment,
     ) -> WorkflowResult<OrderOutcome> {
         self.waiting_for("confirming the payment and the stock");
-        self.activity(|| PaymentActivities::confirm_payment, received)
-            .await
-            .map_err(fail)?;
-        self.activity(
-            || InventoryActivities::confirm_stock,
-            order.order_id.clone(),
+        self.conclude(
+            order,
+            StockOutcome::Confirm,
+            Some(received),
+            OrderStatus::Paid,
+            None,
         )
         .await
-        .map_err(fail)?;
-        self.finish(OrderStatus::Paid, None).await
+    }
+
+    /// A step after the reservation failed for good: give the stock back and reject the order.
+    async fn release_and_reject(
+        &self,
+        order: &ValidOrder,
+        err: &ActivityExecutionError,
+    ) -> WorkflowResult<OrderOutcome> {
+        let reason = failure_reason(err);
+        self.conclude(
+            order,
+            StockOutcome::Release,
+            None,
+            OrderStatus::Rejected,
+            Some(reason),
+        )
+        .await
+    }
+
+    /// The order's last step: its payment recorded (if `paid`), its stock confirmed or released,
+    /// its final status. Lean orders do it in one activity, one transaction (`finish_order`);
+    /// older orders replay the separate steps they were started with.
+    async fn conclude(
+        &self,
+        order: &ValidOrder,
+        stock: StockOutcome,
+        paid: Option<ReceivedPayment>,
+        status: OrderStatus,
+        reason: Option<String>,
+    ) -> WorkflowResult<OrderOutcome> {
+        if !self.lean {
+            if let Some(paid) = paid {
+                self.activity(|| PaymentActivities::confirm_payment, paid)
+                    .await
+                    .map_err(fail)?;
+            }
+            match stock {
+                StockOutcome::Confirm => {
+                    self.activity(
+                        || InventoryActivities::confirm_stock,
+                        order.order_id.clone(),
+                    )
+                    .await
+                    .map_err(fail)?;
+                }
+                StockOutcome::Release => self.release_stock(order).await?,
+            }
+            return self.finish(status, reason).await;
+        }
+        let req = FinishOrder {
+            order_id: order.order_id.clone(),
+            stock,
+            paid,
+            change: self.status_change(status, reason.clone()),
+        };
+        self.activity(|| OrderActivities::finish_order, req)
+            .await
+            .map_err(fail)?;
+        // Only now: while the step retries (an outage), the order still shows what it waits for.
+        self.set_view_status(status, reason.clone());
+        self.finished(status, reason)
     }
 
     async fn release_stock(&self, order: &ValidOrder) -> WorkflowResult<()> {
@@ -661,6 +722,15 @@ impl Flow {
         reason: Option<String>,
     ) -> WorkflowResult<OrderOutcome> {
         self.transition(status, reason.clone()).await?;
+        self.finished(status, reason)
+    }
+
+    /// The final status is recorded: show it, and end.
+    fn finished(
+        &self,
+        status: OrderStatus,
+        reason: Option<String>,
+    ) -> WorkflowResult<OrderOutcome> {
         self.publish_search_attributes();
         self.ctx.state_mut(|s| {
             s.view.waiting_for = None;
@@ -673,16 +743,20 @@ impl Flow {
         })
     }
 
-    /// Moves the order to `status`: in the query view, in the search attribute, in the database.
-    async fn transition(&self, status: OrderStatus, reason: Option<String>) -> WorkflowResult<()> {
-        self.set_view_status(status, reason.clone());
-        let change = self.ctx.state(|s| StatusChange {
+    fn status_change(&self, status: OrderStatus, reason: Option<String>) -> StatusChange {
+        self.ctx.state(|s| StatusChange {
             order_id: s.view.order_id.clone(),
             customer_id: s.view.customer_id.clone(),
             provider: s.view.provider.clone(),
             status,
             reason,
-        });
+        })
+    }
+
+    /// Moves the order to `status`: in the query view, in the search attribute, in the database.
+    async fn transition(&self, status: OrderStatus, reason: Option<String>) -> WorkflowResult<()> {
+        self.set_view_status(status, reason.clone());
+        let change = self.status_change(status, reason);
         self.activity(|| OrderActivities::mark_order_status, change)
             .await
             .map_err(fail)?;
