@@ -77,7 +77,8 @@ machine = {
     "kernel": platform.release(),
 }
 versions = {
-    "orderflow_commit": sh("git rev-parse --short HEAD") + (" (uncommitted changes)" if sh("git status --porcelain --untracked-files=no") else ""),
+    "orderflow_commit": open(os.path.join(out_dir, "commit")).read().strip() if os.path.exists(os.path.join(out_dir, "commit"))
+    else sh("git rev-parse --short HEAD") + (" (uncommitted changes)" if sh("git status --porcelain --untracked-files=no") else ""),
     "rustc": sh("rustc --version"),
     "temporal_cli": sh(".venv/bin/temporal --version"),
     "postgresql": sh("psql postgres://postgres@127.0.0.1:5432/postgres -tAc 'show server_version'"),
@@ -152,15 +153,16 @@ w("Stock invariant (`available + reserved + sold = total`, ledger = inventory) a
   + ("holds" if all(r.get("stock_invariant_holds") in (True, None) for r in runs.values()) else "VIOLATED (see BENCHMARKS.json)") + ".")
 w("")
 changes = [
-    ("burst-postgres-default-tuning", "SDK default pollers (one poll on the shared queue)"),
     ("burst-postgres-remote-steps", "tuned pollers; every step a regular activity (`--local-steps false`)"),
     ("burst-postgres-before-lean", "+ local steps (`patched(\"local-steps\")`), the path before `lean-tasks` (`--lean-tasks false`)"),
     ("burst-postgres-gzip", "+ `lean-tasks` (fewer, larger steps), gRPC gzip on (the SDK default)"),
     ("burst-postgres", "+ gRPC compression off (`ORDERFLOW_GRPC_COMPRESSION=none`): the shipped benchmark setup"),
+    ("burst-postgres-default-tuning", "the shipped setup with the SDK's default pollers instead of the tuned ones"),
 ]
 w("## What each change bought")
 w("")
-w("The PostgreSQL burst (2,000 orders, half paid, half timing out after 5 s) with each change added in turn, all in this run:")
+w("The PostgreSQL burst (2,000 orders, half paid, half timing out after 5 s) with each change added in turn, then with the")
+w("poller tuning taken away again, all in this run:")
 w("")
 w("| worker | finished/s | share of ceiling | transitions/order | worker CPU ms/order | server CPU ms/order |")
 w("|---|---|---|---|---|---|")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The standard benchmark suite, one command:
 #
-#   bench/run.sh            # full suite (about 15 minutes on 2 cores)
+#   bench/run.sh            # full suite (about 21 minutes on 2 cores, plus the release build)
 #   BENCH_SCALE=0.1 bench/run.sh   # every order count scaled down, to try the script quickly
 #
 # Builds in release, starts a fresh Temporal dev server (in memory, SQLite WAL) on a free port,
@@ -18,6 +18,8 @@ PG_ADMIN=${BENCH_POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres
 PG_URL=${PG_ADMIN%/*}/orderflow_bench
 OUT=bench/out
 rm -rf "$OUT" && mkdir -p "$OUT"
+# The code measured, recorded before the run (the report may be written after later edits).
+echo "$(git rev-parse --short HEAD)$( [ -n "$(git status --porcelain --untracked-files=no)" ] && echo ' (uncommitted changes)')" >"$OUT/commit"
 n() { python3 -c "import sys; print(max(10, int(round($1 * $SCALE))))"; }
 
 ensure_temporal_tools
