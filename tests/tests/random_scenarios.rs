@@ -68,6 +68,10 @@ fn worker_settings(settings: &mut orderflow_worker::WorkerSettings) {
         settings.local_steps = value != "false" && value != "0";
         eprintln!("worker: local_steps = {}", settings.local_steps);
     }
+    if let Ok(value) = std::env::var("ORDERFLOW_LEAN_TASKS") {
+        settings.lean_tasks = value != "false" && value != "0";
+        eprintln!("worker: lean_tasks = {}", settings.lean_tasks);
+    }
 }
 
 /// How a provider callback reaches the order.

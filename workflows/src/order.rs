@@ -61,8 +61,8 @@ pub const LOCAL_STEPS_PATCH: &str = "local-steps";
 
 /// `patched()` id of the change that costs the server fewer state transitions per order (orders
 /// with local steps only; see [`Flow::lean`]): search attributes are upserted once per workflow
-/// task instead of at every status, the paid path runs its steps locally in the task that saw the
-/// payment, and the close path asks and closes the provider in one activity. It implies
+/// task instead of at every status, the close path asks and closes the provider in one activity,
+/// and every ending is one transaction (`finish_order`). It implies
 /// [`LOCAL_STEPS_PATCH`] and [`FULL_SEARCH_ATTRIBUTES_PATCH`] (see `run`).
 pub const LEAN_TASKS_PATCH: &str = "lean-tasks";
 
@@ -273,9 +273,9 @@ struct Flow {
     ///   regular activity, at the end), not at every status: upserts in one workflow task reach
     ///   the server together, so the ones before the last were never visible anyway, and each
     ///   cost the server a visibility write;
-    /// - a payment ends the wait without [`Flow::decided`]: nothing that arrives later can turn a
-    ///   matching payment into another outcome (payments win every race in [`Flow::wait_loop`],
-    ///   and a retried task replays the same signal), so its steps can run locally;
+    /// - (the paid path keeps its recorded decision, like the others: running it locally in the
+    ///   task that saw the payment made the SDK core trip over a second workflow task for the
+    ///   same run when duplicate callbacks arrived meanwhile — see RELIABILITY.md §6);
     /// - the close path is one provider activity (`close_unpaid_payment`) instead of two.
     lean: bool,
     /// The next step must be a regular activity: a wait just ended (see [`Flow::decided`]).
@@ -404,9 +404,7 @@ impl Flow {
             s.view.accepting_payments = false;
             s.payment_wait_over = true;
         });
-        if !(self.lean && matches!(outcome, WaitOutcome::Payment(_))) {
-            self.decided();
-        }
+        self.decided();
         outcome
     }
 
