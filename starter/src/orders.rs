@@ -331,14 +331,29 @@ impl Orders {
         order_id: &str,
         signal: PaymentSignal,
     ) -> Result<(), OrderOpError> {
-        self.handle(order_id)
+        let sent = self
+            .handle(order_id)
             .signal(
                 OrderWorkflow::payment,
                 signal,
                 WorkflowSignalOptions::default(),
             )
             .await
-            .map_err(|e| interaction_error(order_id, e))
+            .map_err(|e| interaction_error(order_id, e));
+        match sent {
+            // A signal to a finished workflow fails as "not found"; say what the order ended as
+            // (its close path may have found this very payment by asking the provider).
+            Err(OrderOpError::UnknownOrder(_)) => match self.stored_view(order_id).await? {
+                Some(view) => Err(OrderOpError::Refused(format!(
+                    "order {order_id} is over ({}); it takes no more payment callbacks",
+                    view.status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "unknown".into())
+                ))),
+                None => Err(OrderOpError::UnknownOrder(order_id.to_owned())),
+            },
+            other => other,
+        }
     }
 
     /// Sends the `cancel` update. A refusal (the order is not awaiting payment) carries the
