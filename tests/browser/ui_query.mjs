@@ -237,7 +237,9 @@ async function run(opts, state, { deadline, left }) {
     last = table;
     seen.listed = table.rows.map(({ workflow_id, status }) => ({ workflow_id, status }));
     seen.count = table.count;
-    if (ids.includes(opts.expect) && !opts.absent.some((id) => ids.includes(id))) break;
+    // The count header comes from its own request and can trail the table: wait for both.
+    const counted = table.count === String(ids.length);
+    if (ids.includes(opts.expect) && !opts.absent.some((id) => ids.includes(id)) && counted) break;
 
     // Visibility may lag behind the workflows: load again until the deadline.
     if (deadline - Date.now() < POLL_MS + 500) verdict(last);
