@@ -340,20 +340,9 @@ impl Orders {
             )
             .await
             .map_err(|e| interaction_error(order_id, e));
-        match sent {
-            // A signal to a finished workflow fails as "not found"; say what the order ended as
-            // (its close path may have found this very payment by asking the provider).
-            Err(OrderOpError::UnknownOrder(_)) => match self.stored_view(order_id).await? {
-                Some(view) => Err(OrderOpError::Refused(format!(
-                    "order {order_id} is over ({}); it takes no more payment callbacks",
-                    view.status
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "unknown".into())
-                ))),
-                None => Err(OrderOpError::UnknownOrder(order_id.to_owned())),
-            },
-            other => other,
-        }
+        // The close path may have found this very payment by asking the provider and finished.
+        self.over_if_unknown(order_id, sent, "sent a payment callback")
+            .await
     }
 
     /// Sends the `cancel` update. A refusal (the order is not awaiting payment) carries the
@@ -381,7 +370,23 @@ impl Orders {
         result: Result<OrderView, WorkflowUpdateError>,
         action: &str,
     ) -> Result<OrderView, OrderOpError> {
-        match result.map_err(|e| update_error(order_id, e)) {
+        self.over_if_unknown(
+            order_id,
+            result.map_err(|e| update_error(order_id, e)),
+            action,
+        )
+        .await
+    }
+
+    /// A signal or update to a finished workflow fails as "not found"; say instead what state
+    /// the order ended in (still "unknown" when there is no such order).
+    async fn over_if_unknown<T>(
+        &self,
+        order_id: &str,
+        result: Result<T, OrderOpError>,
+        action: &str,
+    ) -> Result<T, OrderOpError> {
+        match result {
             Err(OrderOpError::UnknownOrder(_)) => match self.stored_view(order_id).await? {
                 Some(view) => Err(OrderOpError::Refused(format!(
                     "order {order_id} can no longer be {action}: it is {}",
