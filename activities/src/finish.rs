@@ -82,8 +82,9 @@ pub async fn finish(db: &Db, req: &FinishOrder) -> Result<Finished, FinishError>
         StockOutcome::Confirm => Delta::Confirm,
         StockOutcome::Release => Delta::Release,
     };
-    let stock = inventory::settle_in(&mut tx, &req.order_id, delta).await?;
     let status_recorded = orders::mark_status_in(&mut tx, &req.change).await?;
+    // Last: the SKU's inventory row is the one other orders wait for (see `inventory::reserve`).
+    let stock = inventory::settle_in(&mut tx, &req.order_id, delta).await?;
     tx.commit().await?;
     Ok(Finished {
         stock,

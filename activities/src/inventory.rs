@@ -139,6 +139,12 @@ async fn ledger(
 
 /// Reserves every line or none. A line already reserved for this order (an earlier attempt of
 /// this activity) is skipped, so running it twice reserves once.
+///
+/// The SKU's inventory row is the contended one in a flash sale: every buyer updates it. So it is
+/// touched last, just before the commit — the reservation row doubles as the idempotency check
+/// (`ON CONFLICT DO NOTHING` on the order and SKU), the ledger entry follows, and only then the
+/// conditional update takes the row lock, holding it for one round trip and the commit instead of
+/// for the whole transaction.
 pub async fn reserve(db: &Db, req: &ReserveStock) -> Result<(), InventoryError> {
     let now = now_ms();
     let order_id = req.order_id.as_str();
@@ -146,15 +152,30 @@ pub async fn reserve(db: &Db, req: &ReserveStock) -> Result<(), InventoryError> 
     for line in &req.lines {
         let sku = line.sku.as_str();
         let q = i64::from(line.quantity);
-        let existing =
-            sqlx::query("SELECT 1 FROM stock_reservations WHERE order_id = $1 AND sku = $2")
-                .bind(order_id)
-                .bind(sku)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if existing.is_some() {
+        let claimed = sqlx::query(
+            "INSERT INTO stock_reservations (order_id, sku, quantity, state, created_at_ms, updated_at_ms)
+             VALUES ($1, $2, $3, 'RESERVED', $4, $4)
+             ON CONFLICT (order_id, sku) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(sku)
+        .bind(q)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        let claimed = match claimed {
+            Ok(done) => done.rows_affected(),
+            // The reservation row references the SKU's inventory row: none, nothing to reserve.
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                tx.rollback().await?;
+                return Err(InventoryError::NotStocked(sku.to_owned()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if claimed == 0 {
             continue;
         }
+        ledger(&mut tx, sku, order_id, Delta::Reserve, q, now).await?;
         let moved = sqlx::query(
             "UPDATE inventory
                 SET available = available - $2, reserved = reserved + $2, updated_at_ms = $3
@@ -167,6 +188,7 @@ pub async fn reserve(db: &Db, req: &ReserveStock) -> Result<(), InventoryError> 
         .await?
         .rows_affected();
         if moved == 0 {
+            // Nothing of this transaction stays: not this line's rows, not earlier lines'.
             tx.rollback().await?;
             // Only for the error message: the decision was the conditional update's.
             return Err(match level(db, &line.sku).await? {
@@ -178,17 +200,6 @@ pub async fn reserve(db: &Db, req: &ReserveStock) -> Result<(), InventoryError> 
                 None => InventoryError::NotStocked(sku.to_owned()),
             });
         }
-        sqlx::query(
-            "INSERT INTO stock_reservations (order_id, sku, quantity, state, created_at_ms, updated_at_ms)
-             VALUES ($1, $2, $3, 'RESERVED', $4, $4)",
-        )
-        .bind(order_id)
-        .bind(sku)
-        .bind(q)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        ledger(&mut tx, sku, order_id, Delta::Reserve, q, now).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -232,14 +243,20 @@ pub(crate) async fn settle_in(
         Delta::Reserve => unreachable!("reserve has its own path"),
     };
     let now = now_ms();
-    let rows = sqlx::query(
-        "SELECT sku, quantity FROM stock_reservations
-          WHERE order_id = $1 AND state = 'RESERVED' ORDER BY sku",
+    // Claims every line still RESERVED in one statement; the state guard makes this the single
+    // point where a reservation can move (a concurrent repeat waits for the row lock, then finds
+    // nothing left to claim).
+    let claimed = sqlx::query(
+        "UPDATE stock_reservations SET state = $2, updated_at_ms = $3
+          WHERE order_id = $1 AND state = 'RESERVED'
+          RETURNING sku, quantity",
     )
     .bind(order_id.as_str())
+    .bind(state)
+    .bind(now)
     .fetch_all(&mut **tx)
     .await?;
-    if rows.is_empty() && delta == Delta::Confirm {
+    if claimed.is_empty() && delta == Delta::Confirm {
         // Selling stock that was given back would sell it twice: refuse, loudly, rather than
         // report a confirm that moved nothing. (A repeat of a confirm finds CONFIRMED rows.)
         let released: Option<(String,)> = sqlx::query_as(
@@ -255,41 +272,31 @@ pub(crate) async fn settle_in(
             });
         }
     }
-    let mut lines = 0;
-    for row in rows {
-        let sku: String = row.try_get(0)?;
-        let q: i64 = row.try_get(1)?;
-        // The state guard makes this the single point where a reservation can move.
-        let claimed = sqlx::query(
-            "UPDATE stock_reservations SET state = $3, updated_at_ms = $4
-              WHERE order_id = $1 AND sku = $2 AND state = 'RESERVED'",
-        )
-        .bind(order_id.as_str())
-        .bind(&sku)
-        .bind(state)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            continue;
-        }
+    let mut lines = claimed
+        .iter()
+        .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    // Inventory rows are locked in SKU order, whatever order RETURNING gave, so two orders
+    // sharing SKUs never wait on each other in opposite orders.
+    lines.sort();
+    for (sku, q) in &lines {
+        // The ledger entry first: the inventory row is the contended one, locked last.
+        ledger(tx, sku, order_id.as_str(), delta, *q, now).await?;
         let moved = sqlx::query(inventory_update)
-            .bind(&sku)
-            .bind(q)
+            .bind(sku)
+            .bind(*q)
             .bind(now)
             .execute(&mut **tx)
             .await?
             .rows_affected();
         if moved == 0 {
             return Err(InventoryError::Invariant {
-                sku,
+                sku: sku.clone(),
                 detail: format!("{q} units reserved by {order_id} are not in `reserved`"),
             });
         }
-        ledger(tx, &sku, order_id.as_str(), delta, q, now).await?;
-        lines += 1;
     }
+    let lines = u32::try_from(lines.len()).unwrap_or(u32::MAX);
     Ok(StockMoved { lines })
 }
 

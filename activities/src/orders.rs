@@ -121,33 +121,18 @@ pub async fn record(
     default_timeout_secs: u64,
 ) -> Result<PricedOrder, OrderError> {
     let timeout = order.payment_timeout_secs.unwrap_or(default_timeout_secs);
-    if let Some(stored) = stored_pricing(db, order, timeout).await? {
-        return Ok(stored);
-    }
-    let mut lines = Vec::with_capacity(order.lines.len());
-    let mut total: Option<Money> = None;
-    for line in &order.lines {
-        let row = sqlx::query("SELECT price_minor, currency FROM catalog WHERE sku = $1")
-            .bind(line.sku.as_str())
-            .fetch_optional(db.pool())
-            .await?
-            .ok_or_else(|| OrderError::UnknownSku(line.sku.to_string()))?;
-        let currency: String = row.try_get(1)?;
-        let unit = Money::new(row.try_get(0)?, Currency::parse(&currency)?)?;
-        let line_total = unit.checked_mul(line.quantity)?;
-        total = Some(match total {
-            None => line_total,
-            Some(t) => t.checked_add(line_total)?,
-        });
-        lines.push(PricedLine {
-            sku: line.sku.to_string(),
-            quantity: i64::from(line.quantity),
-            unit_price_minor: unit.minor(),
-            line_total_minor: line_total.minor(),
-        });
-    }
-    // validate() guarantees at least one line.
-    let total = total.ok_or_else(|| OrderError::Conflict(order.order_id.to_string()))?;
+    // New orders are the common case: price first, and look for a stored pricing only when the
+    // insert below finds the order already recorded (or pricing fails: the catalog may have
+    // changed since the first attempt).
+    let (lines, total) = match price(db, order).await {
+        Ok(priced) => priced,
+        Err(e) => {
+            return match stored_pricing(db, order, timeout).await? {
+                Some(stored) => Ok(stored),
+                None => Err(e),
+            };
+        }
+    };
 
     let now = now_ms();
     let mut tx = db.begin_write().await?;
@@ -201,6 +186,35 @@ pub async fn record(
         lines,
         payment_timeout_secs: timeout,
     })
+}
+
+/// The order's lines priced from the catalog, and their total.
+async fn price(db: &Db, order: &ValidOrder) -> Result<(Vec<PricedLine>, Money), OrderError> {
+    let mut lines = Vec::with_capacity(order.lines.len());
+    let mut total: Option<Money> = None;
+    for line in &order.lines {
+        let row = sqlx::query("SELECT price_minor, currency FROM catalog WHERE sku = $1")
+            .bind(line.sku.as_str())
+            .fetch_optional(db.pool())
+            .await?
+            .ok_or_else(|| OrderError::UnknownSku(line.sku.to_string()))?;
+        let currency: String = row.try_get(1)?;
+        let unit = Money::new(row.try_get(0)?, Currency::parse(&currency)?)?;
+        let line_total = unit.checked_mul(line.quantity)?;
+        total = Some(match total {
+            None => line_total,
+            Some(t) => t.checked_add(line_total)?,
+        });
+        lines.push(PricedLine {
+            sku: line.sku.to_string(),
+            quantity: i64::from(line.quantity),
+            unit_price_minor: unit.minor(),
+            line_total_minor: line_total.minor(),
+        });
+    }
+    // validate() guarantees at least one line.
+    let total = total.ok_or_else(|| OrderError::Conflict(order.order_id.to_string()))?;
+    Ok((lines, total))
 }
 
 async fn stored_pricing(

@@ -114,7 +114,7 @@ impl PaymentProvider for SandboxProvider {
 
     async fn create(&self, req: &ChargeRequest) -> Result<PayParams, ProviderError> {
         let now = now_ms();
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO sandbox_charges
                 (payment_no, amount_minor, currency, status, created_at_ms, updated_at_ms)
              VALUES ($1, $2, $3, 'PENDING', $4, $4)
@@ -125,19 +125,24 @@ impl PaymentProvider for SandboxProvider {
         .bind(req.amount.currency().code())
         .bind(now)
         .execute(self.db.pool())
-        .await?;
-        // Same idempotency key, different request: a real gateway refuses, and so do we.
-        let row =
-            sqlx::query("SELECT amount_minor, currency FROM sandbox_charges WHERE payment_no = $1")
-                .bind(req.payment_no.as_str())
-                .fetch_one(self.db.pool())
-                .await?;
-        let (amount, currency): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
-        if amount != req.amount.minor() || currency != req.amount.currency().code() {
-            return Err(ProviderError::Rejected(format!(
-                "payment number {} was already used for {amount} {currency}",
-                req.payment_no
-            )));
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            // A repeat. Same idempotency key, different request: a real gateway refuses, and so
+            // do we.
+            let row = sqlx::query(
+                "SELECT amount_minor, currency FROM sandbox_charges WHERE payment_no = $1",
+            )
+            .bind(req.payment_no.as_str())
+            .fetch_one(self.db.pool())
+            .await?;
+            let (amount, currency): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+            if amount != req.amount.minor() || currency != req.amount.currency().code() {
+                return Err(ProviderError::Rejected(format!(
+                    "payment number {} was already used for {amount} {currency}",
+                    req.payment_no
+                )));
+            }
         }
         Ok(PayParams {
             checkout_url: format!(
