@@ -155,14 +155,16 @@ w("")
 changes = [
     ("burst-postgres-remote-steps", "tuned pollers; every step a regular activity (`--local-steps false`)"),
     ("burst-postgres-before-lean", "+ local steps (`patched(\"local-steps\")`), the path before `lean-tasks` (`--lean-tasks false`)"),
-    ("burst-postgres-gzip", "+ `lean-tasks` (fewer, larger steps), gRPC gzip on (the SDK default)"),
-    ("burst-postgres", "+ gRPC compression off (`ORDERFLOW_GRPC_COMPRESSION=none`): the shipped benchmark setup"),
+    ("burst-postgres-before-open", "+ `lean-tasks` (fewer, larger steps), the path before `open-in-one-step` (`--open-in-one-step false`)"),
+    ("burst-postgres", "+ `open-in-one-step` (one `open_order` up to the wait): the shipped benchmark setup"),
+    ("burst-postgres-gzip", "the shipped setup with gRPC gzip on (the SDK default) instead of `ORDERFLOW_GRPC_COMPRESSION=none`"),
     ("burst-postgres-default-tuning", "the shipped setup with the SDK's default pollers instead of the tuned ones"),
 ]
 w("## What each change bought")
 w("")
-w("The PostgreSQL burst (2,000 orders, half paid, half timing out after 5 s) with each change added in turn, then with the")
-w("poller tuning taken away again, all in this run:")
+w("The PostgreSQL burst (2,000 orders, half paid, half timing out after 5 s) with each change added in turn, then with")
+w("gRPC compression and then the poller tuning put back to the SDK's defaults, all in this run (compression is off in")
+w("every row but the gzip one):")
 w("")
 w("| worker | finished/s | share of ceiling | transitions/order | worker CPU ms/order | server CPU ms/order |")
 w("|---|---|---|---|---|---|")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The standard benchmark suite, one command:
 #
-#   bench/run.sh            # full suite (about 21 minutes on 2 cores, plus the release build)
+#   bench/run.sh            # full suite (about 23 minutes on 2 cores, plus the release build)
 #   BENCH_SCALE=0.1 bench/run.sh   # every order count scaled down, to try the script quickly
 #
 # Builds in release, starts a fresh Temporal dev server (in memory, SQLite WAL) on a free port,
@@ -102,9 +102,12 @@ run burst-sqlite "$(sqlite_url burst)" "$TUNED" --orders "$B" --concurrency 1000
 fresh_pg
 run burst-postgres "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 # The same burst before each change, in the same run: gzip on, the order path from before
-# "lean-tasks", regular activities for every step, the SDK's default poller tuning.
+# "open-in-one-step", from before "lean-tasks", regular activities for every step, the SDK's
+# default poller tuning.
 fresh_pg
 ORDERFLOW_GRPC_COMPRESSION=gzip run burst-postgres-gzip "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+fresh_pg
+run burst-postgres-before-open "$PG_URL" "$TUNED --open-in-one-step false" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 fresh_pg
 run burst-postgres-before-lean "$PG_URL" "$TUNED --lean-tasks false" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 fresh_pg

@@ -21,6 +21,7 @@ pub mod failure;
 pub mod finish;
 pub mod inventory;
 pub mod metrics;
+pub mod open;
 pub mod orders;
 pub mod payments;
 pub mod providers;
@@ -30,6 +31,7 @@ use failure::to_activity_error;
 use finish::FinishOrder;
 use inventory::{ReserveStock, StockMoved};
 use metrics::OrderMetrics;
+use open::OpenedOrder;
 use orderflow_domain::{OrderId, OrderStatus, ValidOrder};
 use orders::{PricedOrder, StatusChange};
 use payments::{CreatePayment, PaymentCreated, PaymentRef, ReceivedPayment, RefundPayment};
@@ -52,7 +54,7 @@ pub struct OrderActivities {
     default_payment_timeout: Duration,
     /// Providers this worker can pay with: an order naming another is rejected before any stock
     /// is reserved.
-    providers: Vec<String>,
+    providers: Providers,
     metrics: Option<Arc<OrderMetrics>>,
 }
 
@@ -61,7 +63,7 @@ impl OrderActivities {
         OrderActivities {
             db,
             default_payment_timeout,
-            providers: providers.names().map(str::to_owned).collect(),
+            providers: providers.clone(),
             metrics: None,
         }
     }
@@ -82,7 +84,7 @@ impl OrderActivities {
         _ctx: ActivityContext,
         order: RecordOrder,
     ) -> Result<PricedOrder, ActivityError> {
-        if !self.providers.iter().any(|p| p == order.provider.as_str()) {
+        if self.providers.get(order.provider.as_str()).is_err() {
             return Err(to_activity_error(orders::OrderError::UnknownProvider(
                 order.provider.to_string(),
             )));
@@ -91,6 +93,28 @@ impl OrderActivities {
             .instrument(tracing::info_span!("record_order", order_id = %order.order_id, provider = %order.provider))
             .await
             .map_err(fail(&self.metrics, "record_order"))
+    }
+
+    /// The order's steps up to the wait in one (see [`open`]): recorded, stock reserved, payment
+    /// created, `AWAITING_PAYMENT`.
+    #[activity(name = "open_order")]
+    pub async fn open_order(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        order: ValidOrder,
+    ) -> Result<OpenedOrder, ActivityError> {
+        let (opened, recorded) = open::open(
+            &self.db,
+            &self.providers,
+            &order,
+            self.default_payment_timeout.as_secs(),
+        )
+        .instrument(tracing::info_span!("open_order", order_id = %order.order_id, provider = %order.provider))
+        .await
+        .map_err(fail(&self.metrics, "open_order"))?;
+        self.status_reached(&open::awaiting_payment(&order), recorded)
+            .await;
+        Ok(opened)
     }
 
     /// Sets the order's status and appends to the status log (once per status).

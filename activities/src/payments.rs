@@ -62,6 +62,10 @@ pub struct CreatePayment {
 pub struct PaymentCreated {
     pub payment_no: PaymentNo,
     pub pay: PayParams,
+    /// The payment's deadline as stored: the one asked for, or on a repeat the one stored the
+    /// first time. (0 in histories recorded before it was returned.)
+    #[serde(default)]
+    pub deadline_ms: i64,
 }
 
 /// Input of `query_payment` and `close_payment`.
@@ -100,7 +104,7 @@ pub async fn create(
     let payment_no = PaymentNo::for_order(&req.order_id);
     let now = now_ms();
     let mut tx = db.begin_write().await?;
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO payments (payment_no, order_id, provider, status, amount_minor, currency,
                                deadline_ms, created_at_ms, updated_at_ms)
          VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $7)
@@ -114,8 +118,20 @@ pub async fn create(
     .bind(req.deadline_ms)
     .bind(now)
     .execute(&mut *tx)
-    .await?;
-    log(&mut tx, &payment_no, "CREATED", None, now).await?;
+    .await?
+    .rows_affected();
+    let deadline_ms = if inserted == 1 {
+        log(&mut tx, &payment_no, "CREATED", None, now).await?;
+        req.deadline_ms
+    } else {
+        // A repeat: the deadline the customer was first given stands.
+        let (stored,): (i64,) =
+            sqlx::query_as("SELECT deadline_ms FROM payments WHERE payment_no = $1")
+                .bind(payment_no.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        stored
+    };
     tx.commit().await?;
 
     let pay = provider
@@ -123,7 +139,7 @@ pub async fn create(
             payment_no: payment_no.clone(),
             order_id: req.order_id.clone(),
             amount: req.amount,
-            deadline_ms: req.deadline_ms,
+            deadline_ms,
         })
         .await?;
     sqlx::query(
@@ -135,7 +151,11 @@ pub async fn create(
     .bind(now_ms())
     .execute(db.pool())
     .await?;
-    Ok(PaymentCreated { payment_no, pay })
+    Ok(PaymentCreated {
+        payment_no,
+        pay,
+        deadline_ms,
+    })
 }
 
 pub async fn query(

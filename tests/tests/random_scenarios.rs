@@ -63,14 +63,19 @@ mod postgres {
     }
 }
 
+/// The workflow paths the worker takes for new orders, from the same variables the worker reads,
+/// so the long run can exercise an older path (`ORDERFLOW_OPEN_IN_ONE_STEP=false`, ...).
 fn worker_settings(settings: &mut orderflow_worker::WorkerSettings) {
-    if let Ok(value) = std::env::var("ORDERFLOW_LOCAL_STEPS") {
-        settings.local_steps = value != "false" && value != "0";
-        eprintln!("worker: local_steps = {}", settings.local_steps);
-    }
-    if let Ok(value) = std::env::var("ORDERFLOW_LEAN_TASKS") {
-        settings.lean_tasks = value != "false" && value != "0";
-        eprintln!("worker: lean_tasks = {}", settings.lean_tasks);
+    let switches: [(&str, &mut bool); 3] = [
+        ("ORDERFLOW_LOCAL_STEPS", &mut settings.local_steps),
+        ("ORDERFLOW_LEAN_TASKS", &mut settings.lean_tasks),
+        ("ORDERFLOW_OPEN_IN_ONE_STEP", &mut settings.open_in_one_step),
+    ];
+    for (variable, switch) in switches {
+        if let Ok(value) = std::env::var(variable) {
+            *switch = value != "false" && value != "0";
+            eprintln!("worker: {variable} = {switch}");
+        }
     }
 }
 

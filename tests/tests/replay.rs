@@ -40,6 +40,13 @@ async fn every_committed_history_replays() {
     let histories = histories();
     let names: Vec<&str> = histories.iter().map(|(n, _)| n.as_str()).collect();
     for path in [
+        "paid.v5.json",
+        "timed_out.v5.json",
+        "cancelled.v5.json",
+        "out_of_stock.v5.json",
+        "mismatch_refund.v5.json",
+        "late_payment_refund.v5.json",
+        "workflow_cancelled.v5.json",
         "paid.v4.json",
         "timed_out.v4.json",
         "cancelled.v4.json",

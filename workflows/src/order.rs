@@ -19,6 +19,8 @@
 //! Orders started after [`LEAN_TASKS_PATCH`] take the same paths with fewer, larger steps: the
 //! provider is asked and closed in one `close_unpaid_payment`, and each ending above ("release_stock,
 //! CLOSED", "confirm_payment, confirm_stock, PAID", ...) is one `finish_order` — one transaction.
+//! Orders started after [`OPEN_IN_ONE_STEP_PATCH`] also do everything before the wait (record,
+//! reserve, create the payment, AWAITING_PAYMENT) as one `open_order`.
 //!
 //! Determinism: time comes only from `ctx.workflow_time()`, collections are `BTreeSet` /
 //! `VecDeque`, and every side effect is an activity. Activities run with a cancellation token of
@@ -29,6 +31,7 @@ use crate::search_attributes;
 use orderflow_activities::failure::{self, code_of, message_of};
 use orderflow_activities::finish::{FinishOrder, StockOutcome};
 use orderflow_activities::inventory::ReserveStock;
+use orderflow_activities::open::OpenedOrder;
 use orderflow_activities::orders::{PricedOrder, StatusChange};
 use orderflow_activities::payments::{
     CreatePayment, PaymentCreated, PaymentRef, ReceivedPayment, RefundPayment,
@@ -66,6 +69,12 @@ pub const LOCAL_STEPS_PATCH: &str = "local-steps";
 /// [`LOCAL_STEPS_PATCH`] and [`FULL_SEARCH_ATTRIBUTES_PATCH`] (see `run`).
 pub const LEAN_TASKS_PATCH: &str = "lean-tasks";
 
+/// `patched()` id of the change that opens an order in one step (orders with lean tasks only):
+/// `open_order` records, reserves, creates the payment and marks the order `AWAITING_PAYMENT`,
+/// instead of four local activities in a row — each one a round of the SDK's local-activity
+/// machinery in the worker. It implies [`LEAN_TASKS_PATCH`] (see `run`).
+pub const OPEN_IN_ONE_STEP_PATCH: &str = "open-in-one-step";
+
 /// Per-worker settings that shape the workflow's commands. They must be the same on every worker
 /// of a task queue (and in the replayer), like the workflow code itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +88,8 @@ pub struct OrderWorkflowConfig {
     /// New orders take the [`LEAN_TASKS_PATCH`] path (needs `local_steps`). Off, they take the
     /// path from before it.
     pub lean_tasks: bool,
+    /// New orders take the [`OPEN_IN_ONE_STEP_PATCH`] path (needs `lean_tasks`).
+    pub open_in_one_step: bool,
 }
 
 impl Default for OrderWorkflowConfig {
@@ -87,6 +98,7 @@ impl Default for OrderWorkflowConfig {
             search_attributes: true,
             local_steps: true,
             lean_tasks: true,
+            open_in_one_step: true,
         }
     }
 }
@@ -141,14 +153,19 @@ impl OrderWorkflow {
         // the SDK upsert `TemporalChangeVersion` — a visibility write on the server per patch per
         // order, which new orders need only once. Older histories (no lean marker) replay down
         // the older calls unchanged.
-        let (configured_local, configured_lean) =
-            ctx.state(|s| (s.config.local_steps, s.config.lean_tasks));
-        let lean = configured_local && configured_lean && ctx.patched(LEAN_TASKS_PATCH);
-        let local_steps = lean || (configured_local && ctx.patched(LOCAL_STEPS_PATCH));
+        let config = ctx.state(|s| s.config);
+        let open_in_one_step = config.local_steps
+            && config.lean_tasks
+            && config.open_in_one_step
+            && ctx.patched(OPEN_IN_ONE_STEP_PATCH);
+        let lean = open_in_one_step
+            || (config.local_steps && config.lean_tasks && ctx.patched(LEAN_TASKS_PATCH));
+        let local_steps = lean || (config.local_steps && ctx.patched(LOCAL_STEPS_PATCH));
         let flow = Flow {
             ctx: ctx.clone(),
             local_steps,
             lean,
+            open_in_one_step,
             durable_next: std::cell::Cell::new(false),
             search_attributes_stale: std::cell::Cell::new(false),
         };
@@ -255,6 +272,16 @@ impl OrderWorkflow {
     }
 }
 
+/// How opening the order ended: awaiting payment, or over (rejected, or cancelled before the wait).
+enum Opening {
+    AwaitingPayment {
+        priced: PricedOrder,
+        payment: PaymentRef,
+        deadline_ms: i64,
+    },
+    Over(WorkflowResult<OrderOutcome>),
+}
+
 /// How the wait for payment ended.
 enum WaitOutcome {
     Payment(PaymentSignal),
@@ -278,6 +305,8 @@ struct Flow {
     ///   same run when duplicate callbacks arrived meanwhile — see RELIABILITY.md §6);
     /// - the close path is one provider activity (`close_unpaid_payment`) instead of two.
     lean: bool,
+    /// Orders started after [`OPEN_IN_ONE_STEP_PATCH`]: one `open_order` up to the wait.
+    open_in_one_step: bool,
     /// The next step must be a regular activity: a wait just ended (see [`Flow::decided`]).
     durable_next: std::cell::Cell<bool>,
     /// The status changed since the search attributes were last upserted (lean orders).
@@ -288,69 +317,18 @@ impl Flow {
     async fn process(&self, order: ValidOrder) -> WorkflowResult<OrderOutcome> {
         // record_order writes the PENDING row and its log entry itself.
         self.set_view_status(OrderStatus::Pending, None);
-
-        let priced: PricedOrder = match self
-            .activity(|| OrderActivities::record_order, order.clone())
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => return self.reject(&failure_reason(&e)).await,
+        let opening = if self.open_in_one_step {
+            self.open_in_one_step(&order).await
+        } else {
+            self.open_step_by_step(&order).await
         };
-        self.ctx.state_mut(|s| {
-            s.view.amount_minor = Some(priced.total.minor());
-            s.view.currency = Some(priced.total.currency().code().to_owned());
-        });
-
-        let reserve = ReserveStock {
-            order_id: order.order_id.clone(),
-            lines: order.lines.clone(),
-        };
-        if let Err(e) = self
-            .activity(|| InventoryActivities::reserve_stock, reserve)
-            .await
-        {
-            // All lines or none: a failed reservation holds nothing, but releasing is idempotent
-            // and cheap, and guards against a reservation that committed just before a failure.
-            return self.release_and_reject(&order, &e).await;
-        }
-        // With local steps, the steps up to the wait run in one workflow task that may be retried
-        // from scratch (a signal or cancel arriving meanwhile fails its completion). The path
-        // through it must then be the same every time, so it does not branch on cancellation:
-        // the wait sees a cancellation and closes the payment too.
-        if !self.local_steps && self.workflow_cancelled() {
-            return self
-                .close_order(&order, &priced, None, Closing::WorkflowCancelled)
-                .await;
-        }
-
-        let deadline_ms = self.now_ms() + secs_to_ms(priced.payment_timeout_secs);
-        let created: PaymentCreated = match self
-            .activity(
-                || PaymentActivities::create_payment,
-                CreatePayment {
-                    order_id: order.order_id.clone(),
-                    provider: order.provider.clone(),
-                    amount: priced.total,
-                    deadline_ms,
-                },
-            )
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                return self.release_and_reject(&order, &e).await;
-            }
-        };
-        self.ctx.state_mut(|s| {
-            s.view.payment_no = Some(created.payment_no.to_string());
-            s.view.checkout_url = Some(created.pay.checkout_url.clone());
-            s.view.qr_payload = Some(created.pay.qr_payload.clone());
-            s.view.payment_deadline_ms = Some(deadline_ms);
-        });
-        self.transition(OrderStatus::AwaitingPayment, None).await?;
-        let payment = PaymentRef {
-            payment_no: created.payment_no.clone(),
-            provider: order.provider.clone(),
+        let (priced, payment, deadline_ms) = match opening {
+            Opening::AwaitingPayment {
+                priced,
+                payment,
+                deadline_ms,
+            } => (priced, payment, deadline_ms),
+            Opening::Over(outcome) => return outcome,
         };
 
         match self
@@ -380,6 +358,115 @@ impl Flow {
                     .await
             }
         }
+    }
+
+    /// Orders started after [`OPEN_IN_ONE_STEP_PATCH`]: one step up to the wait.
+    async fn open_in_one_step(&self, order: &ValidOrder) -> Opening {
+        let opened: OpenedOrder = match self
+            .activity(|| OrderActivities::open_order, order.clone())
+            .await
+        {
+            Ok(opened) => opened,
+            // Whichever part failed, releasing is safe: an order that reserved nothing holds
+            // nothing, and one whose payment the provider refused gives its stock back.
+            Err(e) => return Opening::Over(self.release_and_reject(order, &e).await),
+        };
+        let OpenedOrder { priced, payment } = opened;
+        let deadline_ms = payment.deadline_ms;
+        self.show_priced(&priced);
+        self.show_payment(&payment, deadline_ms);
+        // open_order recorded it in the database.
+        self.set_view_status(OrderStatus::AwaitingPayment, None);
+        Opening::AwaitingPayment {
+            priced,
+            payment: PaymentRef {
+                payment_no: payment.payment_no,
+                provider: order.provider.clone(),
+            },
+            deadline_ms,
+        }
+    }
+
+    /// Orders started before [`OPEN_IN_ONE_STEP_PATCH`] replay the steps they were started with.
+    async fn open_step_by_step(&self, order: &ValidOrder) -> Opening {
+        let priced: PricedOrder = match self
+            .activity(|| OrderActivities::record_order, order.clone())
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return Opening::Over(self.reject(&failure_reason(&e)).await),
+        };
+        self.show_priced(&priced);
+
+        let reserve = ReserveStock {
+            order_id: order.order_id.clone(),
+            lines: order.lines.clone(),
+        };
+        if let Err(e) = self
+            .activity(|| InventoryActivities::reserve_stock, reserve)
+            .await
+        {
+            // All lines or none: a failed reservation holds nothing, but releasing is idempotent
+            // and cheap, and guards against a reservation that committed just before a failure.
+            return Opening::Over(self.release_and_reject(order, &e).await);
+        }
+        // With local steps, the steps up to the wait run in one workflow task that may be retried
+        // from scratch (a signal or cancel arriving meanwhile fails its completion). The path
+        // through it must then be the same every time, so it does not branch on cancellation:
+        // the wait sees a cancellation and closes the payment too.
+        if !self.local_steps && self.workflow_cancelled() {
+            return Opening::Over(
+                self.close_order(order, &priced, None, Closing::WorkflowCancelled)
+                    .await,
+            );
+        }
+
+        let deadline_ms = self.now_ms() + secs_to_ms(priced.payment_timeout_secs);
+        let created: PaymentCreated = match self
+            .activity(
+                || PaymentActivities::create_payment,
+                CreatePayment {
+                    order_id: order.order_id.clone(),
+                    provider: order.provider.clone(),
+                    amount: priced.total,
+                    deadline_ms,
+                },
+            )
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return Opening::Over(self.release_and_reject(order, &e).await);
+            }
+        };
+        self.show_payment(&created, deadline_ms);
+        if let Err(e) = self.transition(OrderStatus::AwaitingPayment, None).await {
+            return Opening::Over(Err(e));
+        }
+        Opening::AwaitingPayment {
+            priced,
+            payment: PaymentRef {
+                payment_no: created.payment_no.clone(),
+                provider: order.provider.clone(),
+            },
+            deadline_ms,
+        }
+    }
+
+    fn show_priced(&self, priced: &PricedOrder) {
+        self.ctx.state_mut(|s| {
+            s.view.amount_minor = Some(priced.total.minor());
+            s.view.currency = Some(priced.total.currency().code().to_owned());
+        });
+    }
+
+    fn show_payment(&self, created: &PaymentCreated, deadline_ms: i64) {
+        self.ctx.state_mut(|s| {
+            s.view.payment_no = Some(created.payment_no.to_string());
+            s.view.checkout_url = Some(created.pay.checkout_url.clone());
+            s.view.qr_payload = Some(created.pay.qr_payload.clone());
+            s.view.payment_deadline_ms = Some(deadline_ms);
+        });
     }
 
     /// Waits for a payment for `payment_no`, a cancel request, workflow cancellation or the

@@ -1,0 +1,106 @@
+//! The first half of an order in one step: priced and recorded `PENDING`, its stock reserved,
+//! its payment created at the provider, and the order `AWAITING_PAYMENT` — what the workflow
+//! otherwise asks for as four steps, one after the other, before it waits.
+//!
+//! Each part is the function its own step calls, with its own idempotency (a repeat returns the
+//! stored pricing, reserves nothing twice, reuses the payment number and its first deadline, logs
+//! the status once), so the whole step is safe to run twice, and a retry after a failure part-way
+//! picks up where the failure was. A final failure of any part (unknown SKU, out of stock, a
+//! provider that refuses the charge) fails the step with that part's code; the workflow then
+//! releases whatever stock the order holds (nothing, if the reservation was what failed) and
+//! rejects it, as it does after each separate step.
+//!
+//! One step instead of four is the point: each local activity costs the worker a round of the
+//! SDK's local-activity machinery and the workflow task another activation, which is most of the
+//! worker's CPU per order (see bench/NOTES.md).
+
+use crate::db::{self, Db};
+use crate::failure::Classified;
+use crate::inventory::{self, InventoryError, ReserveStock};
+use crate::orders::{self, OrderError, PricedOrder, StatusChange};
+use crate::payments::{self, CreatePayment, PaymentCreated, PaymentError};
+use crate::providers::Providers;
+use orderflow_domain::{OrderStatus, ValidOrder};
+use serde::{Deserialize, Serialize};
+
+/// What `open_order` returns: the order is awaiting payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenedOrder {
+    pub priced: PricedOrder,
+    /// The payment as created; its `deadline_ms` is the stored one (the first attempt's).
+    pub payment: PaymentCreated,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
+}
+
+impl Classified for OpenError {
+    fn code(&self) -> &'static str {
+        match self {
+            OpenError::Order(e) => e.code(),
+            OpenError::Inventory(e) => e.code(),
+            OpenError::Payment(e) => e.code(),
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            OpenError::Order(e) => e.retryable(),
+            OpenError::Inventory(e) => e.retryable(),
+            OpenError::Payment(e) => e.retryable(),
+        }
+    }
+}
+
+/// Records, reserves, creates the payment and marks the order `AWAITING_PAYMENT`. Returns the
+/// order as opened and whether this call recorded the status (false on a repeat).
+pub async fn open(
+    db: &Db,
+    providers: &Providers,
+    order: &ValidOrder,
+    default_timeout_secs: u64,
+) -> Result<(OpenedOrder, bool), OpenError> {
+    if providers.get(order.provider.as_str()).is_err() {
+        return Err(OrderError::UnknownProvider(order.provider.to_string()).into());
+    }
+    let priced = orders::record(db, order, default_timeout_secs).await?;
+    let reserve = ReserveStock {
+        order_id: order.order_id.clone(),
+        lines: order.lines.clone(),
+    };
+    inventory::reserve(db, &reserve).await?;
+    let deadline_ms = db::now_ms().saturating_add(
+        i64::try_from(priced.payment_timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+    );
+    let payment = payments::create(
+        db,
+        providers,
+        &CreatePayment {
+            order_id: order.order_id.clone(),
+            provider: order.provider.clone(),
+            amount: priced.total,
+            deadline_ms,
+        },
+    )
+    .await?;
+    let recorded = orders::mark_status(db, &awaiting_payment(order)).await?;
+    Ok((OpenedOrder { priced, payment }, recorded))
+}
+
+/// The status change `open` records last.
+pub fn awaiting_payment(order: &ValidOrder) -> StatusChange {
+    StatusChange {
+        order_id: order.order_id.to_string(),
+        customer_id: order.customer_id.to_string(),
+        provider: order.provider.to_string(),
+        status: OrderStatus::AwaitingPayment,
+        reason: None,
+    }
+}
