@@ -155,8 +155,8 @@ w("")
 changes = [
     ("burst-postgres-remote-steps", "tuned pollers; every step a regular activity (`--local-steps false`)"),
     ("burst-postgres-before-lean", "+ local steps (`patched(\"local-steps\")`), the path before `lean-tasks` (`--lean-tasks false`)"),
-    ("burst-postgres-before-open", "+ `lean-tasks` (fewer, larger steps), the path before `open-in-one-step` (`--open-in-one-step false`)"),
-    ("burst-postgres", "+ `open-in-one-step` (one `open_order` up to the wait): the shipped benchmark setup"),
+    ("burst-postgres-before-merge", "+ `lean-tasks` (fewer, larger steps), the path before `merged-steps` (`--merged-steps false`)"),
+    ("burst-postgres", "+ `merged-steps` (one `open_order` up to the wait, one `close_order` to close): the shipped benchmark setup"),
     ("burst-postgres-gzip", "the shipped setup with gRPC gzip on (the SDK default) instead of `ORDERFLOW_GRPC_COMPRESSION=none`"),
     ("burst-postgres-default-tuning", "the shipped setup with the SDK's default pollers instead of the tuned ones"),
 ]

@@ -102,12 +102,12 @@ run burst-sqlite "$(sqlite_url burst)" "$TUNED" --orders "$B" --concurrency 1000
 fresh_pg
 run burst-postgres "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 # The same burst before each change, in the same run: gzip on, the order path from before
-# "open-in-one-step", from before "lean-tasks", regular activities for every step, the SDK's
+# "merged-steps", from before "lean-tasks", regular activities for every step, the SDK's
 # default poller tuning.
 fresh_pg
 ORDERFLOW_GRPC_COMPRESSION=gzip run burst-postgres-gzip "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 fresh_pg
-run burst-postgres-before-open "$PG_URL" "$TUNED --open-in-one-step false" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+run burst-postgres-before-merge "$PG_URL" "$TUNED --merged-steps false" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 fresh_pg
 run burst-postgres-before-lean "$PG_URL" "$TUNED --lean-tasks false" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 fresh_pg

@@ -12,9 +12,11 @@ use crate::db::Db;
 use crate::failure::{self, Classified, db_is_retryable};
 use crate::inventory::{self, Delta, InventoryError, StockMoved};
 use crate::orders::{self, StatusChange};
-use crate::payments::{self, PaymentError, ReceivedPayment};
+use crate::payments::{self, PaymentError, PaymentRef, ReceivedPayment};
+use crate::providers::{CloseResult, Providers};
 use orderflow_domain::OrderId;
 use serde::{Deserialize, Serialize};
+use sqlx::{Any, Transaction};
 
 /// What happens to the order's reserved stock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,19 +77,67 @@ pub struct Finished {
 
 pub async fn finish(db: &Db, req: &FinishOrder) -> Result<Finished, FinishError> {
     let mut tx = db.begin_write().await?;
+    let finished = finish_in(&mut tx, req).await?;
+    tx.commit().await?;
+    Ok(finished)
+}
+
+async fn finish_in(
+    tx: &mut Transaction<'static, Any>,
+    req: &FinishOrder,
+) -> Result<Finished, FinishError> {
     if let Some(paid) = &req.paid {
-        payments::confirm_in(&mut tx, paid).await?;
+        payments::confirm_in(tx, paid).await?;
     }
     let delta = match req.stock {
         StockOutcome::Confirm => Delta::Confirm,
         StockOutcome::Release => Delta::Release,
     };
-    let status_recorded = orders::mark_status_in(&mut tx, &req.change).await?;
+    let status_recorded = orders::mark_status_in(tx, &req.change).await?;
     // Last: the SKU's inventory row is the one other orders wait for (see `inventory::reserve`).
-    let stock = inventory::settle_in(&mut tx, &req.order_id, delta).await?;
-    tx.commit().await?;
+    let stock = inventory::settle_in(tx, &req.order_id, delta).await?;
     Ok(Finished {
         stock,
         status_recorded,
     })
+}
+
+/// Input of `close_order`: the order's payment, and the ending to record if it closes unpaid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseOrder {
+    pub order_id: OrderId,
+    pub payment: PaymentRef,
+    /// `CLOSED` (the deadline passed) or `CANCELLED`, with its reason.
+    pub change: StatusChange,
+}
+
+/// The close path of an order in one step: ask the provider, close the charge unless it is paid,
+/// and if it closed, record the payment `CLOSED`, release the stock and record the ending — the
+/// last three in one transaction. A paid charge (the callback was lost, or the customer paid
+/// while we closed) comes back as [`CloseResult::AlreadyPaid`] with nothing changed here: the
+/// order settles it instead. Safe to run twice: the provider answers `Closed` again, and the
+/// transaction's parts find everything in place. Returns what the transaction did, if it ran.
+pub async fn close(
+    db: &Db,
+    providers: &Providers,
+    req: &CloseOrder,
+) -> Result<(CloseResult, Option<Finished>), FinishError> {
+    let result = payments::close_unless_paid_at_provider(providers, &req.payment).await?;
+    if result != CloseResult::Closed {
+        return Ok((result, None));
+    }
+    let mut tx = db.begin_write().await?;
+    payments::closed_in(&mut tx, &req.payment.payment_no).await?;
+    let finished = finish_in(
+        &mut tx,
+        &FinishOrder {
+            order_id: req.order_id.clone(),
+            stock: StockOutcome::Release,
+            paid: None,
+            change: req.change.clone(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((result, Some(finished)))
 }

@@ -28,7 +28,7 @@ pub mod providers;
 pub mod webhooks;
 
 use failure::to_activity_error;
-use finish::FinishOrder;
+use finish::{CloseOrder, FinishOrder};
 use inventory::{ReserveStock, StockMoved};
 use metrics::OrderMetrics;
 use open::OpenedOrder;
@@ -146,6 +146,24 @@ impl OrderActivities {
             .map_err(fail(&self.metrics, "finish_order"))?;
         self.status_reached(&req.change, done.status_recorded).await;
         Ok(())
+    }
+
+    /// The close path in one step (see [`finish::close`]): the provider asked and the charge
+    /// closed unless paid; if closed, the payment, the stock and the ending in one transaction.
+    #[activity(name = "close_order")]
+    pub async fn close_order(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: CloseOrder,
+    ) -> Result<CloseResult, ActivityError> {
+        let (result, finished) = finish::close(&self.db, &self.providers, &req)
+            .instrument(tracing::info_span!("close_order", order_id = %req.order_id, status = %req.change.status))
+            .await
+            .map_err(fail(&self.metrics, "close_order"))?;
+        if let Some(done) = finished {
+            self.status_reached(&req.change, done.status_recorded).await;
+        }
+        Ok(result)
     }
 }
 

@@ -176,11 +176,24 @@ pub async fn close_unless_paid(
     providers: &Providers,
     payment: &PaymentRef,
 ) -> Result<CloseResult, PaymentError> {
+    let result = close_unless_paid_at_provider(providers, payment).await?;
+    if result == CloseResult::Closed {
+        closed(db, &payment.payment_no).await?;
+    }
+    Ok(result)
+}
+
+/// [`close_unless_paid`] at the provider only; the caller records a `Closed` answer (see
+/// [`closed_in`]).
+pub(crate) async fn close_unless_paid_at_provider(
+    providers: &Providers,
+    payment: &PaymentRef,
+) -> Result<CloseResult, PaymentError> {
     let state = query(providers, payment).await?;
     if state.status == PaymentStatus::Paid {
         return Ok(CloseResult::AlreadyPaid(state));
     }
-    close(db, providers, payment).await
+    close_at_provider(providers, payment).await
 }
 
 pub async fn close(
@@ -188,21 +201,37 @@ pub async fn close(
     providers: &Providers,
     payment: &PaymentRef,
 ) -> Result<CloseResult, PaymentError> {
-    let result = providers
-        .get(payment.provider.as_str())?
-        .close(&payment.payment_no)
-        .await?;
+    let result = close_at_provider(providers, payment).await?;
     if result == CloseResult::Closed {
-        set_status(
-            db,
-            &payment.payment_no,
-            PaymentStatus::Closed,
-            &["PENDING"],
-            None,
-        )
-        .await?;
+        closed(db, &payment.payment_no).await?;
     }
     Ok(result)
+}
+
+async fn close_at_provider(
+    providers: &Providers,
+    payment: &PaymentRef,
+) -> Result<CloseResult, PaymentError> {
+    Ok(providers
+        .get(payment.provider.as_str())?
+        .close(&payment.payment_no)
+        .await?)
+}
+
+/// Records that the provider closed the charge.
+async fn closed(db: &Db, payment_no: &PaymentNo) -> Result<(), PaymentError> {
+    let mut tx = db.begin_write().await?;
+    closed_in(&mut tx, payment_no).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`closed`] inside the caller's transaction (see `crate::finish`).
+pub(crate) async fn closed_in(
+    tx: &mut Transaction<'static, Any>,
+    payment_no: &PaymentNo,
+) -> Result<(), PaymentError> {
+    set_status_in(tx, payment_no, PaymentStatus::Closed, &["PENDING"], None).await
 }
 
 /// Records the payment as `PAID` (from `PENDING`, or from `MISMATCHED` when an operator accepts
@@ -326,9 +355,21 @@ async fn set_status(
     from: &[&str],
     detail: Option<&str>,
 ) -> Result<(), PaymentError> {
+    let mut tx = db.begin_write().await?;
+    set_status_in(&mut tx, payment_no, status, from, detail).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn set_status_in(
+    tx: &mut Transaction<'static, Any>,
+    payment_no: &PaymentNo,
+    status: PaymentStatus,
+    from: &[&str],
+    detail: Option<&str>,
+) -> Result<(), PaymentError> {
     let now = now_ms();
     let from_sql = sql_list(from);
-    let mut tx = db.begin_write().await?;
     sqlx::query(&format!(
         "UPDATE payments SET status = $2, updated_at_ms = $3
           WHERE payment_no = $1 AND status IN ({from_sql})"
@@ -336,10 +377,9 @@ async fn set_status(
     .bind(payment_no.as_str())
     .bind(status.as_str())
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    log(&mut tx, payment_no, status.as_str(), detail, now).await?;
-    tx.commit().await?;
+    log(tx, payment_no, status.as_str(), detail, now).await?;
     Ok(())
 }
 

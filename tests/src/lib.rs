@@ -474,7 +474,7 @@ impl TestApp {
 /// the older recordings stay beside the new ones and the replay gate covers both code paths.
 /// `paid.json` (no suffix) is generation 1: OrderStatus only; `v2`: every search attribute; `v3`:
 /// steps as local activities first (`patched("local-steps")`); `v4`: fewer server round trips
-/// (`patched("lean-tasks")`); `v5`: the order opened in one step (`patched("open-in-one-step")`).
+/// (`patched("lean-tasks")`); `v5`: opening and closing in one step each (`patched("merged-steps")`).
 pub const HISTORY_GENERATION: &str = "v5";
 
 /// Declares one async test body as two `#[tokio::test]`s, on SQLite and on PostgreSQL.

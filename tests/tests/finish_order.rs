@@ -1,19 +1,24 @@
-//! `finish_order`, the last step of a lean order: payment, stock and final status change together
-//! or not at all, and a repeat changes nothing — on SQLite and on PostgreSQL.
+//! `finish_order` and `close_order`, the last steps of an order: payment, stock and final status
+//! change together or not at all, and a repeat changes nothing — on SQLite and on PostgreSQL.
 //!
 //! The orders here are real (started through Temporal, awaiting payment with a long window); the
 //! step is then called directly against their rows, as the activity would be.
 
-use orderflow_activities::finish::{FinishOrder, StockOutcome, finish};
+use orderflow_activities::finish::{self, CloseOrder, FinishOrder, StockOutcome, finish};
 use orderflow_activities::inventory;
 use orderflow_activities::orders::StatusChange;
-use orderflow_activities::payments::{self, ReceivedPayment};
-use orderflow_domain::{OrderId, OrderStatus, PaymentNo};
+use orderflow_activities::payments::{self, PaymentRef, ReceivedPayment};
+use orderflow_activities::providers::sandbox::SandboxProvider;
+use orderflow_activities::providers::{CloseResult, Providers};
+use orderflow_domain::{OrderId, OrderStatus, PaymentNo, ProviderName};
 use orderflow_tests::{TestApp, on_both_engines};
+use std::sync::Arc;
 
 on_both_engines!(
     a_paid_finish_moves_payment_stock_and_status_once,
-    a_finish_that_cannot_complete_changes_nothing
+    a_finish_that_cannot_complete_changes_nothing,
+    a_close_moves_payment_stock_and_status_once,
+    a_close_that_finds_the_charge_paid_changes_nothing
 );
 
 /// The step as a paid order's workflow would ask for it.
@@ -100,5 +105,94 @@ async fn a_finish_that_cannot_complete_changes_nothing(app: TestApp) {
     assert_eq!(payment_status(&app, &id).await, "PENDING");
     assert_eq!(order_status(&app, &id).await, "AWAITING_PAYMENT");
     assert_eq!(app.stock("MUG-LOGO").await, released);
+    app.assert_stock_invariants().await;
+}
+
+fn sandbox(app: &TestApp) -> SandboxProvider {
+    SandboxProvider::new(app.db.clone(), &app.settings.public_url)
+}
+
+/// The close step as a timed-out order's workflow would ask for it.
+fn timeout_close(order_id: &str) -> CloseOrder {
+    let order = OrderId::parse(order_id).unwrap();
+    CloseOrder {
+        order_id: order.clone(),
+        payment: PaymentRef {
+            payment_no: PaymentNo::for_order(&order),
+            provider: ProviderName::parse("sandbox").unwrap(),
+        },
+        change: StatusChange {
+            order_id: order_id.to_owned(),
+            customer_id: "closer".to_owned(),
+            provider: "sandbox".to_owned(),
+            status: OrderStatus::Closed,
+            reason: Some("not paid before the payment deadline".to_owned()),
+        },
+    }
+}
+
+async fn a_close_moves_payment_stock_and_status_once(app: TestApp) {
+    let providers = Providers::default().with(Arc::new(sandbox(&app)));
+    let id = app.order("closer", &[("MUG-LOGO", 2)], Some(600)).await;
+    let before = app.stock("MUG-LOGO").await;
+    let req = timeout_close(&id);
+
+    let (result, done) = finish::close(&app.db, &providers, &req)
+        .await
+        .expect("close");
+    assert_eq!(result, CloseResult::Closed);
+    let done = done.expect("a closed charge records the ending");
+    assert_eq!(done.stock.lines, 1);
+    assert!(done.status_recorded);
+    assert_eq!(payment_status(&app, &id).await, "CLOSED");
+    assert_eq!(order_status(&app, &id).await, "CLOSED");
+    let after = app.stock("MUG-LOGO").await;
+    assert_eq!(after.reserved, before.reserved - 2);
+    assert_eq!(after.available, before.available + 2);
+
+    // A repeat: the provider answers Closed again; nothing moves a second time.
+    let (again, done) = finish::close(&app.db, &providers, &req)
+        .await
+        .expect("repeat");
+    assert_eq!(again, CloseResult::Closed);
+    let done = done.expect("recorded again, as a no-op");
+    assert_eq!(done.stock.lines, 0);
+    assert!(!done.status_recorded);
+    assert_eq!(app.stock("MUG-LOGO").await, after);
+    assert_eq!(
+        app.count(&format!(
+            "payment_log WHERE payment_no = '{}' AND event = 'CLOSED'",
+            req.payment.payment_no
+        ))
+        .await,
+        1
+    );
+    app.assert_stock_invariants().await;
+}
+
+async fn a_close_that_finds_the_charge_paid_changes_nothing(app: TestApp) {
+    let gateway = sandbox(&app);
+    let id = app.order("closer", &[("MUG-LOGO", 1)], Some(600)).await;
+    let req = timeout_close(&id);
+    // The customer paid; the callback is lost (never delivered here).
+    gateway
+        .pay(&req.payment.payment_no, None)
+        .await
+        .expect("customer pays");
+    let before = app.stock("MUG-LOGO").await;
+
+    let providers = Providers::default().with(Arc::new(gateway));
+    let (result, done) = finish::close(&app.db, &providers, &req)
+        .await
+        .expect("close");
+    assert!(
+        matches!(result, CloseResult::AlreadyPaid(ref state) if state.paid_amount_minor == Some(1250)),
+        "{result:?}"
+    );
+    assert!(done.is_none(), "nothing recorded for a paid charge");
+    // The order settles it instead: everything is still as it was.
+    assert_eq!(payment_status(&app, &id).await, "PENDING");
+    assert_eq!(order_status(&app, &id).await, "AWAITING_PAYMENT");
+    assert_eq!(app.stock("MUG-LOGO").await, before);
     app.assert_stock_invariants().await;
 }

@@ -64,12 +64,12 @@ mod postgres {
 }
 
 /// The workflow paths the worker takes for new orders, from the same variables the worker reads,
-/// so the long run can exercise an older path (`ORDERFLOW_OPEN_IN_ONE_STEP=false`, ...).
+/// so the long run can exercise an older path (`ORDERFLOW_MERGED_STEPS=false`, ...).
 fn worker_settings(settings: &mut orderflow_worker::WorkerSettings) {
     let switches: [(&str, &mut bool); 3] = [
         ("ORDERFLOW_LOCAL_STEPS", &mut settings.local_steps),
         ("ORDERFLOW_LEAN_TASKS", &mut settings.lean_tasks),
-        ("ORDERFLOW_OPEN_IN_ONE_STEP", &mut settings.open_in_one_step),
+        ("ORDERFLOW_MERGED_STEPS", &mut settings.merged_steps),
     ];
     for (variable, switch) in switches {
         if let Ok(value) = std::env::var(variable) {

@@ -80,11 +80,12 @@ pub struct WorkerSettings {
     #[arg(long, env = "ORDERFLOW_LEAN_TASKS", default_value_t = true, action = clap::ArgAction::Set)]
     pub lean_tasks: bool,
 
-    /// New orders open in one step (patched "open-in-one-step": record, reserve, create the
-    /// payment and mark AWAITING_PAYMENT as one `open_order` instead of four). Needs lean tasks.
-    /// On by default; off only to measure what it buys. Same on every worker of a queue.
-    #[arg(long, env = "ORDERFLOW_OPEN_IN_ONE_STEP", default_value_t = true, action = clap::ArgAction::Set)]
-    pub open_in_one_step: bool,
+    /// Merged steps for new orders (patched "merged-steps": `open_order` records, reserves,
+    /// creates the payment and marks AWAITING_PAYMENT; `close_order` closes the charge and records
+    /// the ending). Needs lean tasks. On by default; off only to measure what it buys. Same on
+    /// every worker of a queue.
+    #[arg(long, env = "ORDERFLOW_MERGED_STEPS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub merged_steps: bool,
 
     /// Stripe secret key (sk_...). When set, orders can pay with provider `stripe`.
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
@@ -182,7 +183,7 @@ impl WorkerSettings {
             search_attributes: true,
             local_steps: true,
             lean_tasks: true,
-            open_in_one_step: true,
+            merged_steps: true,
             stripe_secret_key: None,
             stripe_api_base: orderflow_activities::providers::stripe::DEFAULT_BASE_URL.to_owned(),
             metrics_address: None,
@@ -197,7 +198,7 @@ impl WorkerSettings {
             search_attributes: self.search_attributes,
             local_steps: self.local_steps,
             lean_tasks: self.lean_tasks,
-            open_in_one_step: self.open_in_one_step,
+            merged_steps: self.merged_steps,
         }
     }
 }

@@ -19,8 +19,9 @@
 //! Orders started after [`LEAN_TASKS_PATCH`] take the same paths with fewer, larger steps: the
 //! provider is asked and closed in one `close_unpaid_payment`, and each ending above ("release_stock,
 //! CLOSED", "confirm_payment, confirm_stock, PAID", ...) is one `finish_order` — one transaction.
-//! Orders started after [`OPEN_IN_ONE_STEP_PATCH`] also do everything before the wait (record,
-//! reserve, create the payment, AWAITING_PAYMENT) as one `open_order`.
+//! Orders started after [`MERGED_STEPS_PATCH`] also do everything before the wait (record,
+//! reserve, create the payment, AWAITING_PAYMENT) as one `open_order`, and close (ask, close,
+//! release the stock, CLOSED / CANCELLED) as one `close_order`.
 //!
 //! Determinism: time comes only from `ctx.workflow_time()`, collections are `BTreeSet` /
 //! `VecDeque`, and every side effect is an activity. Activities run with a cancellation token of
@@ -29,7 +30,7 @@
 
 use crate::search_attributes;
 use orderflow_activities::failure::{self, code_of, message_of};
-use orderflow_activities::finish::{FinishOrder, StockOutcome};
+use orderflow_activities::finish::{CloseOrder, FinishOrder, StockOutcome};
 use orderflow_activities::inventory::ReserveStock;
 use orderflow_activities::open::OpenedOrder;
 use orderflow_activities::orders::{PricedOrder, StatusChange};
@@ -69,11 +70,13 @@ pub const LOCAL_STEPS_PATCH: &str = "local-steps";
 /// [`LOCAL_STEPS_PATCH`] and [`FULL_SEARCH_ATTRIBUTES_PATCH`] (see `run`).
 pub const LEAN_TASKS_PATCH: &str = "lean-tasks";
 
-/// `patched()` id of the change that opens an order in one step (orders with lean tasks only):
-/// `open_order` records, reserves, creates the payment and marks the order `AWAITING_PAYMENT`,
-/// instead of four local activities in a row — each one a round of the SDK's local-activity
-/// machinery in the worker. It implies [`LEAN_TASKS_PATCH`] (see `run`).
-pub const OPEN_IN_ONE_STEP_PATCH: &str = "open-in-one-step";
+/// `patched()` id of the change that merges steps (orders with lean tasks only): everything before
+/// the wait is one `open_order` (record, reserve, create the payment, `AWAITING_PAYMENT`) instead of
+/// four local activities — each one a round of the SDK's local-activity machinery in the worker —
+/// and the close path is one `close_order` that also records the ending when the charge closes,
+/// so the order's row says `CLOSED` one workflow task sooner and the last task only completes.
+/// It implies [`LEAN_TASKS_PATCH`] (see `run`).
+pub const MERGED_STEPS_PATCH: &str = "merged-steps";
 
 /// Per-worker settings that shape the workflow's commands. They must be the same on every worker
 /// of a task queue (and in the replayer), like the workflow code itself.
@@ -88,8 +91,8 @@ pub struct OrderWorkflowConfig {
     /// New orders take the [`LEAN_TASKS_PATCH`] path (needs `local_steps`). Off, they take the
     /// path from before it.
     pub lean_tasks: bool,
-    /// New orders take the [`OPEN_IN_ONE_STEP_PATCH`] path (needs `lean_tasks`).
-    pub open_in_one_step: bool,
+    /// New orders take the [`MERGED_STEPS_PATCH`] path (needs `lean_tasks`).
+    pub merged_steps: bool,
 }
 
 impl Default for OrderWorkflowConfig {
@@ -98,7 +101,7 @@ impl Default for OrderWorkflowConfig {
             search_attributes: true,
             local_steps: true,
             lean_tasks: true,
-            open_in_one_step: true,
+            merged_steps: true,
         }
     }
 }
@@ -154,18 +157,18 @@ impl OrderWorkflow {
         // order, which new orders need only once. Older histories (no lean marker) replay down
         // the older calls unchanged.
         let config = ctx.state(|s| s.config);
-        let open_in_one_step = config.local_steps
+        let merged_steps = config.local_steps
             && config.lean_tasks
-            && config.open_in_one_step
-            && ctx.patched(OPEN_IN_ONE_STEP_PATCH);
-        let lean = open_in_one_step
+            && config.merged_steps
+            && ctx.patched(MERGED_STEPS_PATCH);
+        let lean = merged_steps
             || (config.local_steps && config.lean_tasks && ctx.patched(LEAN_TASKS_PATCH));
         let local_steps = lean || (config.local_steps && ctx.patched(LOCAL_STEPS_PATCH));
         let flow = Flow {
             ctx: ctx.clone(),
             local_steps,
             lean,
-            open_in_one_step,
+            merged_steps,
             durable_next: std::cell::Cell::new(false),
             search_attributes_stale: std::cell::Cell::new(false),
         };
@@ -282,6 +285,16 @@ enum Opening {
     Over(WorkflowResult<OrderOutcome>),
 }
 
+/// What closing the payment found.
+enum PaymentClosed {
+    /// The customer paid after all.
+    Paid(ReceivedPayment),
+    /// Closed; the order's ending is still to record.
+    Closed,
+    /// Closed, and the ending recorded with it (`close_order`).
+    ClosedAndRecorded,
+}
+
 /// How the wait for payment ended.
 enum WaitOutcome {
     Payment(PaymentSignal),
@@ -305,8 +318,9 @@ struct Flow {
     ///   same run when duplicate callbacks arrived meanwhile — see RELIABILITY.md §6);
     /// - the close path is one provider activity (`close_unpaid_payment`) instead of two.
     lean: bool,
-    /// Orders started after [`OPEN_IN_ONE_STEP_PATCH`]: one `open_order` up to the wait.
-    open_in_one_step: bool,
+    /// Orders started after [`MERGED_STEPS_PATCH`]: one `open_order` up to the wait, one
+    /// `close_order` to close.
+    merged_steps: bool,
     /// The next step must be a regular activity: a wait just ended (see [`Flow::decided`]).
     durable_next: std::cell::Cell<bool>,
     /// The status changed since the search attributes were last upserted (lean orders).
@@ -317,8 +331,8 @@ impl Flow {
     async fn process(&self, order: ValidOrder) -> WorkflowResult<OrderOutcome> {
         // record_order writes the PENDING row and its log entry itself.
         self.set_view_status(OrderStatus::Pending, None);
-        let opening = if self.open_in_one_step {
-            self.open_in_one_step(&order).await
+        let opening = if self.merged_steps {
+            self.merged_steps(&order).await
         } else {
             self.open_step_by_step(&order).await
         };
@@ -360,8 +374,8 @@ impl Flow {
         }
     }
 
-    /// Orders started after [`OPEN_IN_ONE_STEP_PATCH`]: one step up to the wait.
-    async fn open_in_one_step(&self, order: &ValidOrder) -> Opening {
+    /// Orders started after [`MERGED_STEPS_PATCH`]: one step up to the wait.
+    async fn merged_steps(&self, order: &ValidOrder) -> Opening {
         let opened: OpenedOrder = match self
             .activity(|| OrderActivities::open_order, order.clone())
             .await
@@ -387,7 +401,7 @@ impl Flow {
         }
     }
 
-    /// Orders started before [`OPEN_IN_ONE_STEP_PATCH`] replay the steps they were started with.
+    /// Orders started before [`MERGED_STEPS_PATCH`] replay the steps they were started with.
     async fn open_step_by_step(&self, order: &ValidOrder) -> Opening {
         let priced: PricedOrder = match self
             .activity(|| OrderActivities::record_order, order.clone())
@@ -551,12 +565,6 @@ impl Flow {
         payment: Option<&PaymentRef>,
         why: Closing,
     ) -> WorkflowResult<OrderOutcome> {
-        if let Some(payment) = payment {
-            self.waiting_for("the provider: checking and closing the payment");
-            if let Some(paid) = self.close_payment(payment).await? {
-                return self.settle(order, priced, payment, paid).await;
-            }
-        }
         let (status, reason) = match &why {
             Closing::Timeout => (
                 OrderStatus::Closed,
@@ -568,9 +576,24 @@ impl Flow {
                 "the workflow was cancelled".to_owned(),
             ),
         };
-        let outcome = self
-            .conclude(order, StockOutcome::Release, None, status, Some(reason))
-            .await?;
+        let mut recorded = false;
+        if let Some(payment) = payment {
+            self.waiting_for("the provider: checking and closing the payment");
+            match self.close_payment(order, payment, status, &reason).await? {
+                PaymentClosed::Paid(paid) => {
+                    return self.settle(order, priced, payment, paid).await;
+                }
+                PaymentClosed::Closed => {}
+                PaymentClosed::ClosedAndRecorded => recorded = true,
+            }
+        }
+        let outcome = if recorded {
+            self.set_view_status(status, Some(reason.clone()));
+            self.finished(status, Some(reason))?
+        } else {
+            self.conclude(order, StockOutcome::Release, None, status, Some(reason))
+                .await?
+        };
         if matches!(why, Closing::WorkflowCancelled) {
             // Report the execution as Canceled, as whoever cancelled it expects; the order row and
             // the search attribute already say CANCELLED.
@@ -580,16 +603,42 @@ impl Flow {
     }
 
     /// Asks the provider and closes the charge unless it is paid. Returns the payment if the
-    /// customer paid after all (a lost callback, or a payment racing the close).
-    async fn close_payment(&self, payment: &PaymentRef) -> WorkflowResult<Option<ReceivedPayment>> {
+    /// customer paid after all (a lost callback, or a payment racing the close). Orders started
+    /// after [`MERGED_STEPS_PATCH`] also record the ending (`status`, `reason`) in the same step
+    /// when the charge closes.
+    async fn close_payment(
+        &self,
+        order: &ValidOrder,
+        payment: &PaymentRef,
+        status: OrderStatus,
+        reason: &str,
+    ) -> WorkflowResult<PaymentClosed> {
+        let paid = |state: &ChargeState, source| {
+            PaymentClosed::Paid(received_from(payment, state, source))
+        };
+        if self.merged_steps {
+            let req = CloseOrder {
+                order_id: order.order_id.clone(),
+                payment: payment.clone(),
+                change: self.status_change(status, Some(reason.to_owned())),
+            };
+            let closed = self
+                .recorded_activity(OrderActivities::close_order, req)
+                .await
+                .map_err(fail)?;
+            return Ok(match closed {
+                CloseResult::AlreadyPaid(state) => paid(&state, "close"),
+                CloseResult::Closed => PaymentClosed::ClosedAndRecorded,
+            });
+        }
         if self.lean {
             let closed = self
                 .recorded_activity(PaymentActivities::close_unpaid_payment, payment.clone())
                 .await
                 .map_err(fail)?;
             return Ok(match closed {
-                CloseResult::AlreadyPaid(state) => Some(received_from(payment, &state, "close")),
-                CloseResult::Closed => None,
+                CloseResult::AlreadyPaid(state) => paid(&state, "close"),
+                CloseResult::Closed => PaymentClosed::Closed,
             });
         }
         let state: ChargeState = self
@@ -597,15 +646,15 @@ impl Flow {
             .await
             .map_err(fail)?;
         if state.status == PaymentStatus::Paid {
-            return Ok(Some(received_from(payment, &state, "query")));
+            return Ok(paid(&state, "query"));
         }
         let closed = self
             .recorded_activity(PaymentActivities::close_payment, payment.clone())
             .await
             .map_err(fail)?;
         Ok(match closed {
-            CloseResult::AlreadyPaid(state) => Some(received_from(payment, &state, "close")),
-            CloseResult::Closed => None,
+            CloseResult::AlreadyPaid(state) => paid(&state, "close"),
+            CloseResult::Closed => PaymentClosed::Closed,
         })
     }
 
