@@ -239,15 +239,40 @@ impl Orders {
     }
 
     /// Waits until the order has left `PENDING` (it is awaiting payment, or already decided).
+    ///
+    /// Watches the order's row, then asks the workflow once for its full view. Querying while
+    /// the order's first workflow task runs would make the worker answer mid-task: it completes
+    /// the task early and the server schedules another, three state transitions per order for
+    /// nothing. The row says `AWAITING_PAYMENT` only once that task has done its work.
     pub async fn wait_ready(
         &self,
         order_id: &str,
         timeout: Duration,
     ) -> Result<OrderView, OrderOpError> {
-        self.wait_until(order_id, "AWAITING_PAYMENT", timeout, |v| {
-            v.status.is_some_and(|s| s != OrderStatus::Pending)
-        })
-        .await
+        let ready = |v: &OrderView| v.status.is_some_and(|s| s != OrderStatus::Pending);
+        let start = Instant::now();
+        let stored = loop {
+            let stored = self.stored_view(order_id).await?;
+            match stored {
+                Some(view) if ready(&view) => break view,
+                _ if start.elapsed() >= timeout => {
+                    return Err(OrderOpError::Timeout {
+                        order_id: order_id.to_owned(),
+                        what: "AWAITING_PAYMENT".to_owned(),
+                        waited: timeout,
+                        status: stored
+                            .and_then(|v| v.status)
+                            .map_or_else(|| "not started".to_owned(), |s| s.to_string()),
+                    });
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        // The live view adds what only the workflow knows (the QR payload, what it waits for).
+        match self.view(order_id).await {
+            Ok(live) if ready(&live) => Ok(live),
+            _ => Ok(stored),
+        }
     }
 
     /// Waits for a final status.

@@ -149,6 +149,16 @@ async fn order_paid_through_a_signed_webhook(app: TestApp) {
     );
     let order_id = order["order_id"].as_str().unwrap();
     let payment_no = order["payment_no"].as_str().unwrap();
+    // Waiting for the payment parameters did not cost the order a workflow task: everything up
+    // to the payment deadline timer was decided in its first one (a query sent while that task
+    // ran would have made the worker complete it early and the server schedule another).
+    let events = app.history_event_types(order_id).await;
+    let until_timer = events
+        .iter()
+        .take_while(|e| e.as_str() != "TimerStarted")
+        .filter(|e| e.as_str() == "WorkflowTaskCompleted")
+        .count();
+    assert_eq!(until_timer, 1, "{events:?}");
 
     let event = paid_event(&app, payment_no, None).await;
     let (status, body) = api.signed(&event).await;
