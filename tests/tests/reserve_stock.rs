@@ -1,7 +1,7 @@
 //! `reserve_stock`'s transaction, called directly against a real database (SQLite and
 //! PostgreSQL): all lines or none, once per order however often it runs, and a SKU without stock
-//! refused without holding anything. The reservation row is written before the contended
-//! inventory row is touched (see `inventory::reserve`), so these pin down that a refusal late in
+//! refused without holding anything. The ledger entry is written before the contended inventory
+//! row is touched (see `inventory::reserve`), so these pin down that a refusal part-way through
 //! the transaction still leaves nothing behind.
 
 use orderflow_activities::inventory::{self, InventoryError, ReserveStock};
