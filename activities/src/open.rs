@@ -22,6 +22,7 @@ use crate::payments::{self, CreatePayment, PaymentCreated, PaymentError};
 use crate::providers::Providers;
 use orderflow_domain::{OrderStatus, ValidOrder};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 /// What `open_order` returns: the order is awaiting payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,12 +71,18 @@ pub async fn open(
     if providers.get(order.provider.as_str()).is_err() {
         return Err(OrderError::UnknownProvider(order.provider.to_string()).into());
     }
-    let priced = orders::record(db, order, default_timeout_secs).await?;
+    // Each part keeps the span its own step had, inside `open_order`'s, so a trace still shows
+    // where the time went.
+    let priced = orders::record(db, order, default_timeout_secs)
+        .instrument(tracing::info_span!("record_order", order_id = %order.order_id))
+        .await?;
     let reserve = ReserveStock {
         order_id: order.order_id.clone(),
         lines: order.lines.clone(),
     };
-    inventory::reserve(db, &reserve).await?;
+    inventory::reserve(db, &reserve)
+        .instrument(tracing::info_span!("reserve_stock", order_id = %order.order_id))
+        .await?;
     let deadline_ms = db::now_ms().saturating_add(
         i64::try_from(priced.payment_timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
     );
@@ -89,8 +96,11 @@ pub async fn open(
             deadline_ms,
         },
     )
+    .instrument(tracing::info_span!("create_payment", order_id = %order.order_id, provider = %order.provider))
     .await?;
-    let recorded = orders::mark_status(db, &awaiting_payment(order)).await?;
+    let recorded = orders::mark_status(db, &awaiting_payment(order))
+        .instrument(tracing::info_span!("mark_order_status", order_id = %order.order_id, status = %OrderStatus::AwaitingPayment))
+        .await?;
     Ok((OpenedOrder { priced, payment }, recorded))
 }
 
