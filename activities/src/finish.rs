@@ -11,7 +11,7 @@
 use crate::db::Db;
 use crate::failure::{self, Classified, db_is_retryable};
 use crate::inventory::{self, Delta, InventoryError, StockMoved};
-use crate::orders::{self, StatusChange};
+use crate::orders::{self, OrderError, StatusChange};
 use crate::payments::{self, PaymentError, PaymentRef, ReceivedPayment};
 use crate::providers::{CloseResult, Providers};
 use orderflow_domain::OrderId;
@@ -38,8 +38,12 @@ pub struct FinishOrder {
     pub change: StatusChange,
 }
 
+/// An error of a step made of several parts (`finish_order`, `close_order`, `open_order`): the
+/// failing part's own error, so its code and whether it is worth retrying are that part's.
 #[derive(Debug, thiserror::Error)]
-pub enum FinishError {
+pub enum StepError {
+    #[error(transparent)]
+    Order(#[from] OrderError),
     #[error(transparent)]
     Inventory(#[from] InventoryError),
     #[error(transparent)]
@@ -48,21 +52,23 @@ pub enum FinishError {
     Db(#[from] sqlx::Error),
 }
 
-impl Classified for FinishError {
+impl Classified for StepError {
     fn code(&self) -> &'static str {
         match self {
-            FinishError::Inventory(e) => e.code(),
-            FinishError::Payment(e) => e.code(),
-            FinishError::Db(e) if !db_is_retryable(e) => failure::INVARIANT_VIOLATION,
-            FinishError::Db(_) => failure::DATABASE,
+            StepError::Order(e) => e.code(),
+            StepError::Inventory(e) => e.code(),
+            StepError::Payment(e) => e.code(),
+            StepError::Db(e) if !db_is_retryable(e) => failure::INVARIANT_VIOLATION,
+            StepError::Db(_) => failure::DATABASE,
         }
     }
 
     fn retryable(&self) -> bool {
         match self {
-            FinishError::Inventory(e) => e.retryable(),
-            FinishError::Payment(e) => e.retryable(),
-            FinishError::Db(e) => db_is_retryable(e),
+            StepError::Order(e) => e.retryable(),
+            StepError::Inventory(e) => e.retryable(),
+            StepError::Payment(e) => e.retryable(),
+            StepError::Db(e) => db_is_retryable(e),
         }
     }
 }
@@ -75,7 +81,7 @@ pub struct Finished {
     pub status_recorded: bool,
 }
 
-pub async fn finish(db: &Db, req: &FinishOrder) -> Result<Finished, FinishError> {
+pub async fn finish(db: &Db, req: &FinishOrder) -> Result<Finished, StepError> {
     let mut tx = db.begin_write().await?;
     let finished = finish_in(&mut tx, req).await?;
     tx.commit().await?;
@@ -85,7 +91,7 @@ pub async fn finish(db: &Db, req: &FinishOrder) -> Result<Finished, FinishError>
 async fn finish_in(
     tx: &mut Transaction<'static, Any>,
     req: &FinishOrder,
-) -> Result<Finished, FinishError> {
+) -> Result<Finished, StepError> {
     if let Some(paid) = &req.paid {
         payments::confirm_in(tx, paid).await?;
     }
@@ -115,14 +121,15 @@ pub struct CloseOrder {
 /// and if it closed, record the payment `CLOSED`, release the stock and record the ending — the
 /// last three in one transaction. A paid charge (the callback was lost, or the customer paid
 /// while we closed) comes back as [`CloseResult::AlreadyPaid`] with nothing changed here: the
-/// order settles it instead. Safe to run twice: the provider answers `Closed` again, and the
-/// transaction's parts find everything in place. Returns what the transaction did, if it ran.
+/// order settles it instead. Safe to run twice: a repeat finds the payment `CLOSED` in our books
+/// (see [`payments::close_unless_paid_at_provider`]), and the transaction's parts find everything
+/// in place. Returns what the transaction did, if it ran.
 pub async fn close(
     db: &Db,
     providers: &Providers,
     req: &CloseOrder,
-) -> Result<(CloseResult, Option<Finished>), FinishError> {
-    let result = payments::close_unless_paid_at_provider(providers, &req.payment).await?;
+) -> Result<(CloseResult, Option<Finished>), StepError> {
+    let result = payments::close_unless_paid_at_provider(db, providers, &req.payment).await?;
     if result != CloseResult::Closed {
         return Ok((result, None));
     }

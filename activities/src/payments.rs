@@ -176,7 +176,7 @@ pub async fn close_unless_paid(
     providers: &Providers,
     payment: &PaymentRef,
 ) -> Result<CloseResult, PaymentError> {
-    let result = close_unless_paid_at_provider(providers, payment).await?;
+    let result = close_unless_paid_at_provider(db, providers, payment).await?;
     if result == CloseResult::Closed {
         closed(db, &payment.payment_no).await?;
     }
@@ -185,10 +185,21 @@ pub async fn close_unless_paid(
 
 /// [`close_unless_paid`] at the provider only; the caller records a `Closed` answer (see
 /// [`closed_in`]).
+///
+/// A payment our books already show `CLOSED` was closed by an earlier attempt of the caller's
+/// step whose completion was lost: it answers `Closed` again without asking. Asking could now
+/// hear "paid" — money taken after our close (`pay_after_close`) — and turn an order that was
+/// closed, its stock already released, into a paid one; that money is refunded by the
+/// late-payment path instead.
 pub(crate) async fn close_unless_paid_at_provider(
+    db: &Db,
     providers: &Providers,
     payment: &PaymentRef,
 ) -> Result<CloseResult, PaymentError> {
+    let ours = load(db, payment.payment_no.as_str()).await?;
+    if ours.is_some_and(|p| p.status == PaymentStatus::Closed.as_str()) {
+        return Ok(CloseResult::Closed);
+    }
     let state = query(providers, payment).await?;
     if state.status == PaymentStatus::Paid {
         return Ok(CloseResult::AlreadyPaid(state));

@@ -18,7 +18,8 @@ on_both_engines!(
     a_paid_finish_moves_payment_stock_and_status_once,
     a_finish_that_cannot_complete_changes_nothing,
     a_close_moves_payment_stock_and_status_once,
-    a_close_that_finds_the_charge_paid_changes_nothing
+    a_close_that_finds_the_charge_paid_changes_nothing,
+    a_repeated_close_stands_after_money_taken_since
 );
 
 /// The step as a paid order's workflow would ask for it.
@@ -194,5 +195,38 @@ async fn a_close_that_finds_the_charge_paid_changes_nothing(app: TestApp) {
     assert_eq!(payment_status(&app, &id).await, "PENDING");
     assert_eq!(order_status(&app, &id).await, "AWAITING_PAYMENT");
     assert_eq!(app.stock("MUG-LOGO").await, before);
+    app.assert_stock_invariants().await;
+}
+
+/// The first attempt closed the charge and recorded the ending, but its completion was lost (a
+/// worker died), so the step runs again — after the customer's money went through anyway
+/// (`pay_after_close`, the race every gateway has). The repeat must not turn the closed order into
+/// a paid one whose stock is already released: the ending stands, and the money is the late-payment
+/// path's to refund.
+async fn a_repeated_close_stands_after_money_taken_since(app: TestApp) {
+    let gateway = sandbox(&app);
+    let id = app.order("closer", &[("MUG-LOGO", 1)], Some(600)).await;
+    let req = timeout_close(&id);
+    let providers = Providers::default().with(Arc::new(sandbox(&app)));
+    let (first, _) = finish::close(&app.db, &providers, &req)
+        .await
+        .expect("close");
+    assert_eq!(first, CloseResult::Closed);
+    let closed = app.stock("MUG-LOGO").await;
+    gateway
+        .pay_after_close(&req.payment.payment_no)
+        .await
+        .expect("the gateway takes the money after our close");
+
+    let (again, done) = finish::close(&app.db, &providers, &req)
+        .await
+        .expect("repeat");
+    assert_eq!(again, CloseResult::Closed);
+    let done = done.expect("the ending stands");
+    assert_eq!(done.stock.lines, 0);
+    assert!(!done.status_recorded);
+    assert_eq!(payment_status(&app, &id).await, "CLOSED");
+    assert_eq!(order_status(&app, &id).await, "CLOSED");
+    assert_eq!(app.stock("MUG-LOGO").await, closed);
     app.assert_stock_invariants().await;
 }
