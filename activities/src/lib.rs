@@ -84,11 +84,7 @@ impl OrderActivities {
         _ctx: ActivityContext,
         order: RecordOrder,
     ) -> Result<PricedOrder, ActivityError> {
-        if self.providers.get(order.provider.as_str()).is_err() {
-            return Err(to_activity_error(orders::OrderError::UnknownProvider(
-                order.provider.to_string(),
-            )));
-        }
+        orders::require_provider(&self.providers, &order).map_err(to_activity_error)?;
         orders::record(&self.db, &order, self.default_payment_timeout.as_secs())
             .instrument(tracing::info_span!("record_order", order_id = %order.order_id, provider = %order.provider))
             .await

@@ -15,10 +15,10 @@
 //! worker's CPU per order (see bench/NOTES.md).
 
 use crate::db::{self, Db};
-use crate::failure::Classified;
-use crate::inventory::{self, InventoryError, ReserveStock};
-use crate::orders::{self, OrderError, PricedOrder, StatusChange};
-use crate::payments::{self, CreatePayment, PaymentCreated, PaymentError};
+use crate::finish::StepError;
+use crate::inventory::{self, ReserveStock};
+use crate::orders::{self, PricedOrder, StatusChange};
+use crate::payments::{self, CreatePayment, PaymentCreated};
 use crate::providers::Providers;
 use orderflow_domain::{OrderStatus, ValidOrder};
 use serde::{Deserialize, Serialize};
@@ -32,34 +32,6 @@ pub struct OpenedOrder {
     pub payment: PaymentCreated,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error(transparent)]
-    Order(#[from] OrderError),
-    #[error(transparent)]
-    Inventory(#[from] InventoryError),
-    #[error(transparent)]
-    Payment(#[from] PaymentError),
-}
-
-impl Classified for OpenError {
-    fn code(&self) -> &'static str {
-        match self {
-            OpenError::Order(e) => e.code(),
-            OpenError::Inventory(e) => e.code(),
-            OpenError::Payment(e) => e.code(),
-        }
-    }
-
-    fn retryable(&self) -> bool {
-        match self {
-            OpenError::Order(e) => e.retryable(),
-            OpenError::Inventory(e) => e.retryable(),
-            OpenError::Payment(e) => e.retryable(),
-        }
-    }
-}
-
 /// Records, reserves, creates the payment and marks the order `AWAITING_PAYMENT`. Returns the
 /// order as opened and whether this call recorded the status (false on a repeat).
 pub async fn open(
@@ -67,10 +39,8 @@ pub async fn open(
     providers: &Providers,
     order: &ValidOrder,
     default_timeout_secs: u64,
-) -> Result<(OpenedOrder, bool), OpenError> {
-    if providers.get(order.provider.as_str()).is_err() {
-        return Err(OrderError::UnknownProvider(order.provider.to_string()).into());
-    }
+) -> Result<(OpenedOrder, bool), StepError> {
+    orders::require_provider(providers, order)?;
     // Each part keeps the span its own step had, inside `open_order`'s, so a trace still shows
     // where the time went.
     let priced = orders::record(db, order, default_timeout_secs)

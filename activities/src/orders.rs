@@ -2,6 +2,7 @@
 
 use crate::db::{Db, now_ms};
 use crate::failure::{self, Classified, db_is_retryable};
+use crate::providers::Providers;
 use orderflow_domain::{Currency, Money, MoneyError, OrderStatus, Sku, ValidOrder};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
@@ -110,6 +111,15 @@ pub async fn catalog(db: &Db) -> Result<Vec<CatalogItem>, OrderError> {
             })
         })
         .collect()
+}
+
+/// An order must name a provider this worker can pay with; checked before anything is recorded
+/// or reserved.
+pub fn require_provider(providers: &Providers, order: &ValidOrder) -> Result<(), OrderError> {
+    match providers.get(order.provider.as_str()) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(OrderError::UnknownProvider(order.provider.to_string())),
+    }
 }
 
 /// Prices the order from the catalog and records it as `PENDING`. On a repeat (activity retry, or

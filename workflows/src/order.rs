@@ -332,7 +332,7 @@ impl Flow {
         // record_order writes the PENDING row and its log entry itself.
         self.set_view_status(OrderStatus::Pending, None);
         let opening = if self.merged_steps {
-            self.merged_steps(&order).await
+            self.open_in_one_step(&order).await
         } else {
             self.open_step_by_step(&order).await
         };
@@ -375,7 +375,7 @@ impl Flow {
     }
 
     /// Orders started after [`MERGED_STEPS_PATCH`]: one step up to the wait.
-    async fn merged_steps(&self, order: &ValidOrder) -> Opening {
+    async fn open_in_one_step(&self, order: &ValidOrder) -> Opening {
         let opened: OpenedOrder = match self
             .activity(|| OrderActivities::open_order, order.clone())
             .await
@@ -588,8 +588,7 @@ impl Flow {
             }
         }
         let outcome = if recorded {
-            self.set_view_status(status, Some(reason.clone()));
-            self.finished(status, Some(reason))?
+            self.concluded(status, Some(reason))?
         } else {
             self.conclude(order, StockOutcome::Release, None, status, Some(reason))
                 .await?
@@ -812,7 +811,16 @@ impl Flow {
         self.activity(|| OrderActivities::finish_order, req)
             .await
             .map_err(fail)?;
-        // Only now: while the step retries (an outage), the order still shows what it waits for.
+        self.concluded(status, reason)
+    }
+
+    /// A step recorded the final status (`finish_order`, `close_order`): show it, and end. Only
+    /// then: while the step retries (an outage), the order still shows what it waits for.
+    fn concluded(
+        &self,
+        status: OrderStatus,
+        reason: Option<String>,
+    ) -> WorkflowResult<OrderOutcome> {
         self.set_view_status(status, reason.clone());
         self.finished(status, reason)
     }
