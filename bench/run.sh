@@ -129,8 +129,13 @@ run mass-expiry "$PG_URL" "$TUNED" --orders "$M" --rate 40 --concurrency "$M" --
 H=$(n 5000)
 HS=$(n 1000)
 fresh_pg
+# Stock decided at the edge (--reserve-at-edge, as `orderflow serve --reserve-at-edge`): every
+# buyer arrives at once (concurrency = buyers), losers are answered from the database, winners'
+# workflows are started by the relay. Then each order's workflow reserving, as by default.
+run hot-sku-postgres-edge "$PG_URL" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --reserve-at-edge
 run hot-sku-postgres "$PG_URL" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100
 run hot-sku-postgres-raw "$PG_URL" "" --workflow raw-reserve --orders "$H" --concurrency 64 --skus 1 --stock "$HS"
+run hot-sku-sqlite-edge "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --reserve-at-edge
 run hot-sku-sqlite "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100
 run hot-sku-sqlite-raw "$(sqlite_url hot)" "" --workflow raw-reserve --orders "$H" --concurrency 64 --skus 1 --stock "$HS"
 

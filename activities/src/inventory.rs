@@ -148,9 +148,36 @@ async fn ledger(
 /// sharing a lock on one row go through multixacts — it cut the raw reservation rate to a third
 /// when tried (bench/NOTES.md).
 pub async fn reserve(db: &Db, req: &ReserveStock) -> Result<(), InventoryError> {
+    let mut tx = db.begin_write().await?;
+    match reserve_in(&mut tx, req).await? {
+        None => {
+            tx.commit().await?;
+            Ok(())
+        }
+        Some(short) => {
+            // Nothing of this transaction stays: not this line's ledger entry, not earlier lines.
+            tx.rollback().await?;
+            Err(out_of_stock(db, short).await)
+        }
+    }
+}
+
+/// A line the conditional update could not reserve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShortLine {
+    pub sku: Sku,
+    pub requested: i64,
+}
+
+/// [`reserve`] inside the caller's transaction (the edge reservation writes the order and its
+/// start note in the same one). Returns the first line that could not be reserved; the caller
+/// must then roll the transaction back, because earlier lines and the ledger entry are in it.
+pub(crate) async fn reserve_in(
+    tx: &mut Transaction<'static, Any>,
+    req: &ReserveStock,
+) -> Result<Option<ShortLine>, sqlx::Error> {
     let now = now_ms();
     let order_id = req.order_id.as_str();
-    let mut tx = db.begin_write().await?;
     for line in &req.lines {
         let sku = line.sku.as_str();
         let q = i64::from(line.quantity);
@@ -158,12 +185,12 @@ pub async fn reserve(db: &Db, req: &ReserveStock) -> Result<(), InventoryError> 
             sqlx::query("SELECT 1 FROM stock_reservations WHERE order_id = $1 AND sku = $2")
                 .bind(order_id)
                 .bind(sku)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
         if existing.is_some() {
             continue;
         }
-        ledger(&mut tx, sku, order_id, Delta::Reserve, q, now).await?;
+        ledger(tx, sku, order_id, Delta::Reserve, q, now).await?;
         let moved = sqlx::query(
             "UPDATE inventory
                 SET available = available - $2, reserved = reserved + $2, updated_at_ms = $3
@@ -172,21 +199,14 @@ pub async fn reserve(db: &Db, req: &ReserveStock) -> Result<(), InventoryError> 
         .bind(sku)
         .bind(q)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
         if moved == 0 {
-            // Nothing of this transaction stays: not this line's ledger entry, not earlier lines.
-            tx.rollback().await?;
-            // Only for the error message: the decision was the conditional update's.
-            return Err(match level(db, &line.sku).await? {
-                Some(level) => InventoryError::OutOfStock {
-                    sku: sku.to_owned(),
-                    requested: q,
-                    available: level.available,
-                },
-                None => InventoryError::NotStocked(sku.to_owned()),
-            });
+            return Ok(Some(ShortLine {
+                sku: line.sku.clone(),
+                requested: q,
+            }));
         }
         sqlx::query(
             "INSERT INTO stock_reservations (order_id, sku, quantity, state, created_at_ms, updated_at_ms)
@@ -196,11 +216,24 @@ pub async fn reserve(db: &Db, req: &ReserveStock) -> Result<(), InventoryError> 
         .bind(sku)
         .bind(q)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
-    tx.commit().await?;
-    Ok(())
+    Ok(None)
+}
+
+/// The error for a line the conditional update refused, read after the rollback (the decision
+/// was the update's; the level is only for the message).
+pub(crate) async fn out_of_stock(db: &Db, short: ShortLine) -> InventoryError {
+    match level(db, &short.sku).await {
+        Ok(Some(level)) => InventoryError::OutOfStock {
+            sku: short.sku.to_string(),
+            requested: short.requested,
+            available: level.available,
+        },
+        Ok(None) => InventoryError::NotStocked(short.sku.to_string()),
+        Err(e) => InventoryError::Db(e),
+    }
 }
 
 /// Moves the order's `RESERVED` rows to `CONFIRMED` (reserved → sold).

@@ -17,6 +17,7 @@
 
 pub mod callbacks;
 pub mod db;
+pub mod edge;
 pub mod failure;
 pub mod finish;
 pub mod inventory;

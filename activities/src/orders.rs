@@ -144,8 +144,31 @@ pub async fn record(
         }
     };
 
-    let now = now_ms();
     let mut tx = db.begin_write().await?;
+    if !insert_priced_in(&mut tx, order, &lines, total).await? {
+        // Lost a race with another attempt: its pricing is the order's pricing.
+        tx.rollback().await?;
+        return stored_pricing(db, order, timeout)
+            .await?
+            .ok_or_else(|| OrderError::Conflict(order.order_id.to_string()));
+    }
+    tx.commit().await?;
+    Ok(PricedOrder {
+        total,
+        lines,
+        payment_timeout_secs: timeout,
+    })
+}
+
+/// Inserts the priced order as `PENDING` with its lines and logs the status, unless a row for
+/// this order id exists (then nothing is written and it returns false).
+pub(crate) async fn insert_priced_in(
+    tx: &mut Transaction<'static, Any>,
+    order: &ValidOrder,
+    lines: &[PricedLine],
+    total: Money,
+) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
     let inserted = sqlx::query(
         "INSERT INTO orders (order_id, customer_id, provider, status, amount_minor, currency,
                              created_at_ms, updated_at_ms)
@@ -158,17 +181,13 @@ pub async fn record(
     .bind(total.minor())
     .bind(total.currency().code())
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .rows_affected();
     if inserted == 0 {
-        // Lost a race with another attempt: its pricing is the order's pricing.
-        tx.rollback().await?;
-        return stored_pricing(db, order, timeout)
-            .await?
-            .ok_or_else(|| OrderError::Conflict(order.order_id.to_string()));
+        return Ok(false);
     }
-    for line in &lines {
+    for line in lines {
         sqlx::query(
             "INSERT INTO order_lines (order_id, sku, quantity, unit_price_minor, line_total_minor, currency)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -179,27 +198,18 @@ pub async fn record(
         .bind(line.unit_price_minor)
         .bind(line.line_total_minor)
         .bind(total.currency().code())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
-    log_status(
-        &mut tx,
-        order.order_id.as_str(),
-        OrderStatus::Pending,
-        None,
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(PricedOrder {
-        total,
-        lines,
-        payment_timeout_secs: timeout,
-    })
+    log_status(tx, order.order_id.as_str(), OrderStatus::Pending, None, now).await?;
+    Ok(true)
 }
 
 /// The order's lines priced from the catalog, and their total.
-async fn price(db: &Db, order: &ValidOrder) -> Result<(Vec<PricedLine>, Money), OrderError> {
+pub(crate) async fn price(
+    db: &Db,
+    order: &ValidOrder,
+) -> Result<(Vec<PricedLine>, Money), OrderError> {
     let mut lines = Vec::with_capacity(order.lines.len());
     let mut total: Option<Money> = None;
     for line in &order.lines {

@@ -15,3 +15,4 @@ pub mod cli;
 pub mod http;
 pub mod load;
 pub mod orders;
+pub mod outbox;

@@ -26,7 +26,7 @@
 // workspace forbids float arithmetic elsewhere because amounts must stay integers).
 #![allow(clippy::float_arithmetic)]
 
-use crate::orders::{Orders, order_id_for_key};
+use crate::orders::{EdgePlaced, Orders, order_id_for_key};
 use anyhow::{Context, bail};
 use orderflow_activities::db::{Db, Engine};
 use orderflow_activities::inventory;
@@ -41,7 +41,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct LoadArgs {
@@ -91,6 +91,13 @@ pub struct LoadArgs {
     /// Temporal server process to read CPU time from. Default: the only `temporal` process.
     #[arg(long)]
     pub server_pid: Option<u32>,
+
+    /// Place orders with their stock decided at the edge, as `orderflow serve
+    /// --reserve-at-edge` does: a sold-out buyer is answered from the database without a
+    /// workflow; the winners' workflows are started by a relay in this process
+    /// (starter/src/outbox.rs), so decisions come at the database's pace, not the server's.
+    #[arg(long)]
+    pub reserve_at_edge: bool,
 
     /// Start a Temporal dev server (in memory, SQLite WAL) and a worker for this run only.
     #[arg(long)]
@@ -331,6 +338,8 @@ pub struct ProcessCpu {
 pub struct LoadReport {
     pub run_id: String,
     pub workflow: LoadWorkflow,
+    /// Stock decided at the edge (`--reserve-at-edge`), not by each order's workflow.
+    pub reserve_at_edge: bool,
     pub engine: String,
     pub orders: usize,
     pub concurrency: usize,
@@ -381,6 +390,8 @@ struct Driver {
     finished: StatusWatch,
     /// Wall-clock ms at which every order's payment window ends (mass expiry), if set.
     expire_at_ms: Option<i64>,
+    /// Wakes the start relay after an edge reservation (`--reserve-at-edge`).
+    relay_wake: Arc<Notify>,
 }
 
 /// Tells order tasks when their order reaches a status, by polling the orders table for all of
@@ -520,6 +531,14 @@ pub async fn run(
         tokio::spawn(ready.clone().run(db.clone())),
         tokio::spawn(finished.clone().run(db.clone())),
     ];
+    let relay_wake = Arc::new(Notify::new());
+    let relay = args.reserve_at_edge.then(|| {
+        tokio::spawn(crate::outbox::run(
+            orders.clone(),
+            relay_wake.clone(),
+            Duration::from_millis(200),
+        ))
+    });
     let driver = Arc::new(Driver {
         orders,
         args: args.clone(),
@@ -531,6 +550,7 @@ pub async fn run(
         expire_at_ms: args
             .expire_at_secs
             .map(|secs| wall_ms() + i64::try_from(secs).unwrap_or(i64::MAX / 2) * 1000),
+        relay_wake,
     });
 
     let worker_pid = args
@@ -580,6 +600,9 @@ pub async fn run(
     progress.finish();
     for watcher in watchers {
         watcher.abort();
+    }
+    if let Some(relay) = relay {
+        relay.abort();
     }
 
     let report = summarize(
@@ -653,17 +676,49 @@ async fn drive_order(driver: &Driver, i: usize, intent: Intent) -> Record {
         matches!(intent, Intent::Paid | Intent::Cancel).then(|| driver.ready.wait_for(&order_id));
     let finished = driver.finished.wait_for(&order_id);
     let payment_window_secs = input.payment_timeout_secs.unwrap_or_default();
-    if let Err(e) = driver.orders.ensure_started(input).await {
-        driver.ready.forget(&order_id);
-        driver.finished.forget(&order_id);
-        record.error = Some(format!("start: {e}"));
-        return record;
+    let placed = if driver.args.reserve_at_edge {
+        driver.orders.place_at_edge(input, false).await
+    } else {
+        driver
+            .orders
+            .ensure_started(input)
+            .await
+            .map(|_| EdgePlaced::Started)
+    };
+    match placed {
+        Ok(EdgePlaced::Started) => {}
+        Ok(EdgePlaced::Reserved) => {
+            record.reserved = Some(Instant::now());
+            driver.relay_wake.notify_one();
+        }
+        Ok(EdgePlaced::Refused { reason }) => {
+            driver.ready.forget(&order_id);
+            driver.finished.forget(&order_id);
+            record.finished = Some(Instant::now());
+            record.reserved = record.finished;
+            record.status = Some(OrderStatus::Rejected);
+            record.reason = Some(reason);
+            return record;
+        }
+        Ok(EdgePlaced::Decided) => {
+            driver.ready.forget(&order_id);
+            driver.finished.forget(&order_id);
+            record.error = Some("start: this run's order id was already placed".to_owned());
+            return record;
+        }
+        Err(e) => {
+            driver.ready.forget(&order_id);
+            driver.finished.forget(&order_id);
+            record.error = Some(format!("start: {e}"));
+            return record;
+        }
     }
     if let Some(ready) = ready {
         match tokio::time::timeout(Duration::from_secs(120), ready).await {
             Ok(Ok((status, _))) => {
                 record.ready = Some(Instant::now());
-                record.reserved = record.ready;
+                // Decided at the edge already, or now: the order left PENDING.
+                record.reserved = record.reserved.or(record.ready);
                 if status == OrderStatus::AwaitingPayment.as_str() {
                     let acted = match intent {
                         Intent::Paid => {
@@ -912,6 +967,7 @@ async fn summarize(
     Ok(LoadReport {
         run_id: driver.run_id.clone(),
         workflow: args.workflow,
+        reserve_at_edge: args.reserve_at_edge,
         engine: match db.engine() {
             Engine::Sqlite => "sqlite".to_owned(),
             Engine::Postgres => "postgres".to_owned(),
@@ -1235,8 +1291,13 @@ impl LoadReport {
             None => "unpaced".to_owned(),
         };
         let mix: Vec<String> = self.mix.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let edge = if self.reserve_at_edge {
+            ", stock decided at the edge"
+        } else {
+            ""
+        };
         out += &format!(
-            "load {}: {} {what} ({}), concurrency {}, {pacing}, {}\n",
+            "load {}: {} {what} ({}), concurrency {}, {pacing}, {}{edge}\n",
             self.run_id,
             self.orders,
             mix.join(", "),

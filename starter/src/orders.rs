@@ -5,6 +5,9 @@
 //! (`order pay` plays the customer).
 
 use orderflow_activities::db::Db;
+use orderflow_activities::edge::{self, EdgeDecision};
+use orderflow_activities::failure::{self, Classified};
+use orderflow_activities::finish::StepError;
 use orderflow_activities::orders as order_rows;
 use orderflow_activities::payments as payment_rows;
 use orderflow_activities::providers::sandbox::{self, SandboxPayment, SandboxProvider};
@@ -44,6 +47,32 @@ pub enum OrderOpError {
     Sandbox(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+}
+
+/// What [`Orders::place_at_edge`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdgePlaced {
+    /// Stock held and the workflow started.
+    Started,
+    /// Stock held; the relay starts the workflow.
+    Reserved,
+    /// Not enough stock (or an unknown SKU): recorded `REJECTED` with this reason, no workflow.
+    Refused { reason: String },
+    /// The order was placed and refused before; its view says why.
+    Decided,
+}
+
+/// An edge step's error as the client sees it: the customer's mistake is refused with its code,
+/// the database's is a database error.
+fn step_error(err: StepError) -> OrderOpError {
+    match err {
+        StepError::Db(e)
+        | StepError::Order(order_rows::OrderError::Db(e))
+        | StepError::Inventory(orderflow_activities::inventory::InventoryError::Db(e)) => {
+            OrderOpError::Db(e)
+        }
+        other => OrderOpError::Refused(format!("{}: {other}", other.code())),
+    }
 }
 
 /// A request to start an order, as the CLI and the API take it.
@@ -145,6 +174,42 @@ impl Orders {
             Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(false),
             Err(e) => Err(OrderOpError::Temporal(e.to_string())),
         }
+    }
+
+    /// Places the order with its stock decided here, before any workflow exists (see
+    /// `orderflow_activities::edge`). Sold out (or an unknown SKU): the order is recorded `REJECTED`
+    /// and no workflow runs. Reserved: with `start_now` its workflow is started before this returns; otherwise
+    /// (or if that start fails) the relay (`crate::outbox`) starts it.
+    pub async fn place_at_edge(
+        &self,
+        input: OrderInput,
+        start_now: bool,
+    ) -> Result<EdgePlaced, OrderOpError> {
+        let order = input
+            .validate()
+            .map_err(|e| OrderOpError::Refused(format!("{}: {e}", failure::INVALID_ORDER)))?;
+        let start = match edge::reserve_at_edge(&self.db, &order, &input)
+            .await
+            .map_err(step_error)?
+        {
+            EdgeDecision::Refused { reason } => return Ok(EdgePlaced::Refused { reason }),
+            EdgeDecision::Repeat { start: false } => return Ok(EdgePlaced::Decided),
+            EdgeDecision::Reserved | EdgeDecision::Repeat { start: true } => start_now,
+        };
+        if start {
+            let order_id = input.order_id.clone();
+            match self.ensure_started(input).await {
+                Ok(_) => {
+                    edge::mark_started(&self.db, &order_id).await?;
+                    return Ok(EdgePlaced::Started);
+                }
+                // The note stays: the relay starts it.
+                Err(e) => {
+                    tracing::warn!(%order_id, error = %e, "start after edge reservation failed; left to the relay")
+                }
+            }
+        }
+        Ok(EdgePlaced::Reserved)
     }
 
     /// The order's state: from its workflow while it can answer, from the database otherwise.

@@ -9,6 +9,7 @@
 //! interrupted run leaves nothing behind; the tests signal them with the `kill` utility (the
 //! workspace forbids `unsafe`, so no `libc::kill`).
 
+pub use crate::unique;
 use crate::{free_port, fresh_database, temporal_bin, workspace_root};
 use anyhow::{Context, bail};
 use orderflow_activities::db::{Db, Engine};
@@ -94,19 +95,6 @@ impl Rng {
 
 pub fn now_ms() -> i64 {
     orderflow_activities::db::now_ms()
-}
-
-/// A name no other test run uses.
-pub fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!(
-        "{prefix}{}_{:x}",
-        std::process::id(),
-        nanos & 0xffff_ffff_ffff
-    )
 }
 
 /// A fresh directory for one scenario's files (logs, the server's SQLite file).

@@ -138,7 +138,8 @@ pub fn temporal_address() -> String {
         .clone()
 }
 
-fn unique(prefix: &str) -> String {
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

@@ -76,6 +76,12 @@ pub struct ServeSettings {
     /// How long POST /v1/orders waits for the payment parameters before answering 202.
     #[arg(long, env = "ORDERFLOW_CREATE_WAIT_SECS", default_value_t = 10)]
     pub create_wait_secs: u64,
+
+    /// Decide an order's stock when it is placed, before its workflow starts (for flash sales):
+    /// a sold-out order is answered at once, recorded REJECTED, and costs no workflow. Off: the
+    /// workflow reserves, as for any order. See activities/src/edge.rs.
+    #[arg(long, env = "ORDERFLOW_RESERVE_AT_EDGE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub reserve_at_edge: bool,
 }
 
 impl ServeSettings {
@@ -88,6 +94,7 @@ impl ServeSettings {
             stripe_account_id: None,
             request_timeout_secs: 15,
             create_wait_secs: 10,
+            reserve_at_edge: false,
         }
     }
 }
@@ -216,9 +223,17 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", state.settings.listen))?;
     tracing::info!(address = %listener.local_addr()?, "orderflow serve listening");
+    // Orders reserved at the edge whose start did not happen (a crash, an outage) are started
+    // here, also when edge reservation has since been turned off.
+    let relay = tokio::spawn(crate::outbox::run(
+        state.orders.clone(),
+        Default::default(),
+        std::time::Duration::from_secs(1),
+    ));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(orderflow_worker::shutdown_signal())
         .await?;
+    relay.abort();
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use super::error::{ApiError, ErrorBody};
 use super::{ApiJson, AppState, raw_body};
-use crate::orders::{OrderOpError, order_id_for_key};
+use crate::orders::{EdgePlaced, OrderOpError, order_id_for_key};
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -189,9 +189,28 @@ pub async fn create_order(
             ));
         }
     };
-    // Always (re)start: if an earlier attempt claimed the key but failed to start, this heals it.
-    // The start itself is idempotent (UseExisting + RejectDuplicate).
-    app.orders.ensure_started(input).await?;
+    if app.settings.reserve_at_edge {
+        // Stock decided here; a refused order has no workflow to wait for. A repeat of a
+        // request whose start failed starts it now (or the relay does).
+        match app.orders.place_at_edge(input, true).await? {
+            EdgePlaced::Started | EdgePlaced::Reserved => {}
+            EdgePlaced::Refused { .. } | EdgePlaced::Decided => {
+                let status = if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                return Ok((
+                    status,
+                    Json(app.orders.view(order_id.as_str()).await?.into()),
+                ));
+            }
+        }
+    } else {
+        // Always (re)start: if an earlier attempt claimed the key but failed to start, this
+        // heals it. The start itself is idempotent (UseExisting + RejectDuplicate).
+        app.orders.ensure_started(input).await?;
+    }
     let wait = Duration::from_secs(app.settings.create_wait_secs);
     let (status, view) = match app.orders.wait_ready(order_id.as_str(), wait).await {
         Ok(view) if created => (StatusCode::CREATED, view),
