@@ -3,6 +3,8 @@
 #
 #   bench/run.sh            # full suite (about 23 minutes on 2 cores, plus the release build)
 #   BENCH_SCALE=0.1 bench/run.sh   # every order count scaled down, to try the script quickly
+#   BENCH_ONLY=hot-sku bench/run.sh # only the scenarios whose name matches (grep -E); prints the
+#                                   # figures, leaves BENCHMARKS.md alone
 #
 # Builds in release, starts a fresh Temporal dev server (in memory, SQLite WAL) on a free port,
 # and runs every scenario with `orderflow load` against a fresh worker each time. Writes the
@@ -61,6 +63,9 @@ TUNED="--workflow-pollers 16 --nonsticky-poll-ratio 0.5 --activity-pollers 8 --m
 run() {
   local name=$1 db=$2 wflags=$3
   shift 3
+  if [ -n "${BENCH_ONLY:-}" ] && ! grep -qE "$BENCH_ONLY" <<<"$name"; then
+    return 0
+  fi
   local queue="bench-$name"
   # shellcheck disable=SC2086
   DATABASE_URL=$db ORDERFLOW_TASK_QUEUE=$queue $BIN/orderflow-worker $wflags >"$OUT/$name.worker.log" 2>&1 &
@@ -132,11 +137,15 @@ fresh_pg
 # Stock decided at the edge (--reserve-at-edge, as `orderflow serve --reserve-at-edge`): every
 # buyer arrives at once (concurrency = buyers), losers are answered from the database, winners'
 # workflows are started by the relay. Then each order's workflow reserving, as by default.
-run hot-sku-postgres-edge "$PG_URL" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --reserve-at-edge
-run hot-sku-postgres "$PG_URL" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100
+run hot-sku-postgres-edge "$PG_URL" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60 --reserve-at-edge
+run hot-sku-postgres "$PG_URL" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
 run hot-sku-postgres-raw "$PG_URL" "" --workflow raw-reserve --orders "$H" --concurrency 64 --skus 1 --stock "$HS"
-run hot-sku-sqlite-edge "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --reserve-at-edge
-run hot-sku-sqlite "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100
+run hot-sku-sqlite-edge "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60 --reserve-at-edge
+run hot-sku-sqlite "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
 run hot-sku-sqlite-raw "$(sqlite_url hot)" "" --workflow raw-reserve --orders "$H" --concurrency 64 --skus 1 --stock "$HS"
 
-python3 bench/report.py "$OUT" "$port"
+if [ -n "${BENCH_ONLY:-}" ]; then
+  echo "==> BENCH_ONLY=$BENCH_ONLY: a partial run; figures in $OUT, BENCHMARKS.md not written"
+else
+  python3 bench/report.py "$OUT" "$port"
+fi

@@ -18,8 +18,8 @@ use crate::db::{Db, now_ms};
 use crate::failure::Classified;
 use crate::finish::StepError;
 use crate::inventory::{self, InventoryError, ReserveStock};
-use crate::orders::{self, OrderError, StatusChange};
-use orderflow_domain::{OrderInput, OrderStatus, ValidOrder};
+use crate::orders::{self, OrderError, PricedLine, StatusChange};
+use orderflow_domain::{Money, OrderInput, OrderStatus, ValidOrder};
 use sqlx::Row;
 
 /// What the edge decided for an order.
@@ -39,13 +39,19 @@ pub enum EdgeDecision {
 
 /// Records the order priced from the catalog, reserves all its lines or none, and writes its start
 /// note, in one transaction; an order that cannot have its stock is recorded `REJECTED` instead.
+///
+/// Most buyers in a sale lose, so the refusal is the path kept short: the price lookup also reads
+/// each line's `available`, and a line already short is refused in one transaction that never
+/// touches the contended inventory row. That read is only a hint for refusing (stock seen short
+/// at that instant; the conditional update would have failed then too): a line that looks
+/// available still goes through the conditional update, which decides.
 pub async fn reserve_at_edge(
     db: &Db,
     order: &ValidOrder,
     input: &OrderInput,
 ) -> Result<EdgeDecision, StepError> {
-    // Priced outside the transaction: reads only, and the write lock is held for less.
-    let (lines, total) = match orders::price(db, order).await {
+    // Reads only, outside the write transaction.
+    let (lines, total, available) = match orders::price_with_stock(db, order).await {
         Ok(priced) => priced,
         Err(OrderError::Db(e)) => return Err(e.into()),
         Err(e) if orders::load(db, order.order_id.as_str()).await?.is_some() => {
@@ -59,6 +65,23 @@ pub async fn reserve_at_edge(
             return Ok(EdgeDecision::Refused { reason });
         }
     };
+    let short = order
+        .lines
+        .iter()
+        .zip(&available)
+        .find(|(line, available)| available.is_none_or(|a| a < i64::from(line.quantity)));
+    if let Some((line, available)) = short {
+        let err = match available {
+            Some(available) => InventoryError::OutOfStock {
+                sku: line.sku.to_string(),
+                requested: i64::from(line.quantity),
+                available: *available,
+            },
+            None => InventoryError::NotStocked(line.sku.to_string()),
+        };
+        return refuse(db, order, &lines, total, &err).await;
+    }
+
     let note = serde_json::to_string(input).expect("an order input serializes");
     let mut tx = db.begin_write().await?;
     if !orders::insert_priced_in(&mut tx, order, &lines, total).await? {
@@ -80,21 +103,45 @@ pub async fn reserve_at_edge(
         order_id: order.order_id.clone(),
         lines: order.lines.clone(),
     };
-    let Some(short) = inventory::reserve_in(&mut tx, &req).await? else {
+    let Some(short) = inventory::reserve_in(&mut tx, &req, true).await? else {
         tx.commit().await?;
         return Ok(EdgeDecision::Reserved);
     };
-    // Sold out: none of it stays, and the order is recorded as refused. Two short transactions
-    // away from the contended row; a crash between them leaves a `PENDING` order holding nothing,
-    // which a repeat of the request decides afresh.
+    // Someone took the last units between the read and the update: none of this transaction
+    // stays, and the order is refused as above.
     tx.rollback().await?;
     let err = inventory::out_of_stock(db, short).await;
     if let InventoryError::Db(e) = err {
         return Err(e.into());
     }
+    refuse(db, order, &lines, total, &err).await
+}
+
+/// Records the priced order as `REJECTED` for `err` (its only status: it was never pending), in
+/// one transaction.
+async fn refuse(
+    db: &Db,
+    order: &ValidOrder,
+    lines: &[PricedLine],
+    total: Money,
+    err: &InventoryError,
+) -> Result<EdgeDecision, StepError> {
     let reason = format!("{}: {err}", err.code());
-    orders::record(db, order, 0).await?;
-    orders::mark_status(db, &rejected(order, &reason)).await?;
+    let mut tx = db.begin_write().await?;
+    let inserted = orders::insert_priced_as_in(
+        &mut tx,
+        order,
+        lines,
+        total,
+        OrderStatus::Rejected,
+        Some(&reason),
+    )
+    .await?;
+    if !inserted {
+        tx.rollback().await?;
+        return repeat(db, order).await;
+    }
+    tx.commit().await?;
     Ok(EdgeDecision::Refused { reason })
 }
 

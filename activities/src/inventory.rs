@@ -149,7 +149,7 @@ async fn ledger(
 /// when tried (bench/NOTES.md).
 pub async fn reserve(db: &Db, req: &ReserveStock) -> Result<(), InventoryError> {
     let mut tx = db.begin_write().await?;
-    match reserve_in(&mut tx, req).await? {
+    match reserve_in(&mut tx, req, false).await? {
         None => {
             tx.commit().await?;
             Ok(())
@@ -172,23 +172,28 @@ pub struct ShortLine {
 /// [`reserve`] inside the caller's transaction (the edge reservation writes the order and its
 /// start note in the same one). Returns the first line that could not be reserved; the caller
 /// must then roll the transaction back, because earlier lines and the ledger entry are in it.
+/// `new_order`: the order row was inserted in this transaction, so it cannot hold a reservation
+/// yet and the repeat check is skipped.
 pub(crate) async fn reserve_in(
     tx: &mut Transaction<'static, Any>,
     req: &ReserveStock,
+    new_order: bool,
 ) -> Result<Option<ShortLine>, sqlx::Error> {
     let now = now_ms();
     let order_id = req.order_id.as_str();
     for line in &req.lines {
         let sku = line.sku.as_str();
         let q = i64::from(line.quantity);
-        let existing =
-            sqlx::query("SELECT 1 FROM stock_reservations WHERE order_id = $1 AND sku = $2")
-                .bind(order_id)
-                .bind(sku)
-                .fetch_optional(&mut **tx)
-                .await?;
-        if existing.is_some() {
-            continue;
+        if !new_order {
+            let existing =
+                sqlx::query("SELECT 1 FROM stock_reservations WHERE order_id = $1 AND sku = $2")
+                    .bind(order_id)
+                    .bind(sku)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if existing.is_some() {
+                continue;
+            }
         }
         ledger(tx, sku, order_id, Delta::Reserve, q, now).await?;
         let moved = sqlx::query(

@@ -33,6 +33,28 @@ async fn paid(app: TestApp) {
     assert_eq!(waiting.status, Some(OrderStatus::AwaitingPayment));
     assert_eq!(waiting.amount_minor, Some(2 * 1999 + 1250));
     assert_eq!(waiting.currency.as_deref(), Some("USD"));
+    // Both lines recorded with their prices (one statement on PostgreSQL, three on SQLite).
+    let lines: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT sku, quantity, line_total_minor FROM order_lines WHERE order_id = $1 ORDER BY sku",
+    )
+    .bind(&id)
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        lines,
+        [
+            ("MUG-LOGO".to_owned(), 1, 1250),
+            ("TEE-RED-M".to_owned(), 2, 2 * 1999)
+        ]
+    );
+    assert_eq!(
+        app.count(&format!(
+            "order_status_log WHERE order_id = '{id}' AND status = 'PENDING'"
+        ))
+        .await,
+        1
+    );
     assert!(
         waiting
             .checkout_url
