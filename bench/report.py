@@ -37,12 +37,18 @@ def cpu(name, who):
     return get(name, f"{who}_cpu", "cpu_ms_per_order")
 
 
-ceiling = get("ceiling", "orders_per_s")
+# The no-op ceiling is run first and again last: on this VM it has varied from 54 to 99 workflows/s
+# between runs while the order figures did not, so the share is taken against the higher of the
+# two (the stricter comparison), and both are shown.
+ceilings = [c for c in (get("ceiling", "orders_per_s"), get("ceiling-end", "orders_per_s")) if c]
+ceiling = max(ceilings) if ceilings else None
 pg = "burst-postgres"
 summary = {
     # PostgreSQL burst (2,000 orders, half paid, half timing out after 5 s)
     "orders_per_s": get(pg, "orders_per_s"),
     "ceiling_wf_per_s": ceiling,
+    "ceiling_first_wf_per_s": get("ceiling", "orders_per_s"),
+    "ceiling_last_wf_per_s": get("ceiling-end", "orders_per_s"),
     "orders_per_s_share_of_ceiling": round(get(pg, "orders_per_s") / ceiling, 3) if ceiling and get(pg, "orders_per_s") else None,
     "worker_cpu_ms_per_order": cpu(pg, "worker"),
     "server_cpu_ms_per_order": cpu(pg, "server"),
@@ -121,7 +127,7 @@ def hot(engine):
 
 targets = [
     ("Worker CPU per order (PostgreSQL burst)", "<= 3 ms", fmt(summary["worker_cpu_ms_per_order"], " ms"), summary["worker_cpu_ms_per_order"] is not None and summary["worker_cpu_ms_per_order"] <= 3),
-    ("Orders/s as a share of the no-op ceiling", ">= 45%", f"{fmt(summary['orders_per_s'])} / {fmt(ceiling)} = {fmt(share and share * 100, '%')}", share is not None and share >= 0.45),
+    ("Orders/s as a share of the no-op ceiling (the higher of the first and last ceiling runs)", ">= 45%", f"{fmt(summary['orders_per_s'])} / {fmt(ceiling)} = {fmt(share and share * 100, '%')} (ceilings {fmt(summary['ceiling_first_wf_per_s'])}, {fmt(summary['ceiling_last_wf_per_s'])})", share is not None and share >= 0.45),
     ("Paid-path latency p50 at 10 orders/s", "<= 150 ms", fmt(summary["paid_p50_ms"], " ms"), summary["paid_p50_ms"] is not None and summary["paid_p50_ms"] <= 150),
     ("Close lateness p99 at 10 orders/s", "<= 100 ms", fmt(summary["close_lateness_p99_ms"], " ms"), summary["close_lateness_p99_ms"] is not None and summary["close_lateness_p99_ms"] <= 100),
     ("Close lateness p99, mass expiry", "<= 2 s", fmt(summary["mass_expiry_close_lateness_p99_ms"], " ms"), summary["mass_expiry_close_lateness_p99_ms"] is not None and summary["mass_expiry_close_lateness_p99_ms"] <= 2000),

@@ -144,6 +144,10 @@ run hot-sku-sqlite-edge "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency
 run hot-sku-sqlite "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
 run hot-sku-sqlite-raw "$(sqlite_url hot)" "" --workflow raw-reserve --orders "$H" --concurrency 64 --skus 1 --stock "$HS"
 
+# 6. The server's ceiling again, on the same server at the end: it varies between runs on this VM
+# (report.py compares against the higher of the two).
+run ceiling-end "$(sqlite_url ceiling-end)" "$TUNED" --workflow noop --orders "$B" --concurrency 500
+
 if [ -n "${BENCH_ONLY:-}" ]; then
   echo "==> BENCH_ONLY=$BENCH_ONLY: a partial run; figures in $OUT, BENCHMARKS.md not written"
 else

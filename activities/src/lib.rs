@@ -6,6 +6,7 @@
 //!   and `BEGIN IMMEDIATE` write transactions on SQLite.
 //! * [`orders`]: catalog pricing, order rows, the status log.
 //! * [`inventory`]: reserve / confirm / release stock with conditional updates and a ledger.
+//! * [`edge`]: stock decided when an order is placed, before its workflow (flash sales).
 //! * [`payments`]: our payment rows and log, and calls to the order's provider.
 //! * [`providers`]: the [`providers::PaymentProvider`] trait and the `sandbox` gateway.
 //! * [`failure`]: the stable failure codes and the one rule for what is retryable.
