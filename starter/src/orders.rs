@@ -177,9 +177,9 @@ impl Orders {
     }
 
     /// Places the order with its stock decided here, before any workflow exists (see
-    /// `orderflow_activities::edge`). Sold out (or an unknown SKU): the order is recorded `REJECTED`
-    /// and no workflow runs. Reserved: with `start_now` its workflow is started before this returns; otherwise
-    /// (or if that start fails) the relay (`crate::outbox`) starts it.
+    /// `orderflow_activities::edge`). Sold out (or an unknown SKU): the order is recorded
+    /// `REJECTED` and no workflow runs. Reserved: with `start_now` its workflow is started before
+    /// this returns; otherwise (or if that start fails) the relay (`crate::outbox`) starts it.
     pub async fn place_at_edge(
         &self,
         input: OrderInput,
