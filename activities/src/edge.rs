@@ -18,7 +18,7 @@ use crate::db::{Db, now_ms};
 use crate::failure::Classified;
 use crate::finish::StepError;
 use crate::inventory::{self, InventoryError, ReserveStock};
-use crate::orders::{self, OrderError, PricedLine, StatusChange};
+use crate::orders::{self, OrderError, OrderRow, PricedLine, StatusChange, StoredOrder};
 use orderflow_domain::{Money, OrderInput, OrderStatus, ValidOrder};
 use sqlx::Row;
 
@@ -54,16 +54,18 @@ pub async fn reserve_at_edge(
     let (lines, total, available) = match orders::price_with_stock(db, order).await {
         Ok(priced) => priced,
         Err(OrderError::Db(e)) => return Err(e.into()),
-        Err(e) if orders::load(db, order.order_id.as_str()).await?.is_some() => {
+        Err(e) => match orders::load(db, order.order_id.as_str()).await? {
             // Placed before, and the catalog has changed since: the stored order stands.
-            tracing::debug!(order_id = %order.order_id, error = %e, "repeat of an edge order");
-            return repeat(db, order).await;
-        }
-        Err(e) => {
-            let reason = format!("{}: {e}", e.code());
-            orders::mark_status(db, &rejected(order, &reason)).await?;
-            return Ok(EdgeDecision::Refused { reason });
-        }
+            Some(stored) => {
+                tracing::debug!(order_id = %order.order_id, error = %e, "repeat of an edge order");
+                return Ok(decided(&stored));
+            }
+            None => {
+                let reason = format!("{}: {e}", e.code());
+                orders::mark_status(db, &rejected(order, &reason)).await?;
+                return Ok(EdgeDecision::Refused { reason });
+            }
+        },
     };
     let short = order
         .lines
@@ -84,7 +86,14 @@ pub async fn reserve_at_edge(
 
     let note = serde_json::to_string(input).expect("an order input serializes");
     let mut tx = db.begin_write().await?;
-    if !orders::insert_priced_in(&mut tx, order, &lines, total).await? {
+    let row = OrderRow {
+        order,
+        lines: &lines,
+        total,
+        status: OrderStatus::Pending,
+        reason: None,
+    };
+    if !orders::insert_order_in(&mut tx, &row).await? {
         tx.rollback().await?;
         return repeat(db, order).await;
     }
@@ -128,15 +137,14 @@ async fn refuse(
 ) -> Result<EdgeDecision, StepError> {
     let reason = format!("{}: {err}", err.code());
     let mut tx = db.begin_write().await?;
-    let inserted = orders::insert_priced_as_in(
-        &mut tx,
+    let row = OrderRow {
         order,
         lines,
         total,
-        OrderStatus::Rejected,
-        Some(&reason),
-    )
-    .await?;
+        status: OrderStatus::Rejected,
+        reason: Some(&reason),
+    };
+    let inserted = orders::insert_order_in(&mut tx, &row).await?;
     if !inserted {
         tx.rollback().await?;
         return repeat(db, order).await;
@@ -159,10 +167,17 @@ fn rejected(order: &ValidOrder, reason: &str) -> StatusChange {
 /// it is the same order (the HTTP API compares request bodies; the CLI derives the id from the
 /// key), so only its status matters here.
 async fn repeat(db: &Db, order: &ValidOrder) -> Result<EdgeDecision, StepError> {
-    let stored = orders::load(db, order.order_id.as_str()).await?;
-    Ok(EdgeDecision::Repeat {
-        start: stored.is_some_and(|o| o.status != OrderStatus::Rejected.as_str()),
+    Ok(match orders::load(db, order.order_id.as_str()).await? {
+        Some(stored) => decided(&stored),
+        None => EdgeDecision::Repeat { start: false },
     })
+}
+
+/// A stored order's decision: a refused one stays refused, anything else may need its start.
+fn decided(stored: &StoredOrder) -> EdgeDecision {
+    EdgeDecision::Repeat {
+        start: stored.status != OrderStatus::Rejected.as_str(),
+    }
 }
 
 /// Start notes not yet marked started, oldest first. A note that does not parse (only a hand edit

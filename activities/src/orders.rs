@@ -145,7 +145,14 @@ pub async fn record(
     };
 
     let mut tx = db.begin_write().await?;
-    if !insert_priced_in(&mut tx, order, &lines, total).await? {
+    let row = OrderRow {
+        order,
+        lines: &lines,
+        total,
+        status: OrderStatus::Pending,
+        reason: None,
+    };
+    if !insert_order_in(&mut tx, &row).await? {
         // Lost a race with another attempt: its pricing is the order's pricing.
         tx.rollback().await?;
         return stored_pricing(db, order, timeout)
@@ -160,34 +167,36 @@ pub async fn record(
     })
 }
 
-/// Inserts the priced order as `PENDING` with its lines and logs the status, unless a row for
-/// this order id exists (then nothing is written and it returns false).
-pub(crate) async fn insert_priced_in(
-    tx: &mut Transaction<'static, Any>,
-    order: &ValidOrder,
-    lines: &[PricedLine],
-    total: Money,
-) -> Result<bool, sqlx::Error> {
-    insert_priced_as_in(tx, order, lines, total, OrderStatus::Pending, None).await
+/// A priced order as first written: its row, its lines and its first status (`PENDING` for an
+/// order a workflow will run; `REJECTED` for one the edge refuses, which was never pending).
+pub(crate) struct OrderRow<'a> {
+    pub order: &'a ValidOrder,
+    pub lines: &'a [PricedLine],
+    pub total: Money,
+    pub status: OrderStatus,
+    pub reason: Option<&'a str>,
 }
 
-/// [`insert_priced_in`] with the order's first status and reason (the edge records a refused
-/// order as `REJECTED` straight away: it was never pending).
+/// Inserts the order, its lines and its first status entry, unless a row for this order id exists
+/// (then nothing is written and it returns false).
 ///
-/// On PostgreSQL the order, its lines and its status entry go in as one statement (data-modifying
-/// CTEs): one round trip instead of three, on a path every order takes and every refused buyer of
-/// a flash sale too. SQLite has no such statements; there it is three inserts in the transaction.
-pub(crate) async fn insert_priced_as_in(
+/// On PostgreSQL the three go in as one statement (data-modifying CTEs): one round trip instead
+/// of three, on a path every order takes and every refused buyer of a flash sale too. SQLite has
+/// no such statements; there it is three inserts in the transaction.
+pub(crate) async fn insert_order_in(
     tx: &mut Transaction<'static, Any>,
-    order: &ValidOrder,
-    lines: &[PricedLine],
-    total: Money,
-    status: OrderStatus,
-    reason: Option<&str>,
+    row: &OrderRow<'_>,
 ) -> Result<bool, sqlx::Error> {
+    let OrderRow {
+        order,
+        lines,
+        total,
+        status,
+        reason,
+    } = *row;
     let now = now_ms();
     if tx.backend_name() == "PostgreSQL" {
-        return insert_priced_postgres(tx, order, lines, total, status, reason, now).await;
+        return insert_order_postgres(tx, row, now).await;
     }
     let inserted = sqlx::query(
         "INSERT INTO orders (order_id, customer_id, provider, status, reason, amount_minor,
@@ -229,15 +238,18 @@ pub(crate) async fn insert_priced_as_in(
 
 /// The same three inserts as one PostgreSQL statement. The lines and the status entry are
 /// inserted only if the order row was (`FROM o`), so a repeat writes nothing and returns false.
-async fn insert_priced_postgres(
+async fn insert_order_postgres(
     tx: &mut Transaction<'static, Any>,
-    order: &ValidOrder,
-    lines: &[PricedLine],
-    total: Money,
-    status: OrderStatus,
-    reason: Option<&str>,
+    row: &OrderRow<'_>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
+    let OrderRow {
+        order,
+        lines,
+        total,
+        status,
+        reason,
+    } = *row;
     // $1..$8 are the order's; each line adds four ($9.. in groups).
     let values: Vec<String> = (0..lines.len())
         .map(|i| {
