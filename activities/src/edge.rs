@@ -86,14 +86,7 @@ pub async fn reserve_at_edge(
 
     let note = serde_json::to_string(input).expect("an order input serializes");
     let mut tx = db.begin_write().await?;
-    let row = OrderRow {
-        order,
-        lines: &lines,
-        total,
-        status: OrderStatus::Pending,
-        reason: None,
-    };
-    if !orders::insert_order_in(&mut tx, &row).await? {
+    if !orders::insert_order_in(&mut tx, &OrderRow::pending(order, &lines, total)).await? {
         tx.rollback().await?;
         return repeat(db, order).await;
     }

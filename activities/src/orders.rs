@@ -145,14 +145,7 @@ pub async fn record(
     };
 
     let mut tx = db.begin_write().await?;
-    let row = OrderRow {
-        order,
-        lines: &lines,
-        total,
-        status: OrderStatus::Pending,
-        reason: None,
-    };
-    if !insert_order_in(&mut tx, &row).await? {
+    if !insert_order_in(&mut tx, &OrderRow::pending(order, &lines, total)).await? {
         // Lost a race with another attempt: its pricing is the order's pricing.
         tx.rollback().await?;
         return stored_pricing(db, order, timeout)
@@ -175,6 +168,19 @@ pub(crate) struct OrderRow<'a> {
     pub total: Money,
     pub status: OrderStatus,
     pub reason: Option<&'a str>,
+}
+
+impl<'a> OrderRow<'a> {
+    /// An order its workflow will run: first status `PENDING`.
+    pub(crate) fn pending(order: &'a ValidOrder, lines: &'a [PricedLine], total: Money) -> Self {
+        OrderRow {
+            order,
+            lines,
+            total,
+            status: OrderStatus::Pending,
+            reason: None,
+        }
+    }
 }
 
 /// Inserts the order, its lines and its first status entry, unless a row for this order id exists
