@@ -101,7 +101,7 @@ impl OrderActivities {
         _ctx: ActivityContext,
         order: ValidOrder,
     ) -> Result<OpenedOrder, ActivityError> {
-        let (opened, recorded) = open::open(
+        let (mut opened, recorded) = open::open(
             &self.db,
             &self.providers,
             &order,
@@ -112,6 +112,8 @@ impl OrderActivities {
         .map_err(fail(&self.metrics, "open_order"))?;
         self.status_reached(&open::awaiting_payment(&order), recorded)
             .await;
+        // Read last: the workflow's timer counts from here (see `OpenedOrder::opened_at_ms`).
+        opened.opened_at_ms = Some(db::now_ms());
         Ok(opened)
     }
 

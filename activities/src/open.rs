@@ -30,6 +30,14 @@ pub struct OpenedOrder {
     pub priced: PricedOrder,
     /// The payment as created; its `deadline_ms` is the stored one (the first attempt's).
     pub payment: PaymentCreated,
+    /// This worker's clock as the step ended. The workflow times its deadline timer from here:
+    /// the server starts a timer when it records the task's completion, moments after the step
+    /// ended, whereas the workflow's own clock stands at the start of the task, before the step
+    /// ran — a timer of `deadline − task start` fired the whole task's length after the deadline.
+    /// Deadline and this clock are the same machine's, so no clock skew enters the timer either.
+    /// Absent in histories recorded before it existed (they replay with the task's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_at_ms: Option<i64>,
 }
 
 /// Records, reserves, creates the payment and marks the order `AWAITING_PAYMENT`. Returns the
@@ -71,7 +79,14 @@ pub async fn open(
     let recorded = orders::mark_status(db, &awaiting_payment(order))
         .instrument(tracing::info_span!("mark_order_status", order_id = %order.order_id, status = %OrderStatus::AwaitingPayment))
         .await?;
-    Ok((OpenedOrder { priced, payment }, recorded))
+    Ok((
+        OpenedOrder {
+            priced,
+            payment,
+            opened_at_ms: None,
+        },
+        recorded,
+    ))
 }
 
 /// The status change `open` records last.

@@ -427,6 +427,49 @@ impl TestApp {
             .collect()
     }
 
+    /// The order's payment-deadline timer as its history recorded it.
+    pub async fn deadline_timer(&self, order_id: &str) -> DeadlineTimer {
+        use temporalio_common::protos::constants::LOCAL_ACTIVITY_MARKER_NAME;
+        use temporalio_common::protos::coresdk::common::extract_local_activity_marker_data;
+        use temporalio_common::protos::temporal::api::history::v1::{
+            History, history_event::Attributes,
+        };
+        let bytes = self.orders.export_history(order_id).await.expect("history");
+        let history: History = serde_json::from_slice(&bytes).expect("history JSON");
+        let mut opened_at_ms = None;
+        let mut timer = None;
+        for event in &history.events {
+            match &event.attributes {
+                Some(Attributes::MarkerRecordedEventAttributes(m))
+                    if m.marker_name == LOCAL_ACTIVITY_MARKER_NAME
+                        && extract_local_activity_marker_data(&m.details)
+                            .is_some_and(|d| d.activity_type == "open_order") =>
+                {
+                    let result = m.details.get("result").and_then(|p| p.payloads.first());
+                    let value: serde_json::Value =
+                        serde_json::from_slice(&result.expect("open_order's result").data)
+                            .expect("open_order's result is JSON");
+                    opened_at_ms = value["opened_at_ms"].as_i64();
+                }
+                Some(Attributes::TimerStartedEventAttributes(t)) if timer.is_none() => {
+                    let at = event.event_time.expect("event time");
+                    let fire = t.start_to_fire_timeout.expect("timer duration");
+                    timer = Some((
+                        at.seconds * 1000 + i64::from(at.nanos) / 1_000_000,
+                        fire.seconds * 1000 + i64::from(fire.nanos) / 1_000_000,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let (started_at_ms, duration_ms) = timer.expect("the order started a deadline timer");
+        DeadlineTimer {
+            opened_at_ms,
+            started_at_ms,
+            duration_ms,
+        }
+    }
+
     /// Stops the worker (tests of restarts and shutdown).
     pub fn stop_worker(&mut self) {
         self.worker.stop();
@@ -471,12 +514,25 @@ impl TestApp {
     }
 }
 
+/// An order's payment-deadline timer, read from its history ([`TestApp::deadline_timer`]).
+#[derive(Debug)]
+pub struct DeadlineTimer {
+    /// `open_order`'s clock as it ended, from its local-activity marker.
+    pub opened_at_ms: Option<i64>,
+    /// When the server started the timer (its event time).
+    pub started_at_ms: i64,
+    /// How long the timer was set for.
+    pub duration_ms: i64,
+}
+
 /// Suffix of newly recorded histories. Bump it when a workflow change goes behind `patched()`, so
 /// the older recordings stay beside the new ones and the replay gate covers both code paths.
 /// `paid.json` (no suffix) is generation 1: OrderStatus only; `v2`: every search attribute; `v3`:
 /// steps as local activities first (`patched("local-steps")`); `v4`: fewer server round trips
-/// (`patched("lean-tasks")`); `v5`: opening and closing in one step each (`patched("merged-steps")`).
-pub const HISTORY_GENERATION: &str = "v5";
+/// (`patched("lean-tasks")`); `v5`: opening and closing in one step each (`patched("merged-steps")`);
+/// `v6`: the deadline timer counted from `open_order`'s end (`OpenedOrder::opened_at_ms`; no patch,
+/// the timer's length is not part of replay, and v5 markers without it replay with the task clock).
+pub const HISTORY_GENERATION: &str = "v6";
 
 /// Declares one async test body as two `#[tokio::test]`s, on SQLite and on PostgreSQL.
 #[macro_export]

@@ -105,6 +105,19 @@ async fn timed_out(app: TestApp) {
         1,
         "the charge is closed at the provider"
     );
+    // The timer is set to end at the stored deadline counted from the opening step's own end (the
+    // server starts it just after), not from its task's start, which would fire it that whole
+    // task late; and it cannot fire before the deadline.
+    let timer = app.deadline_timer(&id).await;
+    let deadline = done.payment_deadline_ms.expect("the payment deadline");
+    let opened_at = timer
+        .opened_at_ms
+        .expect("open_order reports when it ended");
+    assert_eq!(timer.duration_ms, deadline - opened_at, "{timer:?}");
+    assert!(
+        timer.started_at_ms + timer.duration_ms >= deadline,
+        "the deadline timer fires before the deadline: {timer:?}, deadline {deadline}"
+    );
     app.assert_stock_invariants().await;
     app.maybe_record_history(&id, "timed_out").await;
 }

@@ -40,6 +40,13 @@ async fn every_committed_history_replays() {
     let histories = histories();
     let names: Vec<&str> = histories.iter().map(|(n, _)| n.as_str()).collect();
     for path in [
+        "paid.v6.json",
+        "timed_out.v6.json",
+        "cancelled.v6.json",
+        "out_of_stock.v6.json",
+        "mismatch_refund.v6.json",
+        "late_payment_refund.v6.json",
+        "workflow_cancelled.v6.json",
         "paid.v5.json",
         "timed_out.v5.json",
         "cancelled.v5.json",

@@ -281,6 +281,9 @@ enum Opening {
         priced: PricedOrder,
         payment: PaymentRef,
         deadline_ms: i64,
+        /// The clock the deadline timer counts from, when the opening step reported one
+        /// (`OpenedOrder::opened_at_ms`); otherwise the task's own clock.
+        timer_from_ms: Option<i64>,
     },
     Over(WorkflowResult<OrderOutcome>),
 }
@@ -336,17 +339,18 @@ impl Flow {
         } else {
             self.open_step_by_step(&order).await
         };
-        let (priced, payment, deadline_ms) = match opening {
+        let (priced, payment, deadline_ms, timer_from_ms) = match opening {
             Opening::AwaitingPayment {
                 priced,
                 payment,
                 deadline_ms,
-            } => (priced, payment, deadline_ms),
+                timer_from_ms,
+            } => (priced, payment, deadline_ms, timer_from_ms),
             Opening::Over(outcome) => return outcome,
         };
 
         match self
-            .wait_for_payment(&payment.payment_no, deadline_ms)
+            .wait_for_payment(&payment.payment_no, deadline_ms, timer_from_ms)
             .await
         {
             WaitOutcome::Payment(signal) => {
@@ -385,7 +389,11 @@ impl Flow {
             // nothing, and one whose payment the provider refused gives its stock back.
             Err(e) => return Opening::Over(self.release_and_reject(order, &e).await),
         };
-        let OpenedOrder { priced, payment } = opened;
+        let OpenedOrder {
+            priced,
+            payment,
+            opened_at_ms,
+        } = opened;
         let deadline_ms = payment.deadline_ms;
         self.show_priced(&priced);
         self.show_payment(&payment, deadline_ms);
@@ -398,6 +406,7 @@ impl Flow {
                 provider: order.provider.clone(),
             },
             deadline_ms,
+            timer_from_ms: opened_at_ms,
         }
     }
 
@@ -464,6 +473,7 @@ impl Flow {
                 provider: order.provider.clone(),
             },
             deadline_ms,
+            timer_from_ms: None,
         }
     }
 
@@ -486,10 +496,15 @@ impl Flow {
     /// Waits for a payment for `payment_no`, a cancel request, workflow cancellation or the
     /// deadline — whichever comes first. Failed attempts and signals for another payment number
     /// are noted and the wait goes on.
-    async fn wait_for_payment(&self, payment_no: &PaymentNo, deadline_ms: i64) -> WaitOutcome {
+    async fn wait_for_payment(
+        &self,
+        payment_no: &PaymentNo,
+        deadline_ms: i64,
+        timer_from_ms: Option<i64>,
+    ) -> WaitOutcome {
         self.publish_search_attributes();
-        let remaining =
-            Duration::from_millis(u64::try_from(deadline_ms - self.now_ms()).unwrap_or(0));
+        let from_ms = timer_from_ms.unwrap_or_else(|| self.now_ms());
+        let remaining = Duration::from_millis(u64::try_from(deadline_ms - from_ms).unwrap_or(0));
         let timer = self.ctx.timer(
             TimerOptions::builder(remaining)
                 .summary("payment deadline".to_owned())
