@@ -62,7 +62,7 @@ pub async fn record_refused(
     .bind(body)
     .bind(encoding)
     .bind(now)
-    .execute(db.pool())
+    .execute(db.writes())
     .await?;
     Ok(())
 }
@@ -102,7 +102,7 @@ pub async fn record_verified(
     .bind(body)
     .bind(encoding)
     .bind(now)
-    .execute(db.pool())
+    .execute(db.writes())
     .await?
     .rows_affected();
     if inserted == 1 {
@@ -148,7 +148,7 @@ pub async fn set_verdict(
     .bind(verdict)
     .bind(detail)
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(db.writes())
     .await?;
     Ok(())
 }
@@ -203,7 +203,7 @@ pub async fn claim_idempotency_key(
     .bind(request_sha256)
     .bind(order_id)
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(db.writes())
     .await?
     .rows_affected();
     if inserted == 1 {

@@ -9,6 +9,12 @@
 //! `BEGIN IMMEDIATE`, which takes the write lock up front. A plain `BEGIN` would start as a reader
 //! and fail with `SQLITE_BUSY` when two of them try to upgrade at once, instead of queueing on the
 //! busy timeout.
+//!
+//! SQLite has one writer at a time, so on SQLite those transactions take their connection from a
+//! pool of one: writers in this process queue there, in order, and each starts the moment the one
+//! before commits. Left to SQLite, eight connections would meet the lock and its busy handler
+//! would put each to sleep for 1, 2, 5, 10… ms, however soon the lock came free — in a flash sale,
+//! where every buyer writes, that sleeping was most of the time (bench/NOTES.md).
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
@@ -48,6 +54,9 @@ pub enum DbError {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    /// Where [`Db::begin_write`] takes its connection: on SQLite a pool of one (see the module
+    /// docs), on PostgreSQL the same pool as everything else.
+    writer: AnyPool,
     engine: Engine,
 }
 
@@ -62,36 +71,30 @@ impl Db {
             Engine::Postgres => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url).map_err(DbError::Connect)?;
-        let pool_options = AnyPoolOptions::new()
-            .max_connections(match engine {
+        let pool = pool_options(
+            engine,
+            match engine {
                 Engine::Sqlite => 8,
                 Engine::Postgres => 16,
-            })
-            .acquire_timeout(Duration::from_secs(10))
-            // No ping before each use: it was a round trip per statement batch (a sixth of the
-            // worker's CPU in the benchmark profile). A connection that broke while idle fails
-            // its first statement instead, sqlx drops it, and the step is retried — every step
-            // is idempotent and retried anyway.
-            .test_before_acquire(false);
-        let pool_options = if engine == Engine::Sqlite {
-            pool_options.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            })
+            },
+        )
+        .connect_with(options.clone())
+        .await
+        .map_err(DbError::Connect)?;
+        // An in-memory SQLite database is one per connection: a second pool would not see it.
+        let writer = if engine == Engine::Sqlite && !url.contains(":memory:") {
+            pool_options(engine, 1)
+                .connect_with(options)
+                .await
+                .map_err(DbError::Connect)?
         } else {
-            pool_options
+            pool.clone()
         };
-        let pool = pool_options
-            .connect_with(options)
-            .await
-            .map_err(DbError::Connect)?;
-        Ok(Db { pool, engine })
+        Ok(Db {
+            pool,
+            writer,
+            engine,
+        })
     }
 
     /// Applies the engine's migrations (append-only files under `migrations/<engine>/`).
@@ -122,6 +125,13 @@ impl Db {
         &self.pool
     }
 
+    /// Where a single write statement outside a transaction runs: on SQLite it queues with the
+    /// write transactions for the one writer connection (never call it while holding one of
+    /// those, it would wait for itself); on PostgreSQL the shared pool.
+    pub fn writes(&self) -> &AnyPool {
+        &self.writer
+    }
+
     pub fn engine(&self) -> Engine {
         self.engine
     }
@@ -129,7 +139,7 @@ impl Db {
     /// A transaction that may write. See the module docs for why SQLite needs `BEGIN IMMEDIATE`.
     pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
         match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
             Engine::Postgres => self.pool.begin().await,
         }
     }
@@ -144,7 +154,30 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
+}
+
+/// The pool settings for `engine`: no ping before each use (a connection that broke while idle
+/// fails its statement, and every step is retried), and SQLite's pragmas on every connection.
+fn pool_options(engine: Engine, max_connections: u32) -> AnyPoolOptions {
+    let options = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false);
+    if engine != Engine::Sqlite {
+        return options;
+    }
+    options.after_connect(|conn, _meta| {
+        Box::pin(async move {
+            conn.execute(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
+            )
+            .await?;
+            Ok(())
+        })
+    })
 }
 
 pub fn engine_of(url: &str) -> Result<Engine, DbError> {

@@ -202,7 +202,7 @@ pub async fn mark_started(db: &Db, order_id: &str) -> Result<(), sqlx::Error> {
     )
     .bind(order_id)
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(db.writes())
     .await?;
     Ok(())
 }

@@ -91,7 +91,7 @@ pub async fn upsert_catalog_item(db: &Db, item: &CatalogItem) -> Result<(), sqlx
     .bind(item.price.minor())
     .bind(item.price.currency().code())
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(db.writes())
     .await?;
     Ok(())
 }

@@ -149,7 +149,7 @@ pub async fn create(
     .bind(&pay.checkout_url)
     .bind(&pay.qr_payload)
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(db.writes())
     .await?;
     Ok(PaymentCreated {
         payment_no,

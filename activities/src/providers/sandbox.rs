@@ -86,7 +86,7 @@ impl SandboxProvider {
         .bind(amount_minor)
         .bind(&txn_id)
         .bind(now)
-        .execute(self.db.pool())
+        .execute(self.db.writes())
         .await?
         .rows_affected();
         let state = self.query(payment_no).await?;
@@ -124,7 +124,7 @@ impl PaymentProvider for SandboxProvider {
         .bind(req.amount.minor())
         .bind(req.amount.currency().code())
         .bind(now)
-        .execute(self.db.pool())
+        .execute(self.db.writes())
         .await?
         .rows_affected();
         if inserted == 0 {
@@ -181,7 +181,7 @@ impl PaymentProvider for SandboxProvider {
         )
         .bind(payment_no.as_str())
         .bind(now_ms())
-        .execute(self.db.pool())
+        .execute(self.db.writes())
         .await?;
         // Whatever the update did, the stored state is the answer: closed (now or before), or
         // paid before we got there.
@@ -207,7 +207,7 @@ impl PaymentProvider for SandboxProvider {
         .bind(req.payment_no.as_str())
         .bind(&refund_id)
         .bind(now_ms())
-        .execute(self.db.pool())
+        .execute(self.db.writes())
         .await?;
         let state = self.query(&req.payment_no).await?;
         match state.status {

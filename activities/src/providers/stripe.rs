@@ -250,7 +250,7 @@ impl PaymentProvider for StripeProvider {
         .bind(req.amount.minor())
         .bind(&currency)
         .bind(now_ms())
-        .execute(self.db.pool())
+        .execute(self.db.writes())
         .await?;
         let stored = self.stored(&req.payment_no).await?.ok_or_else(|| {
             ProviderError::Unavailable(format!("intent of {} was not stored", req.payment_no))
