@@ -195,6 +195,27 @@ for name, what in changes:
         w(f"| {what} | {fmt(get(name, 'orders_per_s'))} | {fmt(ratio(get(name, 'orders_per_s'), ceiling) and ratio(get(name, 'orders_per_s'), ceiling) * 100, '%')} | "
           f"{fmt(get(name, 'state_transitions_per_order'))} | {fmt(cpu(name, 'worker'))} | {fmt(cpu(name, 'server'))} |")
 w("")
+hold = [
+    ("hot-sku-postgres-raw", "the raw conditional update, no order written (the ceiling the edge is measured against)"),
+    ("hot-sku-postgres-edge-no-hold", "stock decided at the edge, each winner's workflow started at once (`--relay-hold-secs 0`)"),
+    ("hot-sku-postgres-edge", "stock decided at the edge, the relay holding starts while buyers keep coming (the default)"),
+    ("hot-sku-postgres", "each order's workflow reserving its own stock (the default flow)"),
+]
+if any(name in runs for name, _ in hold):
+    w("The hot SKU on PostgreSQL (5,000 buyers at once, 1,000 units), all in this run; \"winners ready\" is from a")
+    w("winner's decision until its payment exists (its workflow started and opened):")
+    w("")
+    w("| how stock is decided | decisions/s | share of raw | winners ready p50/max ms | whole sale s |")
+    w("|---|---|---|---|---|")
+    raw = get("hot-sku-postgres-raw", "reservations_per_s")
+    for name, what in hold:
+        if name in runs:
+            rate = get(name, "reservations_per_s")
+            share = ratio(rate, raw)
+            ready = get(name, "start_to_ready") or {}
+            w(f"| {what} | {fmt(rate)} | {fmt(share and share * 100, '%')} | "
+              f"{fmt(ready.get('p50_ms'))} / {fmt(ready.get('max_ms'))} | {fmt(get(name, 'window_s'))} |")
+    w("")
 w("## Commands")
 w("")
 w("```sh")

@@ -99,6 +99,11 @@ pub struct LoadArgs {
     #[arg(long)]
     pub reserve_at_edge: bool,
 
+    /// With `--reserve-at-edge`: how long at most the relay holds its starts while buyers keep
+    /// coming (the default is what `orderflow serve` uses; 0 starts each winner at once).
+    #[arg(long, default_value_t = crate::outbox::MAX_HOLD.as_secs_f64())]
+    pub relay_hold_secs: f64,
+
     /// Start a Temporal dev server (in memory, SQLite WAL) and a worker for this run only.
     #[arg(long)]
     pub spawn: bool,
@@ -390,7 +395,8 @@ struct Driver {
     finished: StatusWatch,
     /// Wall-clock ms at which every order's payment window ends (mass expiry), if set.
     expire_at_ms: Option<i64>,
-    /// Wakes the start relay after an edge reservation (`--reserve-at-edge`).
+    /// Told of every edge decision (`--reserve-at-edge`): wakes the start relay after a
+    /// reservation, and holds its starts while buyers keep coming (see `outbox::run`).
     relay_wake: Arc<Notify>,
 }
 
@@ -492,6 +498,12 @@ pub async fn run(
     {
         bail!("--rate must be a positive number of orders per second, got {rate}");
     }
+    if !(args.relay_hold_secs.is_finite() && (0.0..=3600.0).contains(&args.relay_hold_secs)) {
+        bail!(
+            "--relay-hold-secs must be between 0 and 3600 seconds, got {}",
+            args.relay_hold_secs
+        );
+    }
     if args.skus == 0 {
         bail!("--skus must be at least 1");
     }
@@ -537,6 +549,7 @@ pub async fn run(
             orders.clone(),
             relay_wake.clone(),
             Duration::from_millis(200),
+            Duration::from_secs_f64(args.relay_hold_secs),
         ))
     });
     let driver = Arc::new(Driver {
@@ -672,9 +685,15 @@ async fn drive_order(driver: &Driver, i: usize, intent: Intent) -> Record {
             None => driver.args.payment_timeout_secs,
         }),
     };
-    let ready =
-        matches!(intent, Intent::Paid | Intent::Cancel).then(|| driver.ready.wait_for(&order_id));
-    let finished = driver.finished.wait_for(&order_id);
+    let watch = |order_id: &str| {
+        let ready = matches!(intent, Intent::Paid | Intent::Cancel)
+            .then(|| driver.ready.wait_for(order_id));
+        (ready, driver.finished.wait_for(order_id))
+    };
+    // Both watches wait for a state, not an event, so a watch begun late misses nothing. At the
+    // edge only winners are watched, from their decision on: polling for thousands of buyers
+    // who are about to be refused would load the database the decisions are measured on.
+    let early = (!driver.args.reserve_at_edge).then(|| watch(&order_id));
     let payment_window_secs = input.payment_timeout_secs.unwrap_or_default();
     let placed = if driver.args.reserve_at_edge {
         driver.orders.place_at_edge(input, false).await
@@ -692,6 +711,8 @@ async fn drive_order(driver: &Driver, i: usize, intent: Intent) -> Record {
             driver.relay_wake.notify_one();
         }
         Ok(EdgePlaced::Refused { reason }) => {
+            // Nothing to start, but the burst is still on: the relay keeps holding its starts.
+            driver.relay_wake.notify_one();
             driver.ready.forget(&order_id);
             driver.finished.forget(&order_id);
             record.finished = Some(Instant::now());
@@ -713,6 +734,7 @@ async fn drive_order(driver: &Driver, i: usize, intent: Intent) -> Record {
             return record;
         }
     }
+    let (ready, finished) = early.unwrap_or_else(|| watch(&order_id));
     if let Some(ready) = ready {
         match tokio::time::timeout(Duration::from_secs(120), ready).await {
             Ok(Ok((status, _))) => {

@@ -229,6 +229,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         state.orders.clone(),
         Default::default(),
         std::time::Duration::from_secs(1),
+        crate::outbox::MAX_HOLD,
     ));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(orderflow_worker::shutdown_signal())
