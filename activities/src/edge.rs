@@ -120,7 +120,7 @@ pub async fn reserve_at_edge(
 }
 
 /// Records the priced order as `REJECTED` for `err` (its only status: it was never pending), in
-/// one transaction.
+/// one transaction (on PostgreSQL one statement).
 async fn refuse(
     db: &Db,
     order: &ValidOrder,
@@ -129,7 +129,6 @@ async fn refuse(
     err: &InventoryError,
 ) -> Result<EdgeDecision, StepError> {
     let reason = format!("{}: {err}", err.code());
-    let mut tx = db.begin_write().await?;
     let row = OrderRow {
         order,
         lines,
@@ -137,12 +136,9 @@ async fn refuse(
         status: OrderStatus::Rejected,
         reason: Some(&reason),
     };
-    let inserted = orders::insert_order_in(&mut tx, &row).await?;
-    if !inserted {
-        tx.rollback().await?;
+    if !orders::insert_order(db, &row).await? {
         return repeat(db, order).await;
     }
-    tx.commit().await?;
     Ok(EdgeDecision::Refused { reason })
 }
 
