@@ -662,6 +662,9 @@ async fn stock_the_shelves(
     Ok(())
 }
 
+/// How long an order may take to have its payment before the driver counts it failed.
+const READY_PATIENCE: Duration = Duration::from_secs(300);
+
 async fn drive_order(driver: &Driver, i: usize, intent: Intent) -> Record {
     let order_id = order_id_for_key(&format!("load-{}-{i}", driver.run_id)).to_string();
     let sku = match intent {
@@ -736,7 +739,9 @@ async fn drive_order(driver: &Driver, i: usize, intent: Intent) -> Record {
     }
     let (ready, finished) = early.unwrap_or_else(|| watch(&order_id));
     if let Some(ready) = ready {
-        match tokio::time::timeout(Duration::from_secs(120), ready).await {
+        // Five minutes: a burst on a slow configuration (every step a regular activity) opened
+        // its last orders after two.
+        match tokio::time::timeout(READY_PATIENCE, ready).await {
             Ok(Ok((status, _))) => {
                 record.ready = Some(Instant::now());
                 // Decided at the edge already, or now: the order left PENDING.
@@ -765,7 +770,10 @@ async fn drive_order(driver: &Driver, i: usize, intent: Intent) -> Record {
             _ => {
                 driver.ready.forget(&order_id);
                 driver.finished.forget(&order_id);
-                record.error = Some("the payment did not appear within 120 s".to_owned());
+                record.error = Some(format!(
+                    "the payment did not appear within {} s",
+                    READY_PATIENCE.as_secs()
+                ));
                 return record;
             }
         }
