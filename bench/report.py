@@ -94,7 +94,9 @@ versions = {
     "postgresql": sh("psql postgres://postgres@127.0.0.1:5432/postgres -tAc 'show server_version'"),
     "sqlite": "bundled with sqlx (libsqlite3-sys)",
 }
-now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+# When the last scenario finished (so a re-run of this script on a kept bench/out keeps the date).
+finished_at = max(os.path.getmtime(os.path.join(out_dir, n)) for n in os.listdir(out_dir) if n.endswith(".json"))
+now = datetime.datetime.fromtimestamp(finished_at, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 with open("BENCHMARKS.json", "w") as f:
     json.dump({"date": now, "machine": machine, "versions": versions, "summary": summary, "runs": runs}, f, indent=1)
     f.write("\n")
