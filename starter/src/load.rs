@@ -100,7 +100,7 @@ pub struct LoadArgs {
     pub reserve_at_edge: bool,
 
     /// With `--reserve-at-edge`: how long at most the relay holds its starts while buyers keep
-    /// coming (the default is what `orderflow serve` uses; 0 starts each winner at once).
+    /// coming (see starter/src/outbox.rs; 0 starts each winner at once).
     #[arg(long, default_value_t = crate::outbox::MAX_HOLD.as_secs_f64())]
     pub relay_hold_secs: f64,
 
