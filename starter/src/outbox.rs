@@ -55,10 +55,11 @@ pub async fn relay_once(orders: &Orders) -> Result<usize, OrderOpError> {
 ///
 /// Wakes come from a burst of buyers at the edge. Starting a workflow costs the Temporal server
 /// and the worker far more than deciding a buyer costs the database, and on a shared machine
-/// starts made during the burst slow every decision after them; so the relay holds its starts
-/// while wakes keep coming ([`QUIET`]), for at most `max_hold` ([`MAX_HOLD`] by default). The winners' stock is held and
-/// their notes are durable meanwhile. In the hot-SKU benchmark the whole sale ended sooner for it
-/// (bench/NOTES.md): the server starts workflows at its own pace either way.
+/// starts made during the burst slow the decisions after them; so the relay holds its starts
+/// while wakes keep coming ([`QUIET`]), for at most `max_hold` ([`MAX_HOLD`] by default). The
+/// winners' stock is held and their notes are durable meanwhile, and the server starts
+/// workflows at its own pace either way. bench/NOTES.md has what it bought (more decisions per
+/// second on a fresh server; no difference late in the full suite).
 pub async fn run(orders: Orders, wake: Arc<Notify>, idle: Duration, max_hold: Duration) {
     loop {
         match relay_once(&orders).await {
