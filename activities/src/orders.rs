@@ -269,13 +269,7 @@ async fn insert_order_postgres<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    let OrderRow {
-        order,
-        lines,
-        total,
-        status,
-        reason,
-    } = *row;
+    let (order, lines, total) = (row.order, row.lines, row.total);
     // $1..$8 are the order's; each line adds four ($9.. in groups).
     let values: Vec<String> = (0..lines.len())
         .map(|i| {
@@ -312,8 +306,8 @@ where
         .bind(order.order_id.as_str())
         .bind(order.customer_id.as_str())
         .bind(order.provider.as_str())
-        .bind(status.as_str())
-        .bind(reason)
+        .bind(row.status.as_str())
+        .bind(row.reason)
         .bind(total.minor())
         .bind(currency.code())
         .bind(now);
