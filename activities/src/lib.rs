@@ -177,6 +177,11 @@ impl OrderActivities {
                 .and_then(|r| r.split_once(':'))
                 .map(|(code, _)| code);
             m.order_reached(change.status, code);
+            // Only these two statuses have a latency to record: no read for the others (every
+            // order reaches AWAITING_PAYMENT inside `open_order`, before its timer's clock is read).
+            if !matches!(change.status, OrderStatus::Paid | OrderStatus::Closed) {
+                return;
+            }
             if let Ok(timing) = orders::timing(&self.db, &change.order_id).await {
                 let since = |from: i64| {
                     std::time::Duration::from_millis(
