@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The standard benchmark suite, one command:
 #
-#   bench/run.sh            # full suite (about 23 minutes on 2 cores, plus the release build)
+#   bench/run.sh            # full suite (about 16 minutes on 2 cores, plus the release build)
 #   BENCH_SCALE=0.1 bench/run.sh   # every order count scaled down, to try the script quickly
 #   BENCH_ONLY=hot-sku bench/run.sh # only the scenarios whose name matches (grep -E); prints the
 #                                   # figures, leaves BENCHMARKS.md alone
@@ -106,17 +106,10 @@ run ceiling "$(sqlite_url ceiling)" "$TUNED" --workflow noop --orders "$B" --con
 run burst-sqlite "$(sqlite_url burst)" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 fresh_pg
 run burst-postgres "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
-# The same burst before each change, in the same run: gzip on, the order path from before
-# "merged-steps", from before "lean-tasks", regular activities for every step, the SDK's
-# default poller tuning.
+# The same burst with each setting put back, in the same run: gzip on, the SDK's default
+# poller tuning.
 fresh_pg
 ORDERFLOW_GRPC_COMPRESSION=gzip run burst-postgres-gzip "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
-fresh_pg
-run burst-postgres-before-merge "$PG_URL" "$TUNED --merged-steps false" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
-fresh_pg
-run burst-postgres-before-lean "$PG_URL" "$TUNED --lean-tasks false" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
-fresh_pg
-run burst-postgres-remote-steps "$PG_URL" "$TUNED --local-steps false" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 fresh_pg
 run burst-postgres-default-tuning "$PG_URL" "" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 

@@ -67,26 +67,6 @@ pub struct WorkerSettings {
     #[arg(long, env = "ORDERFLOW_SEARCH_ATTRIBUTES", default_value_t = true, action = clap::ArgAction::Set)]
     pub search_attributes: bool,
 
-    /// Run order steps as local activities first (fewer server round trips; a step that keeps
-    /// failing moves to a regular, visible activity). Must be the same on every worker of a
-    /// task queue, like the workflow code.
-    #[arg(long, env = "ORDERFLOW_LOCAL_STEPS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub local_steps: bool,
-
-    /// Fewer, larger steps for new orders (patched "lean-tasks": one search-attribute upsert per
-    /// resting point, one provider step to close, one transaction per ending). Needs local
-    /// steps. On by default; off only to measure what it buys (`bench/run.sh`). Same on every
-    /// worker of a queue.
-    #[arg(long, env = "ORDERFLOW_LEAN_TASKS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub lean_tasks: bool,
-
-    /// Merged steps for new orders (patched "merged-steps": `open_order` records, reserves,
-    /// creates the payment and marks AWAITING_PAYMENT; `close_order` closes the charge and records
-    /// the ending). Needs lean tasks. On by default; off only to measure what it buys. Same on
-    /// every worker of a queue.
-    #[arg(long, env = "ORDERFLOW_MERGED_STEPS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub merged_steps: bool,
-
     /// Stripe secret key (sk_...). When set, orders can pay with provider `stripe`.
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
     pub stripe_secret_key: Option<String>,
@@ -181,9 +161,6 @@ impl WorkerSettings {
             payment_timeout_secs: DEFAULT_PAYMENT_TIMEOUT.as_secs(),
             public_url: DEFAULT_PUBLIC_URL.to_owned(),
             search_attributes: true,
-            local_steps: true,
-            lean_tasks: true,
-            merged_steps: true,
             stripe_secret_key: None,
             stripe_api_base: orderflow_activities::providers::stripe::DEFAULT_BASE_URL.to_owned(),
             metrics_address: None,
@@ -193,12 +170,13 @@ impl WorkerSettings {
         }
     }
 
+    // The workflow's other switches are going away; `..default()` keeps this compiling on both
+    // sides of that change (drop it, and this allow, once `search_attributes` is the only field).
+    #[allow(clippy::needless_update)]
     pub fn workflow_config(&self) -> OrderWorkflowConfig {
         OrderWorkflowConfig {
             search_attributes: self.search_attributes,
-            local_steps: self.local_steps,
-            lean_tasks: self.lean_tasks,
-            merged_steps: self.merged_steps,
+            ..OrderWorkflowConfig::default()
         }
     }
 }
