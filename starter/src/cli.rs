@@ -4,16 +4,14 @@
 use crate::catalog;
 use crate::orders::{NewOrder, OrderOpError, Orders};
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use orderflow_activities::db::DEFAULT_DATABASE_URL;
+use clap::{Parser, Subcommand, ValueEnum};
 use orderflow_activities::inventory;
 use orderflow_domain::{
     Currency, Money, OrderView, ResolveAction, ResolveRequest, Sku, messages::MAX_LINES,
 };
-use orderflow_worker::{
-    DEFAULT_PUBLIC_URL, GrpcCompressionSetting, connect_temporal, open_database,
-};
-use orderflow_workflows::{DEFAULT_TASK_QUEUE, search_attributes};
+use orderflow_worker::settings::CliSettings;
+use orderflow_worker::{connect_temporal, open_database};
+use orderflow_workflows::search_attributes;
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,45 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub global: Global,
+    pub global: CliSettings,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct Global {
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    pub json: bool,
-
-    /// Orders database (sqlite://... or postgres://...).
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
-
-    /// Task queue the workers poll.
-    #[arg(long, global = true, env = "ORDERFLOW_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
-    pub task_queue: String,
-
-    /// Public base URL of the HTTP shim (sandbox checkout links).
-    #[arg(long, global = true, env = "ORDERFLOW_PUBLIC_URL", default_value = DEFAULT_PUBLIC_URL)]
-    pub public_url: String,
-
-    /// Temporal frontend address; by default TEMPORAL_ADDRESS / temporal.toml / localhost:7233.
-    #[arg(long, global = true)]
-    pub temporal_address: Option<String>,
-
-    /// gRPC compression to the Temporal server: gzip for a far server, none for a near one.
-    #[arg(long, global = true, env = "ORDERFLOW_GRPC_COMPRESSION", value_enum, default_value_t = GrpcCompressionSetting::Gzip)]
-    pub grpc_compression: GrpcCompressionSetting,
-
-    /// Temporal UI base URL, for links to workflows.
-    #[arg(
-        long,
-        global = true,
-        env = "TEMPORAL_UI_URL",
-        default_value = "http://localhost:8233"
-    )]
-    pub ui_url: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -255,7 +217,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Db(DbCommand::Migrate) => {
-            open_database(&g.database_url).await?;
+            open_database(&g.connection.database_url).await?;
             say(&g, json!({"migrated": true}), || {
                 "database is up to date".to_owned()
             });
@@ -282,7 +244,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Order(cmd) => order_command(&g, cmd).await,
         Command::Orders(cmd) => orders_command(&g, cmd).await,
-        Command::Load(args) => crate::load::command(&g, args).await,
+        Command::Load(args) => crate::load::command(&g.connection, g.json, args).await,
         Command::Serve(settings) => {
             let orders = connect(&g).await?;
             crate::http::serve(crate::http::AppState::new(orders, settings)).await
@@ -290,18 +252,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn connect(g: &Global) -> anyhow::Result<Orders> {
-    let db = open_database(&g.database_url).await?;
-    let client = connect_temporal(g.temporal_address.as_deref(), g.grpc_compression).await?;
+async fn connect(g: &CliSettings) -> anyhow::Result<Orders> {
+    let c = &g.connection;
+    let db = open_database(&c.database_url).await?;
+    let client = connect_temporal(c.temporal_address.as_deref(), c.grpc_compression).await?;
     Ok(Orders {
         client,
         db,
-        task_queue: g.task_queue.clone(),
-        public_url: g.public_url.clone(),
+        task_queue: c.task_queue.clone(),
+        public_url: c.public_url.clone(),
     })
 }
 
-async fn order_command(g: &Global, cmd: OrderCommand) -> anyhow::Result<()> {
+async fn order_command(g: &CliSettings, cmd: OrderCommand) -> anyhow::Result<()> {
     let orders = connect(g).await?;
     match cmd {
         OrderCommand::Create {
@@ -440,7 +403,7 @@ async fn order_command(g: &Global, cmd: OrderCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn orders_command(g: &Global, cmd: OrdersCommand) -> anyhow::Result<()> {
+async fn orders_command(g: &CliSettings, cmd: OrdersCommand) -> anyhow::Result<()> {
     let orders = connect(g).await?;
     let (query, limit) = match cmd {
         OrdersCommand::Stuck {
@@ -514,8 +477,8 @@ async fn orders_command(g: &Global, cmd: OrdersCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn catalog_command(g: &Global, cmd: CatalogCommand) -> anyhow::Result<()> {
-    let db = open_database(&g.database_url).await?;
+async fn catalog_command(g: &CliSettings, cmd: CatalogCommand) -> anyhow::Result<()> {
+    let db = open_database(&g.connection.database_url).await?;
     match cmd {
         CatalogCommand::Seed => {
             let seeded = catalog::seed_demo(&db).await?;
@@ -569,8 +532,8 @@ async fn catalog_command(g: &Global, cmd: CatalogCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn stock_command(g: &Global, cmd: StockCommand) -> anyhow::Result<()> {
-    let db = open_database(&g.database_url).await?;
+async fn stock_command(g: &CliSettings, cmd: StockCommand) -> anyhow::Result<()> {
+    let db = open_database(&g.connection.database_url).await?;
     match cmd {
         StockCommand::Set { sku, total } => {
             let level = catalog::set_stock(&db, &Sku::parse(sku)?, total).await?;
@@ -627,7 +590,7 @@ fn stock_table(levels: &[inventory::StockLevel]) -> String {
     out
 }
 
-fn say(g: &Global, value: serde_json::Value, text: impl FnOnce() -> String) {
+fn say(g: &CliSettings, value: serde_json::Value, text: impl FnOnce() -> String) {
     if g.json {
         println!(
             "{}",
@@ -718,5 +681,41 @@ pub fn explain(err: &anyhow::Error) -> String {
         top
     } else {
         format!("{top}: {root}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole command line, settings of every subcommand included, as `{:?}` would print it
+    /// in a log: no secret given to it appears.
+    #[test]
+    fn the_parsed_command_line_prints_no_secret() {
+        let secrets = [
+            "db-PASSWORD-1",
+            "sandbox-SECRET",
+            "whsec_OLDSECRET",
+            "whsec_NEWSECRET",
+        ];
+        let cli = Cli::try_parse_from([
+            "orderflow",
+            "serve",
+            "--database-url",
+            "postgres://app:db-PASSWORD-1@db.internal:5432/orders",
+            "--sandbox-webhook-secret",
+            "sandbox-SECRET",
+            "--stripe-webhook-secrets",
+            "whsec_OLDSECRET,whsec_NEWSECRET",
+        ])
+        .unwrap();
+        let debug = format!("{cli:?}");
+        for secret in secrets {
+            assert!(!debug.contains(secret), "{secret:?} in {debug}");
+        }
+        assert!(
+            debug.contains("postgres://app:***@db.internal:5432/orders"),
+            "{debug}"
+        );
     }
 }

@@ -32,6 +32,7 @@ use orderflow_activities::db::{Db, Engine};
 use orderflow_activities::inventory;
 use orderflow_activities::orders::{self as order_rows, CatalogItem};
 use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, OrderStatus, Sku};
+use orderflow_worker::settings::ConnectionSettings;
 use orderflow_workflows::NoopWorkflow;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -483,7 +484,7 @@ impl StatusWatch {
 }
 
 pub async fn run(
-    global: &crate::cli::Global,
+    connection: &ConnectionSettings,
     args: LoadArgs,
     json: bool,
 ) -> anyhow::Result<LoadReport> {
@@ -509,23 +510,25 @@ pub async fn run(
     }
     let run_id = args.run_id.clone().unwrap_or_else(clock_run_id);
     let spawned = if args.spawn {
-        Some(Spawned::start(global, &args).await?)
+        Some(Spawned::start(connection, &args).await?)
     } else {
         None
     };
     let temporal_address = spawned
         .as_ref()
         .map(|s| s.address.clone())
-        .or_else(|| global.temporal_address.clone());
-    let db = orderflow_worker::open_database(&global.database_url).await?;
-    let client =
-        orderflow_worker::connect_temporal(temporal_address.as_deref(), global.grpc_compression)
-            .await?;
+        .or_else(|| connection.temporal_address.clone());
+    let db = orderflow_worker::open_database(&connection.database_url).await?;
+    let client = orderflow_worker::connect_temporal(
+        temporal_address.as_deref(),
+        connection.grpc_compression,
+    )
+    .await?;
     let orders = Orders {
         client,
         db: db.clone(),
-        task_queue: global.task_queue.clone(),
-        public_url: global.public_url.clone(),
+        task_queue: connection.task_queue.clone(),
+        public_url: connection.public_url.clone(),
     };
     let skus: Vec<Sku> = (1..=args.skus)
         .map(|n| Sku::parse(format!("{run_id}-{n}")))
@@ -1208,7 +1211,7 @@ struct Spawned {
 }
 
 impl Spawned {
-    async fn start(global: &crate::cli::Global, args: &LoadArgs) -> anyhow::Result<Spawned> {
+    async fn start(connection: &ConnectionSettings, args: &LoadArgs) -> anyhow::Result<Spawned> {
         let temporal = temporal_executable();
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -1260,8 +1263,8 @@ impl Spawned {
                     .split_whitespace(),
             )
             .env("TEMPORAL_ADDRESS", &address)
-            .env("DATABASE_URL", &global.database_url)
-            .env("ORDERFLOW_TASK_QUEUE", &global.task_queue)
+            .env("DATABASE_URL", connection.database_url.expose_secret())
+            .env("ORDERFLOW_TASK_QUEUE", &connection.task_queue)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1407,9 +1410,13 @@ impl LoadReport {
 }
 
 /// The `orderflow load` command: run, print, and fail when the run did not go as the mix says.
-pub async fn command(global: &crate::cli::Global, args: LoadArgs) -> anyhow::Result<()> {
-    let report = run(global, args, global.json).await?;
-    if global.json {
+pub async fn command(
+    connection: &ConnectionSettings,
+    json: bool,
+    args: LoadArgs,
+) -> anyhow::Result<()> {
+    let report = run(connection, args, json).await?;
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.render());

@@ -435,7 +435,7 @@ impl Shop {
         let Some(database_url) = fresh_database(engine).await? else {
             return Ok(None);
         };
-        let db = open_database(&database_url).await?;
+        let db = open_database(&database_url.as_str().into()).await?;
         orderflow_starter::catalog::seed_demo(&db).await?;
         for sku in SKUS {
             orderflow_starter::catalog::set_stock(&db, &Sku::parse(sku)?, stock).await?;

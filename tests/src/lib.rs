@@ -205,7 +205,7 @@ impl WorkerThread {
                 .expect("a tokio runtime");
             runtime.block_on(async move {
                 let ready = async {
-                    let db = open_database(&settings.database_url).await?;
+                    let db = open_database(&settings.connection.database_url).await?;
                     let client = connect_temporal(Some(&address), Default::default()).await?;
                     match make_options {
                         Some(make) => build_with(make(&settings, &db)?, client, db),
@@ -287,22 +287,22 @@ impl TestApp {
         };
         let address = address.to_owned();
         let mut settings = WorkerSettings::defaults();
-        settings.database_url = database_url;
-        settings.task_queue = unique("tq-");
+        settings.connection.database_url = database_url.into();
+        settings.connection.task_queue = unique("tq-");
         settings.shutdown_grace_secs = 1;
         // The port `serve_http` will bind: checkout links must point at it.
-        settings.public_url = format!("http://127.0.0.1:{}", free_port());
+        settings.connection.public_url = format!("http://127.0.0.1:{}", free_port());
         configure(&mut settings);
 
-        let db = open_database(&settings.database_url).await?;
+        let db = open_database(&settings.connection.database_url).await?;
         orderflow_starter::catalog::seed_demo(&db).await?;
         let worker = WorkerThread::start(settings.clone(), address.clone(), None)?;
         let client = connect_temporal(Some(&address), Default::default()).await?;
         let orders = Orders {
             client,
             db: db.clone(),
-            task_queue: settings.task_queue.clone(),
-            public_url: settings.public_url.clone(),
+            task_queue: settings.connection.task_queue.clone(),
+            public_url: settings.connection.public_url.clone(),
         };
         Ok(Some(TestApp {
             engine,
@@ -394,7 +394,7 @@ impl TestApp {
         .get(0)
     }
 
-    /// Serves the HTTP shim on `settings.public_url` (real sockets) and returns its base URL.
+    /// Serves the HTTP shim on `settings.connection.public_url` (real sockets) and returns its base URL.
     pub async fn serve_http(&self) -> String {
         let state = orderflow_starter::http::AppState::new(
             self.orders.clone(),
@@ -404,7 +404,7 @@ impl TestApp {
     }
 
     pub async fn serve_http_with(&self, state: orderflow_starter::http::AppState) -> String {
-        let base = self.settings.public_url.clone();
+        let base = self.settings.connection.public_url.clone();
         let address = base.trim_start_matches("http://").to_owned();
         let listener = tokio::net::TcpListener::bind(&address)
             .await

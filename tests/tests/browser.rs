@@ -29,7 +29,7 @@ async fn a_customer_pays_in_a_real_browser(app: TestApp) {
         .post(format!("{base}/v1/orders"))
         .header(
             "Idempotency-Key",
-            format!("browser-{}", app.settings.task_queue),
+            format!("browser-{}", app.settings.connection.task_queue),
         )
         .json(&json!({
             "customer_id": "browser-1",

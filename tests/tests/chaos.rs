@@ -843,8 +843,11 @@ async fn db_outage() -> anyhow::Result<()> {
     let proxy = TcpProxy::start(chaos::url_host_port(&base)?).await?;
     let mut direct_url = None;
     let app = TestApp::spawn_on(Engine::Postgres, &temporal_address(), |s| {
-        direct_url = Some(s.database_url.clone());
-        s.database_url = chaos::url_via(&s.database_url, proxy.port()).expect("a postgres URL");
+        let url = &mut s.connection.database_url;
+        direct_url = Some(url.clone());
+        *url = chaos::url_via(url.expose_secret(), proxy.port())
+            .expect("a postgres URL")
+            .into();
     })
     .await?
     .context("TEST_POSTGRES_URL is set")?;
@@ -855,7 +858,7 @@ async fn db_outage() -> anyhow::Result<()> {
         orderflow_starter::catalog::set_stock(&direct, &orderflow_domain::Sku::parse(sku)?, 10_000)
             .await?;
     }
-    let gateway = SandboxProvider::new(direct.clone(), &app.settings.public_url);
+    let gateway = SandboxProvider::new(direct.clone(), &app.settings.connection.public_url);
     let board = Arc::new(StatusBoard::start(
         direct.clone(),
         Duration::from_millis(200),

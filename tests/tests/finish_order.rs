@@ -110,7 +110,7 @@ async fn a_finish_that_cannot_complete_changes_nothing(app: TestApp) {
 }
 
 fn sandbox(app: &TestApp) -> SandboxProvider {
-    SandboxProvider::new(app.db.clone(), &app.settings.public_url)
+    SandboxProvider::new(app.db.clone(), &app.settings.connection.public_url)
 }
 
 /// The close step as a timed-out order's workflow would ask for it.

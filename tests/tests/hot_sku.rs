@@ -18,7 +18,7 @@ async fn two_hundred_orders_for_fifty_units(app: TestApp) {
     app.set_stock("FLASH-DEAL", STOCK).await;
     let starts = (0..ORDERS).map(|i| {
         let orders = app.orders.clone();
-        let key = format!("flash-{i}-{}", app.settings.task_queue);
+        let key = format!("flash-{i}-{}", app.settings.connection.task_queue);
         async move {
             let (id, _) = orders
                 .start(&NewOrder {

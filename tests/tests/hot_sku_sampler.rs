@@ -74,9 +74,13 @@ async fn hot_skus_never_oversell_under_concurrency(app: TestApp) {
         stock.insert(sku, total);
     }
 
-    let sampler = Sampler::start(&app.settings.database_url, SAMPLE_EVERY).await;
+    let sampler = Sampler::start(
+        app.settings.connection.database_url.expose_secret(),
+        SAMPLE_EVERY,
+    )
+    .await;
     let started = Instant::now();
-    let tq = app.settings.task_queue.clone();
+    let tq = app.settings.connection.task_queue.clone();
     let placed: Vec<Placed> = futures::stream::iter(drawn.iter().copied().enumerate())
         .map(|(i, (sku, quantity))| {
             let orders = app.orders.clone();
@@ -260,7 +264,11 @@ async fn a_naive_read_then_write_reservation_is_caught(app: TestApp) {
     const BUYERS: usize = 12;
     const WAVES: usize = 3;
     app.set_stock(SKU, STOCK).await;
-    let sampler = Sampler::start(&app.settings.database_url, SAMPLE_EVERY).await;
+    let sampler = Sampler::start(
+        app.settings.connection.database_url.expose_secret(),
+        SAMPLE_EVERY,
+    )
+    .await;
     assert!(
         check_inventory(&read_inventory(&app.db).await.unwrap()).is_empty(),
         "the fresh database starts consistent"

@@ -99,7 +99,7 @@ fn order_body(sku: &str, qty: i64) -> Value {
 
 /// Starts an order through the API and returns (order id, payment number).
 async fn api_order(api: &Api, app: &TestApp, key: &str, body: Value) -> (String, String) {
-    let key = format!("{key}-{}", app.settings.task_queue);
+    let key = format!("{key}-{}", app.settings.connection.task_queue);
     let (status, order) = api.create(&key, body).await;
     assert_eq!(status, 201, "{order}");
     assert_eq!(order["status"], "AWAITING_PAYMENT", "{order}");
@@ -111,7 +111,7 @@ async fn api_order(api: &Api, app: &TestApp, key: &str, body: Value) -> (String,
 
 /// The customer pays at the sandbox; returns the event the gateway would send.
 async fn paid_event(app: &TestApp, payment_no: &str, amount: Option<i64>) -> SandboxEvent {
-    let gateway = SandboxProvider::new(app.db.clone(), &app.settings.public_url);
+    let gateway = SandboxProvider::new(app.db.clone(), &app.settings.connection.public_url);
     let paid = gateway
         .pay(&PaymentNo::parse(payment_no).unwrap(), amount)
         .await
@@ -134,7 +134,7 @@ async fn order_paid_through_a_signed_webhook(app: TestApp) {
     let api = Api::start(&app).await;
     let (status, order) = api
         .create(
-            &format!("k1-{}", app.settings.task_queue),
+            &format!("k1-{}", app.settings.connection.task_queue),
             order_body("TEE-RED-M", 2),
         )
         .await;
@@ -428,7 +428,7 @@ async fn bad_requests_are_refused_with_json_errors(app: TestApp) {
 
 async fn idempotency_keys(app: TestApp) {
     let api = Api::start(&app).await;
-    let key = format!("cart-7-{}", app.settings.task_queue);
+    let key = format!("cart-7-{}", app.settings.connection.task_queue);
     let (first, a) = api.create(&key, order_body("STICKER-PACK", 2)).await;
     let (second, b) = api.create(&key, order_body("STICKER-PACK", 2)).await;
     assert_eq!((first, second), (201, 200));
@@ -437,7 +437,7 @@ async fn idempotency_keys(app: TestApp) {
     assert_eq!(conflict, 409);
     assert_eq!(error["error"]["code"], "IDEMPOTENCY_KEY_REUSED");
     // Concurrent first uses of one key: one order.
-    let key2 = format!("cart-8-{}", app.settings.task_queue);
+    let key2 = format!("cart-8-{}", app.settings.connection.task_queue);
     let racing = (0..5).map(|_| api.create(&key2, order_body("MUG-LOGO", 1)));
     let results = join_all(racing).await;
     let ids: std::collections::BTreeSet<String> = results
@@ -496,7 +496,7 @@ async fn a_late_payment_is_refunded_once(app: TestApp) {
         Some(OrderStatus::Closed)
     );
     // The gateway took the money anyway; its callbacks arrive after the order closed.
-    let gateway = SandboxProvider::new(app.db.clone(), &app.settings.public_url);
+    let gateway = SandboxProvider::new(app.db.clone(), &app.settings.connection.public_url);
     let paid = gateway
         .pay_after_close(&PaymentNo::parse(&payment_no).unwrap())
         .await

@@ -52,8 +52,8 @@ async fn counters_move_by_the_right_amounts() {
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }
     };
-    let tq = app.settings.task_queue.clone();
-    let gateway = SandboxProvider::new(app.db.clone(), &app.settings.public_url);
+    let tq = app.settings.connection.task_queue.clone();
+    let gateway = SandboxProvider::new(app.db.clone(), &app.settings.connection.public_url);
     let mut paid = Vec::new();
     for i in 0..2 {
         let (status, order) = create(format!("m-paid-{i}-{tq}"), "MUG-LOGO", 1).await;

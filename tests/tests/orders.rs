@@ -214,7 +214,7 @@ async fn invalid_input_is_rejected(app: TestApp) {
         ),
     ];
     for (suffix, lines, provider, expect) in cases {
-        let order_id = format!("invalid-{suffix}-{}", app.settings.task_queue);
+        let order_id = format!("invalid-{suffix}-{}", app.settings.connection.task_queue);
         let input = OrderInput {
             order_id: order_id.clone(),
             customer_id: "mallory".into(),
@@ -243,7 +243,7 @@ async fn invalid_input_is_rejected(app: TestApp) {
 
 async fn same_idempotency_key_gives_one_order(app: TestApp) {
     let request = NewOrder {
-        idempotency_key: format!("checkout-42-{}", app.settings.task_queue),
+        idempotency_key: format!("checkout-42-{}", app.settings.connection.task_queue),
         customer_id: "frank".into(),
         lines: vec![("STICKER-PACK".into(), 3)],
         provider: "sandbox".into(),
@@ -453,7 +453,7 @@ async fn the_temporal_cli_can_drive_an_order() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let tq = app.settings.task_queue.clone();
+    let tq = app.settings.connection.task_queue.clone();
     let start = |order_id: &str| {
         let input = serde_json::json!({
             "order_id": order_id,
@@ -605,7 +605,7 @@ async fn a_retrying_step_is_explained_and_recovers() {
     let payment_no = PaymentNo::for_order(&OrderId::parse(id.as_str()).unwrap());
     let gateway = orderflow_activities::providers::sandbox::SandboxProvider::new(
         app.db.clone(),
-        &app.settings.public_url,
+        &app.settings.connection.public_url,
     );
     let paid = gateway.pay(&payment_no, None).await.unwrap();
     app.orders

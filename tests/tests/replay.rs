@@ -326,8 +326,11 @@ async fn record_demo_run(
         .start_workflow(
             DemoV1::run,
             "x".to_owned(),
-            WorkflowStartOptions::new(app.settings.task_queue.clone(), workflow_id.to_owned())
-                .build(),
+            WorkflowStartOptions::new(
+                app.settings.connection.task_queue.clone(),
+                workflow_id.to_owned(),
+            )
+            .build(),
         )
         .await
         .unwrap();
@@ -355,7 +358,7 @@ async fn a_reorder_fails_the_gate_unless_it_is_behind_patched() {
 
     // v1 is deployed and an execution completes: the "old history".
     // The task queue is unique per test run, so the workflow ids are too.
-    let old_id = format!("patch-demo-v1-{}", app.settings.task_queue);
+    let old_id = format!("patch-demo-v1-{}", app.settings.connection.task_queue);
     let old = record_demo_run(&mut app, &old_id, |o| {
         o.register_workflow::<DemoV1>()?;
         Ok(())
@@ -371,7 +374,7 @@ async fn a_reorder_fails_the_gate_unless_it_is_behind_patched() {
     patched.replay_workflow(history(&old)).await.unwrap();
 
     // v2 (patched) is deployed; a new execution takes the new branch ("the new history")...
-    let new_id = format!("patch-demo-v2-{}", app.settings.task_queue);
+    let new_id = format!("patch-demo-v2-{}", app.settings.connection.task_queue);
     let new = record_demo_run(&mut app, &new_id, |o| {
         o.register_workflow::<DemoV2Patched>()?;
         Ok(())

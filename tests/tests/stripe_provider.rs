@@ -528,7 +528,7 @@ async fn fresh_db() -> Db {
         .await
         .unwrap()
         .expect("SQLite is always available");
-    orderflow_worker::open_database(&url).await.unwrap()
+    orderflow_worker::open_database(&url.into()).await.unwrap()
 }
 
 async fn setup() -> (StandIn, StripeProvider, Db) {

@@ -160,7 +160,7 @@ async fn exporting_child() {
         .post(format!("{base}/v1/orders"))
         .header(
             "Idempotency-Key",
-            format!("trace-{}", app.settings.task_queue),
+            format!("trace-{}", app.settings.connection.task_queue),
         )
         .header("traceparent", &traceparent)
         .json(&json!({"customer_id": "trace-1", "provider": "sandbox",

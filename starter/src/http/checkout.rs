@@ -23,6 +23,7 @@ use orderflow_activities::webhooks::sandbox::{
     FAILED, MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
 };
 use orderflow_domain::{Currency, Money, PaymentNo, PaymentStatus};
+use orderflow_worker::settings::ExposeSecret;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -264,7 +265,12 @@ pub async fn decline(
 /// a gateway with its own retry loop (a 5xx answer is retried a few times).
 fn deliver(app: &AppState, event: SandboxEvent, deliveries: u32, delay_ms: u64) {
     let url = app.sandbox_webhook_url();
-    let secret = app.settings.sandbox_webhook_secret.clone().into_bytes();
+    let secret = app
+        .settings
+        .sandbox_webhook_secret
+        .expose_secret()
+        .as_bytes()
+        .to_vec();
     let http = app.http.clone();
     tokio::spawn(async move {
         if delay_ms > 0 {

@@ -27,6 +27,7 @@ use error::ApiError;
 use orderflow_activities::webhooks::WebhookAdapter;
 use orderflow_activities::webhooks::sandbox::SandboxWebhooks;
 use orderflow_activities::webhooks::stripe::StripeWebhooks;
+use orderflow_worker::settings::ExposeSecret;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,66 +39,8 @@ use utoipa::OpenApi;
 /// Largest request body accepted anywhere (`413` above it).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Development-only default for the sandbox webhook secret. Real deployments set their own.
-pub const DEV_SANDBOX_WEBHOOK_SECRET: &str = "sandbox-dev-secret";
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServeSettings {
-    /// Address to listen on.
-    #[arg(long, env = "ORDERFLOW_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: String,
-
-    /// Secret the sandbox gateway signs its webhooks with (shared with the checkout page).
-    #[arg(long, env = "ORDERFLOW_SANDBOX_WEBHOOK_SECRET", default_value = DEV_SANDBOX_WEBHOOK_SECRET, hide_default_value = true)]
-    pub sandbox_webhook_secret: String,
-
-    /// Where the sandbox checkout page delivers its webhooks (default: this shim's own endpoint).
-    #[arg(long, env = "ORDERFLOW_SANDBOX_WEBHOOK_URL")]
-    pub sandbox_webhook_url: Option<String>,
-
-    /// Stripe webhook endpoint secrets (whsec_...), comma-separated: old and new during a rotation.
-    /// Without any, Stripe webhooks are refused as from an unknown provider.
-    #[arg(
-        long,
-        env = "STRIPE_WEBHOOK_SECRETS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub stripe_webhook_secrets: Vec<String>,
-
-    /// The Stripe account (acct_...) events must be for, if set.
-    #[arg(long, env = "STRIPE_ACCOUNT_ID")]
-    pub stripe_account_id: Option<String>,
-
-    /// Seconds before a request is answered 408.
-    #[arg(long, env = "ORDERFLOW_REQUEST_TIMEOUT_SECS", default_value_t = 15)]
-    pub request_timeout_secs: u64,
-
-    /// How long POST /v1/orders waits for the payment parameters before answering 202.
-    #[arg(long, env = "ORDERFLOW_CREATE_WAIT_SECS", default_value_t = 10)]
-    pub create_wait_secs: u64,
-
-    /// Decide an order's stock when it is placed, before its workflow starts (for flash sales):
-    /// a sold-out order is answered at once, recorded REJECTED, and costs no workflow. Off: the
-    /// workflow reserves, as for any order. See activities/src/edge.rs.
-    #[arg(long, env = "ORDERFLOW_RESERVE_AT_EDGE", default_value_t = false, action = clap::ArgAction::Set)]
-    pub reserve_at_edge: bool,
-}
-
-impl ServeSettings {
-    pub fn defaults() -> Self {
-        ServeSettings {
-            listen: "127.0.0.1:8080".to_owned(),
-            sandbox_webhook_secret: DEV_SANDBOX_WEBHOOK_SECRET.to_owned(),
-            sandbox_webhook_url: None,
-            stripe_webhook_secrets: Vec::new(),
-            stripe_account_id: None,
-            request_timeout_secs: 15,
-            create_wait_secs: 10,
-            reserve_at_edge: false,
-        }
-    }
-}
+/// The shim's settings live with every other setting, in `orderflow_worker::settings`.
+pub use orderflow_worker::settings::{DEV_SANDBOX_WEBHOOK_SECRET, ServeSettings};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -112,13 +55,17 @@ pub struct AppState {
 impl AppState {
     pub fn new(orders: Orders, settings: ServeSettings) -> Self {
         let sandbox: Arc<dyn WebhookAdapter> = Arc::new(SandboxWebhooks::new(
-            settings.sandbox_webhook_secret.as_bytes().to_vec(),
+            settings
+                .sandbox_webhook_secret
+                .expose_secret()
+                .as_bytes()
+                .to_vec(),
         ));
         let mut adapters = BTreeMap::from([(sandbox.provider(), sandbox)]);
         let secrets: Vec<Vec<u8>> = settings
             .stripe_webhook_secrets
             .iter()
-            .map(|s| s.trim())
+            .map(|s| s.expose_secret().trim())
             .filter(|s| !s.is_empty())
             .map(|s| s.as_bytes().to_vec())
             .collect();

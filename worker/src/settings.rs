@@ -1,0 +1,475 @@
+//! Every setting of Orderflow's binaries, from flags with environment fallbacks, in one place.
+//!
+//! * [`ConnectionSettings`]: where the pieces meet (the orders database, the task queue, the
+//!   shim's public URL, how to reach Temporal). Declared once, flattened into both binaries.
+//! * [`WorkerSettings`]: `orderflow-worker`, with its [`WorkerTuning`].
+//! * [`CliSettings`]: the global flags of `orderflow`.
+//! * [`ServeSettings`]: `orderflow serve`, the HTTP shim.
+//!
+//! Temporal's own connection settings (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
+//! `TEMPORAL_API_KEY`, TLS, `temporal.toml`) are not here: the SDK's envconfig reads them (see
+//! [`crate::connect_temporal`]), and they are never held in these structs.
+//!
+//! Secrets are [`SecretString`]s and the database URL a [`DatabaseUrl`]: `{:?}` never prints
+//! them (a URL shows without its password), `--help` does not show their variables' values, and
+//! code reads them with `expose_secret()` only where it hands them on. Defaults are the
+//! constants below; [`defaults`] builds a struct from the same declarations clap reads.
+
+use clap::Args;
+pub use orderflow_activities::db::DEFAULT_DATABASE_URL;
+pub use orderflow_workflows::DEFAULT_TASK_QUEUE;
+use orderflow_workflows::OrderWorkflowConfig;
+pub use secrecy::{ExposeSecret, SecretString};
+use std::fmt;
+use temporalio_sdk::WorkerOptions;
+
+/// Where the shim listens by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Where the sandbox's hosted checkout page is served: the shim at [`DEFAULT_LISTEN`].
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+/// The Temporal UI of `temporal server start-dev`.
+pub const DEFAULT_TEMPORAL_UI_URL: &str = "http://localhost:8233";
+/// Seconds running activities get to finish after ctrl-c / SIGTERM.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 20;
+/// Seconds before the shim answers a request 408.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 15;
+/// Seconds `POST /v1/orders` waits for the payment parameters before answering 202.
+pub const DEFAULT_CREATE_WAIT_SECS: u64 = 10;
+/// Development-only default for the sandbox webhook secret. Real deployments set their own.
+pub const DEV_SANDBOX_WEBHOOK_SECRET: &str = "sandbox-dev-secret";
+
+/// What is shown instead of a password.
+const REDACTED: &str = "***";
+
+/// Where Orderflow's pieces meet, the same for the worker and the CLI.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionSettings {
+    /// Orders database: sqlite://path/to/file.db or postgres://user:password@host:port/db.
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: DatabaseUrl,
+
+    /// Task queue the workers poll and orders are started on.
+    #[arg(long, global = true, env = "ORDERFLOW_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
+    pub task_queue: String,
+
+    /// Public base URL of the HTTP shim, used in sandbox checkout links.
+    #[arg(long, global = true, env = "ORDERFLOW_PUBLIC_URL", default_value = DEFAULT_PUBLIC_URL)]
+    pub public_url: String,
+
+    /// Temporal frontend address; by default TEMPORAL_ADDRESS / temporal.toml / localhost:7233.
+    #[arg(long, global = true)]
+    pub temporal_address: Option<String>,
+
+    /// gRPC compression to the Temporal server (see [`GrpcCompressionSetting`]).
+    #[arg(long, global = true, env = "ORDERFLOW_GRPC_COMPRESSION", value_enum, default_value_t = GrpcCompressionSetting::Gzip)]
+    pub grpc_compression: GrpcCompressionSetting,
+}
+
+/// Compression of the gRPC traffic to the Temporal server. `gzip` (the SDK's default) saves
+/// bandwidth on a long link, such as to Temporal Cloud; `none` saves CPU on both ends when the
+/// server is near (same host or LAN): on the benchmark machine, gzip was a large part of the
+/// worker's and the server's CPU per order (BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum GrpcCompressionSetting {
+    #[default]
+    Gzip,
+    None,
+}
+
+/// Settings of `orderflow-worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerSettings {
+    #[command(flatten)]
+    pub connection: ConnectionSettings,
+
+    /// Default time a customer has to pay, in seconds (an order may ask for its own).
+    #[arg(long, env = "ORDERFLOW_PAYMENT_TIMEOUT_SECS", default_value_t = orderflow_activities::DEFAULT_PAYMENT_TIMEOUT.as_secs())]
+    pub payment_timeout_secs: u64,
+
+    /// Keep the OrderStatus search attribute current. Turn off only for a server without custom
+    /// search attributes (the time-skipping test server).
+    #[arg(long, env = "ORDERFLOW_SEARCH_ATTRIBUTES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub search_attributes: bool,
+
+    /// Stripe secret key (sk_...). When set, orders can pay with provider `stripe`.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<SecretString>,
+
+    /// Base URL of Stripe's API (a stand-in in tests).
+    #[arg(long, env = "STRIPE_API_BASE", default_value = orderflow_activities::providers::stripe::DEFAULT_BASE_URL)]
+    pub stripe_api_base: String,
+
+    /// Serve Prometheus metrics (the SDK's worker metrics and Orderflow's business metrics) on this
+    /// address, e.g. 0.0.0.0:9464. Off when unset.
+    #[arg(long, env = "ORDERFLOW_METRICS_ADDRESS")]
+    pub metrics_address: Option<std::net::SocketAddr>,
+
+    /// Seconds to let running activities finish after ctrl-c / SIGTERM.
+    #[arg(long, env = "ORDERFLOW_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
+    pub shutdown_grace_secs: u64,
+
+    #[command(flatten)]
+    pub tuning: WorkerTuning,
+}
+
+impl WorkerSettings {
+    /// Defaults, as if no flag or variable were set (for tests and embedding).
+    pub fn defaults() -> Self {
+        defaults()
+    }
+
+    // The workflow's other switches are going away; `..default()` keeps this compiling on both
+    // sides of that change (drop it, and this allow, once `search_attributes` is the only field).
+    #[allow(clippy::needless_update)]
+    pub fn workflow_config(&self) -> OrderWorkflowConfig {
+        OrderWorkflowConfig {
+            search_attributes: self.search_attributes,
+            ..OrderWorkflowConfig::default()
+        }
+    }
+}
+
+/// How hard the worker polls and how much it caches. Unset means the SDK's default (5 pollers
+/// each, poller autoscaling when the server offers it). With the defaults only one workflow-task
+/// poll is open on the shared (non-sticky) queue, which caps how fast new workflows start: raise
+/// `--nonsticky-poll-ratio` or `--workflow-pollers` for bursts of new orders (`bench/run.sh` does).
+#[derive(Debug, Clone, Default, Args)]
+pub struct WorkerTuning {
+    /// Most concurrent workflow-task polls (at least 2).
+    #[arg(long, env = "ORDERFLOW_WORKFLOW_POLLERS")]
+    pub workflow_pollers: Option<usize>,
+
+    /// Most concurrent activity-task polls.
+    #[arg(long, env = "ORDERFLOW_ACTIVITY_POLLERS")]
+    pub activity_pollers: Option<usize>,
+
+    /// Share of the workflow-task polls that go to the shared queue (new and evicted workflows)
+    /// rather than this worker's sticky queue, 0 < ratio <= 1.
+    #[arg(long, env = "ORDERFLOW_NONSTICKY_POLL_RATIO")]
+    pub nonsticky_poll_ratio: Option<f32>,
+
+    /// Workflows kept in memory between tasks (sticky cache).
+    #[arg(long, env = "ORDERFLOW_MAX_CACHED_WORKFLOWS")]
+    pub max_cached_workflows: Option<usize>,
+}
+
+impl WorkerTuning {
+    pub(crate) fn apply(&self, options: &mut WorkerOptions) -> anyhow::Result<()> {
+        use temporalio_sdk::runtime::PollerBehavior;
+        if let Some(n) = self.workflow_pollers {
+            anyhow::ensure!(n >= 2, "--workflow-pollers must be at least 2, got {n}");
+            options.workflow_task_poller_behavior = Some(PollerBehavior::SimpleMaximum(n));
+        }
+        if let Some(n) = self.activity_pollers {
+            anyhow::ensure!(n >= 1, "--activity-pollers must be at least 1, got {n}");
+            options.activity_task_poller_behavior = Some(PollerBehavior::SimpleMaximum(n));
+        }
+        if let Some(ratio) = self.nonsticky_poll_ratio {
+            anyhow::ensure!(
+                ratio > 0.0 && ratio <= 1.0,
+                "--nonsticky-poll-ratio must be in (0, 1], got {ratio}"
+            );
+            options.nonsticky_to_sticky_poll_ratio = ratio;
+        }
+        if let Some(n) = self.max_cached_workflows {
+            options.max_cached_workflows = n;
+        }
+        Ok(())
+    }
+}
+
+/// The global flags of `orderflow`, before or after any subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct CliSettings {
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub connection: ConnectionSettings,
+
+    /// Temporal UI base URL, for links to workflows.
+    #[arg(long, global = true, env = "TEMPORAL_UI_URL", default_value = DEFAULT_TEMPORAL_UI_URL)]
+    pub ui_url: String,
+}
+
+/// Settings of `orderflow serve`, the HTTP shim.
+#[derive(Debug, Clone, Args)]
+pub struct ServeSettings {
+    /// Address to listen on.
+    #[arg(long, env = "ORDERFLOW_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+
+    /// Secret the sandbox gateway signs its webhooks with (shared with the checkout page).
+    #[arg(long, env = "ORDERFLOW_SANDBOX_WEBHOOK_SECRET", default_value = DEV_SANDBOX_WEBHOOK_SECRET, hide_default_value = true, hide_env_values = true)]
+    pub sandbox_webhook_secret: SecretString,
+
+    /// Where the sandbox checkout page delivers its webhooks (default: this shim's own endpoint).
+    #[arg(long, env = "ORDERFLOW_SANDBOX_WEBHOOK_URL")]
+    pub sandbox_webhook_url: Option<String>,
+
+    /// Stripe webhook endpoint secrets (whsec_...), comma-separated: old and new during a rotation.
+    /// Without any, Stripe webhooks are refused as from an unknown provider.
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub stripe_webhook_secrets: Vec<SecretString>,
+
+    /// The Stripe account (acct_...) events must be for, if set.
+    #[arg(long, env = "STRIPE_ACCOUNT_ID")]
+    pub stripe_account_id: Option<String>,
+
+    /// Seconds before a request is answered 408.
+    #[arg(long, env = "ORDERFLOW_REQUEST_TIMEOUT_SECS", default_value_t = DEFAULT_REQUEST_TIMEOUT_SECS)]
+    pub request_timeout_secs: u64,
+
+    /// How long POST /v1/orders waits for the payment parameters before answering 202.
+    #[arg(long, env = "ORDERFLOW_CREATE_WAIT_SECS", default_value_t = DEFAULT_CREATE_WAIT_SECS)]
+    pub create_wait_secs: u64,
+
+    /// Decide an order's stock when it is placed, before its workflow starts (for flash sales):
+    /// a sold-out order is answered at once, recorded REJECTED, and costs no workflow. Off: the
+    /// workflow reserves, as for any order. See activities/src/edge.rs.
+    #[arg(long, env = "ORDERFLOW_RESERVE_AT_EDGE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub reserve_at_edge: bool,
+}
+
+impl ServeSettings {
+    /// Defaults, as if no flag or variable were set (for tests and embedding).
+    pub fn defaults() -> Self {
+        defaults()
+    }
+}
+
+/// Settings as if no flag or variable were set: the declared defaults, read by clap from the
+/// declarations themselves (environment fallbacks switched off), so there is no second list.
+pub fn defaults<T: Args>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None));
+    let matches = command
+        .try_get_matches_from(["defaults"])
+        .expect("every setting has a default or is optional");
+    T::from_arg_matches(&matches).expect("defaults parse into their own settings")
+}
+
+/// An orders database URL. `{}` and `{:?}` show it with any password replaced by `***` (in the
+/// user part or a `password=` parameter); [`DatabaseUrl::expose_secret`] gives the real one, for
+/// connecting and for handing on to a child process.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as given, password included.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password hidden, for logs and messages.
+    pub fn redacted(&self) -> String {
+        let raw = self.expose_secret();
+        let Ok(mut url) = url::Url::parse(raw) else {
+            // Not a URL: show the scheme at most, since where a password is cannot be known.
+            let scheme = raw.split_once(':').map_or("", |(scheme, _)| scheme);
+            return format!("{scheme}:<not a valid URL; not shown>");
+        };
+        if url.password().is_some() {
+            // Only fails for URLs that cannot have credentials, which then have no password.
+            let _ = url.set_password(Some(REDACTED));
+        }
+        if url.query_pairs().any(|(key, _)| key == "password") {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if key == "password" {
+                        REDACTED.to_owned()
+                    } else {
+                        value.into_owned()
+                    };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.into()
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        DatabaseUrl(url)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        DatabaseUrl(url.to_owned())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&self.redacted())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DB_PASSWORD: &str = "db-PASSWORD-1";
+    const STRIPE_KEY: &str = "sk_live_STRIPEKEY";
+    const SANDBOX_SECRET: &str = "sandbox-SECRET";
+    const WEBHOOK_SECRETS: [&str; 2] = ["whsec_OLDSECRET", "whsec_NEWSECRET"];
+
+    /// `T` from command-line arguments, as the binaries parse it.
+    fn parse<T: Args>(args: &[&str]) -> T {
+        let command = T::augment_args(clap::Command::new("settings"));
+        let matches = command
+            .try_get_matches_from(std::iter::once("settings").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        T::from_arg_matches(&matches).unwrap()
+    }
+
+    fn database_url() -> String {
+        format!("postgres://app:{DB_PASSWORD}@db.internal:5432/orders")
+    }
+
+    /// `{:?}` of the settings shows the database's host but none of `secrets`.
+    fn assert_redacted(debug: &str, secrets: &[&str]) {
+        for secret in secrets {
+            assert!(!debug.contains(secret), "{secret:?} in {debug}");
+        }
+        assert!(
+            debug.contains("postgres://app:***@db.internal:5432/orders"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn no_settings_struct_prints_a_secret() {
+        let url = database_url();
+        let worker: WorkerSettings =
+            parse(&["--database-url", &url, "--stripe-secret-key", STRIPE_KEY]);
+        assert_redacted(&format!("{worker:?}"), &[DB_PASSWORD, STRIPE_KEY]);
+        assert_redacted(&format!("{:?}", worker.connection), &[DB_PASSWORD]);
+
+        let cli: CliSettings = parse(&["--database-url", &url]);
+        assert_redacted(&format!("{cli:?}"), &[DB_PASSWORD]);
+
+        let secrets = WEBHOOK_SECRETS.join(",");
+        let serve: ServeSettings = parse(&[
+            "--sandbox-webhook-secret",
+            SANDBOX_SECRET,
+            "--stripe-webhook-secrets",
+            &secrets,
+        ]);
+        let debug = format!("{serve:?}");
+        for secret in [SANDBOX_SECRET, WEBHOOK_SECRETS[0], WEBHOOK_SECRETS[1]] {
+            assert!(!debug.contains(secret), "{secret:?} in {debug}");
+        }
+        let default_debug = format!("{:?}", ServeSettings::defaults());
+        assert!(
+            !default_debug.contains(DEV_SANDBOX_WEBHOOK_SECRET),
+            "{default_debug}"
+        );
+    }
+
+    #[test]
+    fn secrets_reach_the_code_that_uses_them() {
+        let url = database_url();
+        let worker: WorkerSettings =
+            parse(&["--database-url", &url, "--stripe-secret-key", STRIPE_KEY]);
+        assert_eq!(worker.connection.database_url.expose_secret(), url);
+        let key = worker.stripe_secret_key.as_ref().map(|k| k.expose_secret());
+        assert_eq!(key, Some(STRIPE_KEY));
+
+        let secrets = WEBHOOK_SECRETS.join(",");
+        let serve: ServeSettings = parse(&["--stripe-webhook-secrets", &secrets]);
+        let parsed: Vec<&str> = serve
+            .stripe_webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .collect();
+        assert_eq!(parsed, WEBHOOK_SECRETS);
+    }
+
+    #[test]
+    fn defaults_are_the_declared_constants() {
+        let worker = WorkerSettings::defaults();
+        assert_eq!(
+            worker.connection.database_url.expose_secret(),
+            DEFAULT_DATABASE_URL
+        );
+        assert_eq!(worker.connection.task_queue, DEFAULT_TASK_QUEUE);
+        assert_eq!(worker.connection.public_url, DEFAULT_PUBLIC_URL);
+        assert_eq!(worker.connection.temporal_address, None);
+        assert_eq!(
+            worker.connection.grpc_compression,
+            GrpcCompressionSetting::Gzip
+        );
+        assert!(worker.search_attributes);
+        assert!(worker.stripe_secret_key.is_none());
+        assert_eq!(worker.shutdown_grace_secs, DEFAULT_SHUTDOWN_GRACE_SECS);
+        assert_eq!(
+            worker.payment_timeout_secs,
+            orderflow_activities::DEFAULT_PAYMENT_TIMEOUT.as_secs()
+        );
+
+        let serve = ServeSettings::defaults();
+        assert_eq!(serve.listen, DEFAULT_LISTEN);
+        assert_eq!(
+            serve.sandbox_webhook_secret.expose_secret(),
+            DEV_SANDBOX_WEBHOOK_SECRET
+        );
+        assert!(serve.stripe_webhook_secrets.is_empty());
+        assert_eq!(serve.request_timeout_secs, DEFAULT_REQUEST_TIMEOUT_SECS);
+        assert_eq!(serve.create_wait_secs, DEFAULT_CREATE_WAIT_SECS);
+        assert!(!serve.reserve_at_edge);
+
+        let cli: CliSettings = defaults();
+        assert_eq!(cli.ui_url, DEFAULT_TEMPORAL_UI_URL);
+        assert!(!cli.json);
+    }
+
+    #[test]
+    fn database_urls_print_without_their_password() {
+        let shown = |url: &str| DatabaseUrl::from(url).to_string();
+        assert_eq!(
+            shown("postgres://app:s3cret@db:5432/orders"),
+            "postgres://app:***@db:5432/orders"
+        );
+        assert_eq!(
+            shown("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(
+            shown("postgres://app@db/orders?sslmode=require&password=s3cret"),
+            "postgres://app@db/orders?sslmode=require&password=***"
+        );
+        // An `@` in the password, unescaped: the last `@` ends the credentials.
+        assert_eq!(
+            shown("postgres://app:p@ss@db/orders"),
+            "postgres://app:***@db/orders"
+        );
+        assert_eq!(shown("sqlite://data/x.db"), "sqlite://data/x.db");
+        assert_eq!(shown("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(
+            shown("postgres://app:s3cret@db:port/orders"),
+            "postgres:<not a valid URL; not shown>"
+        );
+        assert_eq!(
+            format!("{:?}", DatabaseUrl::from("postgres://app:s3cret@db/orders")),
+            "DatabaseUrl(\"postgres://app:***@db/orders\")"
+        );
+    }
+}
