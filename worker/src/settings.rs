@@ -441,6 +441,33 @@ mod tests {
         assert!(!cli.json);
     }
 
+    /// House style: every variable a binary reads is in `.env.example`, set or commented out.
+    #[test]
+    fn every_variable_is_in_env_example() {
+        let example = include_str!("../../.env.example");
+        let listed = |name: &str| {
+            example.lines().any(|line| {
+                let line = line.trim_start_matches(['#', ' ']);
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('='))
+            })
+        };
+        let commands = [
+            WorkerSettings::augment_args(clap::Command::new("worker")),
+            CliSettings::augment_args(clap::Command::new("cli")),
+            ServeSettings::augment_args(clap::Command::new("serve")),
+        ];
+        let mut names = Vec::new();
+        for command in &commands {
+            names.extend(command.get_arguments().filter_map(|arg| arg.get_env()));
+        }
+        assert!(names.len() > 20, "{names:?}");
+        for name in names {
+            let name = name.to_str().expect("variable names are UTF-8");
+            assert!(listed(name), "{name} is not in .env.example");
+        }
+    }
+
     #[test]
     fn database_urls_print_without_their_password() {
         let shown = |url: &str| DatabaseUrl::from(url).to_string();
