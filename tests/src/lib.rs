@@ -526,13 +526,9 @@ pub struct DeadlineTimer {
 }
 
 /// Suffix of newly recorded histories. Bump it when a workflow change goes behind `patched()`, so
-/// the older recordings stay beside the new ones and the replay gate covers both code paths.
-/// `paid.json` (no suffix) is generation 1: OrderStatus only; `v2`: every search attribute; `v3`:
-/// steps as local activities first (`patched("local-steps")`); `v4`: fewer server round trips
-/// (`patched("lean-tasks")`); `v5`: opening and closing in one step each (`patched("merged-steps")`);
-/// `v6`: the deadline timer counted from `open_order`'s end (`OpenedOrder::opened_at_ms`; no patch,
-/// the timer's length is not part of replay, and v5 markers without it replay with the task clock).
-pub const HISTORY_GENERATION: &str = "v6";
+/// the older recordings stay beside the new ones and the replay gate covers both code paths
+/// (CONTRIBUTING.md). `v1`: Orderflow 1.0.
+pub const HISTORY_GENERATION: &str = "v1";
 
 /// Declares one async test body as two `#[tokio::test]`s, on SQLite and on PostgreSQL.
 #[macro_export]

@@ -56,7 +56,7 @@ async fn database_outage() {
 /// The figures above come from histories: the counting must see what a real history holds.
 #[test]
 fn history_stats_read_recorded_histories() {
-    let path = orderflow_tests::workspace_root().join("tests/histories/paid.v2.json");
+    let path = orderflow_tests::workspace_root().join("tests/histories/paid.v1.json");
     let bytes = std::fs::read(&path).expect("a recorded history");
     let history: temporalio_common::protos::temporal::api::history::v1::History =
         serde_json::from_slice(&bytes).expect("history JSON");

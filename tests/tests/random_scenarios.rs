@@ -42,42 +42,7 @@ const SKUS: [&str; 5] = [
 ];
 const WAIT: Duration = Duration::from_secs(120);
 
-// `on_both_engines!`, plus the worker's own `ORDERFLOW_LOCAL_STEPS` (default true), so a failure
-// can be tried against orders whose steps are all regular activities.
-mod sqlite {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn random_scenarios_keep_the_invariants() {
-        let engine = orderflow_tests::Engine::Sqlite;
-        if let Some(app) = super::TestApp::spawn_with(engine, super::worker_settings).await {
-            super::random_scenarios_keep_the_invariants(app).await;
-        }
-    }
-}
-mod postgres {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn random_scenarios_keep_the_invariants() {
-        let engine = orderflow_tests::Engine::Postgres;
-        if let Some(app) = super::TestApp::spawn_with(engine, super::worker_settings).await {
-            super::random_scenarios_keep_the_invariants(app).await;
-        }
-    }
-}
-
-/// The workflow paths the worker takes for new orders, from the same variables the worker reads,
-/// so the long run can exercise an older path (`ORDERFLOW_MERGED_STEPS=false`, ...).
-fn worker_settings(settings: &mut orderflow_worker::WorkerSettings) {
-    let switches: [(&str, &mut bool); 3] = [
-        ("ORDERFLOW_LOCAL_STEPS", &mut settings.local_steps),
-        ("ORDERFLOW_LEAN_TASKS", &mut settings.lean_tasks),
-        ("ORDERFLOW_MERGED_STEPS", &mut settings.merged_steps),
-    ];
-    for (variable, switch) in switches {
-        if let Ok(value) = std::env::var(variable) {
-            *switch = value != "false" && value != "0";
-            eprintln!("worker: {variable} = {switch}");
-        }
-    }
-}
+orderflow_tests::on_both_engines!(random_scenarios_keep_the_invariants);
 
 /// How a provider callback reaches the order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,9 +20,7 @@ use orderflow_activities::metrics::OrderMetrics;
 use orderflow_activities::providers::Providers;
 use orderflow_activities::providers::sandbox::SandboxProvider;
 use orderflow_activities::providers::stripe::StripeProvider;
-use orderflow_activities::{
-    DEFAULT_PAYMENT_TIMEOUT, InventoryActivities, OrderActivities, PaymentActivities,
-};
+use orderflow_activities::{DEFAULT_PAYMENT_TIMEOUT, OrderActivities, PaymentActivities};
 use orderflow_workflows::{
     DEFAULT_TASK_QUEUE, LatePaymentWorkflow, NoopWorkflow, OrderWorkflow, OrderWorkflowConfig,
 };
@@ -66,26 +64,6 @@ pub struct WorkerSettings {
     /// search attributes (the time-skipping test server).
     #[arg(long, env = "ORDERFLOW_SEARCH_ATTRIBUTES", default_value_t = true, action = clap::ArgAction::Set)]
     pub search_attributes: bool,
-
-    /// Run order steps as local activities first (fewer server round trips; a step that keeps
-    /// failing moves to a regular, visible activity). Must be the same on every worker of a
-    /// task queue, like the workflow code.
-    #[arg(long, env = "ORDERFLOW_LOCAL_STEPS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub local_steps: bool,
-
-    /// Fewer, larger steps for new orders (patched "lean-tasks": one search-attribute upsert per
-    /// resting point, one provider step to close, one transaction per ending). Needs local
-    /// steps. On by default; off only to measure what it buys (`bench/run.sh`). Same on every
-    /// worker of a queue.
-    #[arg(long, env = "ORDERFLOW_LEAN_TASKS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub lean_tasks: bool,
-
-    /// Merged steps for new orders (patched "merged-steps": `open_order` records, reserves,
-    /// creates the payment and marks AWAITING_PAYMENT; `close_order` closes the charge and records
-    /// the ending). Needs lean tasks. On by default; off only to measure what it buys. Same on
-    /// every worker of a queue.
-    #[arg(long, env = "ORDERFLOW_MERGED_STEPS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub merged_steps: bool,
 
     /// Stripe secret key (sk_...). When set, orders can pay with provider `stripe`.
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
@@ -181,9 +159,6 @@ impl WorkerSettings {
             payment_timeout_secs: DEFAULT_PAYMENT_TIMEOUT.as_secs(),
             public_url: DEFAULT_PUBLIC_URL.to_owned(),
             search_attributes: true,
-            local_steps: true,
-            lean_tasks: true,
-            merged_steps: true,
             stripe_secret_key: None,
             stripe_api_base: orderflow_activities::providers::stripe::DEFAULT_BASE_URL.to_owned(),
             metrics_address: None,
@@ -196,9 +171,6 @@ impl WorkerSettings {
     pub fn workflow_config(&self) -> OrderWorkflowConfig {
         OrderWorkflowConfig {
             search_attributes: self.search_attributes,
-            local_steps: self.local_steps,
-            lean_tasks: self.lean_tasks,
-            merged_steps: self.merged_steps,
         }
     }
 }
@@ -298,7 +270,6 @@ pub fn worker_options_with_metrics(
         )
         .with_metrics(metrics.clone()),
     );
-    options.register_activities(InventoryActivities::new(db.clone()).with_metrics(metrics.clone()));
     options
         .register_activities(PaymentActivities::new(db.clone(), providers).with_metrics(metrics));
     Ok(options)
