@@ -1,12 +1,12 @@
 //! `orderflow`: the command line. Every command prints a human-readable summary, or JSON with
 //! `--json`, and exits non-zero with a one-line reason when it cannot do what was asked.
 
-use crate::catalog;
-use crate::orders::{NewOrder, OrderOpError, Orders};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use orderflow_activities::db::DEFAULT_DATABASE_URL;
 use orderflow_activities::inventory;
+use orderflow_client::catalog;
+use orderflow_client::orders::{NewOrder, OrderOpError, Orders};
 use orderflow_domain::{
     Currency, Money, OrderView, ResolveAction, ResolveRequest, Sku, messages::MAX_LINES,
 };
@@ -448,10 +448,12 @@ async fn orders_command(g: &Global, cmd: OrdersCommand) -> anyhow::Result<()> {
             status,
             limit,
         } => (
-            crate::orders::stuck_query(status, older_than, SystemTime::now()),
+            orderflow_client::orders::stuck_query(status, older_than, SystemTime::now()),
             limit,
         ),
-        OrdersCommand::List { status, limit } => (crate::orders::status_query(status), limit),
+        OrdersCommand::List { status, limit } => {
+            (orderflow_client::orders::status_query(status), limit)
+        }
     };
     let found = orders.list(&query, limit).await?;
     let namespace = orders.client.options().namespace.clone();

@@ -26,11 +26,11 @@
 // workspace forbids float arithmetic elsewhere because amounts must stay integers).
 #![allow(clippy::float_arithmetic)]
 
-use crate::orders::{EdgePlaced, Orders, order_id_for_key};
 use anyhow::{Context, bail};
 use orderflow_activities::db::{Db, Engine};
 use orderflow_activities::inventory;
 use orderflow_activities::orders::{self as order_rows, CatalogItem};
+use orderflow_client::orders::{EdgePlaced, Orders, order_id_for_key};
 use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, OrderStatus, Sku};
 use orderflow_workflows::NoopWorkflow;
 use serde::Serialize;
@@ -101,7 +101,7 @@ pub struct LoadArgs {
 
     /// With `--reserve-at-edge`: how long at most the relay holds its starts while buyers keep
     /// coming (see starter/src/outbox.rs; 0 starts each winner at once).
-    #[arg(long, default_value_t = crate::outbox::MAX_HOLD.as_secs_f64())]
+    #[arg(long, default_value_t = orderflow_client::outbox::MAX_HOLD.as_secs_f64())]
     pub relay_hold_secs: f64,
 
     /// Start a Temporal dev server (in memory, SQLite WAL) and a worker for this run only.
@@ -545,7 +545,7 @@ pub async fn run(
     ];
     let relay_wake = Arc::new(Notify::new());
     let relay = args.reserve_at_edge.then(|| {
-        tokio::spawn(crate::outbox::run(
+        tokio::spawn(orderflow_client::outbox::run(
             orders.clone(),
             relay_wake.clone(),
             Duration::from_millis(200),
@@ -1066,7 +1066,7 @@ async fn sample_transitions(driver: &Driver, records: &[Record]) -> (Option<f64>
     for k in 0..n {
         let r = done[k * done.len() / n];
         let workflow_id = match driver.args.workflow {
-            LoadWorkflow::Order => crate::orders::workflow_id_for_str(&r.order_id),
+            LoadWorkflow::Order => orderflow_client::orders::workflow_id_for_str(&r.order_id),
             LoadWorkflow::Noop => r.order_id.clone(),
             LoadWorkflow::RawReserve => return (None, None),
         };

@@ -3,9 +3,9 @@
 //! stock, losers are answered without a workflow, a reservation whose start was lost is started
 //! by the relay, and a reserved order that is never paid releases what the edge reserved.
 
+use orderflow_client::orders::{EdgePlaced, order_id_for_key};
+use orderflow_client::outbox;
 use orderflow_domain::{OrderInput, OrderLineInput, OrderStatus};
-use orderflow_starter::orders::{EdgePlaced, order_id_for_key};
-use orderflow_starter::outbox;
 use orderflow_tests::{TestApp, on_both_engines, unique};
 use serde_json::{Value, json};
 

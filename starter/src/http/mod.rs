@@ -16,7 +16,6 @@ pub mod orders;
 pub mod trace_context;
 pub mod webhooks;
 
-use crate::orders::Orders;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -27,6 +26,7 @@ use error::ApiError;
 use orderflow_activities::webhooks::WebhookAdapter;
 use orderflow_activities::webhooks::sandbox::SandboxWebhooks;
 use orderflow_activities::webhooks::stripe::StripeWebhooks;
+use orderflow_client::orders::Orders;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -225,11 +225,11 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "orderflow serve listening");
     // Orders reserved at the edge whose start did not happen (a crash, an outage) are started
     // here, also when edge reservation has since been turned off.
-    let relay = tokio::spawn(crate::outbox::run(
+    let relay = tokio::spawn(orderflow_client::outbox::run(
         state.orders.clone(),
         Default::default(),
         std::time::Duration::from_secs(1),
-        crate::outbox::MAX_HOLD,
+        orderflow_client::outbox::MAX_HOLD,
     ));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(orderflow_worker::shutdown_signal())

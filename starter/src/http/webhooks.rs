@@ -15,7 +15,6 @@
 
 use super::error::ErrorBody;
 use super::{AppState, raw_body};
-use crate::orders::OrderOpError;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -26,6 +25,7 @@ use orderflow_activities::webhooks::{
     VerifiedWebhook, WebhookAdapter, WebhookEventKind, WebhookRejection, WebhookReply,
     WebhookRequest,
 };
+use orderflow_client::orders::OrderOpError;
 use orderflow_domain::{OrderStatus, PaymentOutcome, PaymentSignal};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
