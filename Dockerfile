@@ -20,13 +20,14 @@ COPY activities/Cargo.toml activities/
 COPY workflows/Cargo.toml workflows/
 COPY worker/Cargo.toml worker/
 COPY client/Cargo.toml client/
+COPY http/Cargo.toml http/
 COPY starter/Cargo.toml starter/
 COPY tests/Cargo.toml tests/
 # Empty stand-ins for the workspace's own crates; `cargo clean -p` then drops what was built
 # from them, so the real sources below are always recompiled (their mtimes, older than the
 # stand-ins', would otherwise let cargo keep the empty build).
 RUN set -eux; \
-    for crate in domain activities workflows worker client starter tests; do \
+    for crate in domain activities workflows worker client http starter tests; do \
         mkdir -p "$crate/src"; \
         : > "$crate/src/lib.rs"; \
     done; \
@@ -36,7 +37,7 @@ RUN set -eux; \
     cargo build --release --locked --bins; \
     cargo clean --release \
         -p orderflow-domain -p orderflow-activities -p orderflow-workflows \
-        -p orderflow-worker -p orderflow-client -p orderflow-starter -p orderflow-tests
+        -p orderflow-worker -p orderflow-client -p orderflow-http -p orderflow-starter -p orderflow-tests
 
 # The real sources, and migrations/ for sqlx::migrate!.
 COPY . .

@@ -90,7 +90,7 @@ pub enum Command {
     #[command(subcommand)]
     Dev(DevCommand),
     /// Run the HTTP shim: orders API, provider webhooks, sandbox checkout page.
-    Serve(crate::http::ServeSettings),
+    Serve(orderflow_http::ServeSettings),
     /// Drive many orders through a running stack (or one started with --spawn) and report
     /// throughput, latencies, close lateness, CPU per order and the stock invariant.
     Load(crate::load::LoadArgs),
@@ -285,7 +285,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load(args) => crate::load::command(&g, args).await,
         Command::Serve(settings) => {
             let orders = connect(&g).await?;
-            crate::http::serve(crate::http::AppState::new(orders, settings)).await
+            orderflow_http::serve(orderflow_http::AppState::new(orders, settings)).await
         }
     }
 }

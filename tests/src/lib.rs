@@ -396,21 +396,21 @@ impl TestApp {
 
     /// Serves the HTTP shim on `settings.public_url` (real sockets) and returns its base URL.
     pub async fn serve_http(&self) -> String {
-        let state = orderflow_starter::http::AppState::new(
+        let state = orderflow_http::AppState::new(
             self.orders.clone(),
-            orderflow_starter::http::ServeSettings::defaults(),
+            orderflow_http::ServeSettings::defaults(),
         );
         self.serve_http_with(state).await
     }
 
-    pub async fn serve_http_with(&self, state: orderflow_starter::http::AppState) -> String {
+    pub async fn serve_http_with(&self, state: orderflow_http::AppState) -> String {
         let base = self.settings.public_url.clone();
         let address = base.trim_start_matches("http://").to_owned();
         let listener = tokio::net::TcpListener::bind(&address)
             .await
             .expect("bind the shim's port");
         tokio::spawn(async move {
-            let _ = axum::serve(listener, orderflow_starter::http::router(state)).await;
+            let _ = axum::serve(listener, orderflow_http::router(state)).await;
         });
         base
     }

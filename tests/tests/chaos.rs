@@ -15,12 +15,12 @@
 use anyhow::{Context, bail};
 use futures::future::join_all;
 use orderflow_activities::providers::sandbox::SandboxProvider;
-use orderflow_activities::webhooks::sandbox::{
-    MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
-};
 use orderflow_client::orders::{NewOrder, OrderOpError, Orders};
 use orderflow_domain::{OrderId, PaymentNo};
-use orderflow_starter::http::DEV_SANDBOX_WEBHOOK_SECRET;
+use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
+use orderflow_http::webhook_adapters::sandbox::{
+    MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
+};
 use orderflow_tests::chaos::{
     self, DevServer, Rng, Shop, StatusBoard, TcpProxy, WorkerSpec, audit, check_workflow_results,
     history_stats, now_ms, percentile, scratch_dir, secs, size, unique,

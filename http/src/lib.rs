@@ -1,21 +1,31 @@
-//! `orderflow serve`: the HTTP shim. It verifies, records, and starts / signals / updates
-//! workflows — it never decides anything about an order itself.
+//! # orderflow-http
+//!
+//! One job: `orderflow serve`, the HTTP shim. It verifies, records, and starts / signals / updates
+//! workflows (through `orderflow-client`) — it never decides anything about an order itself.
 //!
 //! * [`orders`]: `POST /v1/orders`, `GET /v1/orders/{id}`, `POST /v1/orders/{id}/cancel`.
 //! * [`webhooks`]: `POST /v1/webhooks/{provider}`, the same pipeline for every provider.
+//! * [`webhook_adapters`]: the [`webhook_adapters::WebhookAdapter`] trait that verifies and parses
+//!   a provider's callbacks on raw bytes: `sandbox`, `stripe`, and the `Stripe-Signature` scheme.
+//! * [`callbacks`]: the webhook callback log and the orders API's idempotency keys.
 //! * [`checkout`]: the sandbox gateway's hosted page, `GET /sandbox/checkout/{payment_no}`.
 //! * `GET /healthz`, `GET /readyz`, `GET /openapi.json` (generated from the handlers below),
 //!   `GET /metrics` (Prometheus, see [`metrics`]).
 //!
 //! [`router`] is a plain function of the state, so tests can drive it with or without a socket.
 
+pub mod callbacks;
 pub mod checkout;
 pub mod error;
 pub mod metrics;
 pub mod orders;
 pub mod trace_context;
+pub mod webhook_adapters;
 pub mod webhooks;
 
+use crate::webhook_adapters::WebhookAdapter;
+use crate::webhook_adapters::sandbox::SandboxWebhooks;
+use crate::webhook_adapters::stripe::StripeWebhooks;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -23,9 +33,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use error::ApiError;
-use orderflow_activities::webhooks::WebhookAdapter;
-use orderflow_activities::webhooks::sandbox::SandboxWebhooks;
-use orderflow_activities::webhooks::stripe::StripeWebhooks;
 use orderflow_client::orders::Orders;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;

@@ -2,10 +2,10 @@
 
 use super::error::{ApiError, ErrorBody};
 use super::{ApiJson, AppState, raw_body};
+use crate::callbacks::{self, KeyClaim};
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use orderflow_activities::callbacks::{self, KeyClaim};
 use orderflow_client::orders::{EdgePlaced, OrderOpError, order_id_for_key};
 use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, OrderView};
 use serde::{Deserialize, Serialize};
