@@ -9,7 +9,10 @@
 //!   export workflow histories.
 //! * [`outbox`]: the relay that starts the workflows of orders reserved at the edge.
 //! * [`catalog`]: the demo catalog and stock administration.
+//! * [`command_line`]: what the command-line tools share: the global flags (where the stack is,
+//!   how to print) and the one-line error message.
 
 pub mod catalog;
+pub mod command_line;
 pub mod orders;
 pub mod outbox;

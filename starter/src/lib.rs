@@ -1,9 +1,9 @@
 //! # orderflow-starter
 //!
-//! The library behind the `orderflow` binary:
+//! One job: the `orderflow` command line. Every command is a thin layer over another crate:
+//! order operations, the catalog and stock over `orderflow-client`, `orderflow serve` over
+//! `orderflow-http`; this crate parses the flags and prints the result, human or `--json`.
 //!
-//! * [`load`]: `orderflow load`, the load generator the benchmarks (`bench/run.sh`) drive.
-//! * [`cli`]: the command-line surface (`orderflow --help`) and its output, human or `--json`.
+//! * [`cli`]: the command-line surface (`orderflow --help`) and its output.
 
 pub mod cli;
-pub mod load;
