@@ -21,7 +21,6 @@
 //! run twice, it has the effect of running once (see each module's docs for how). Activity names
 //! are fixed strings so renaming a Rust method never breaks recorded histories.
 
-pub mod callbacks;
 pub mod db;
 pub mod edge;
 pub mod failure;
@@ -32,7 +31,6 @@ pub mod open;
 pub mod orders;
 pub mod payments;
 pub mod providers;
-pub mod webhooks;
 
 use failure::to_activity_error;
 use finish::{CloseOrder, FinishOrder};

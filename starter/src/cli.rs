@@ -1,19 +1,17 @@
 //! `orderflow`: the command line. Every command prints a human-readable summary, or JSON with
 //! `--json`, and exits non-zero with a one-line reason when it cannot do what was asked.
 
-use crate::catalog;
-use crate::orders::{NewOrder, OrderOpError, Orders};
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use orderflow_activities::db::DEFAULT_DATABASE_URL;
+use clap::{Parser, Subcommand, ValueEnum};
 use orderflow_activities::inventory;
+use orderflow_client::catalog;
+use orderflow_client::command_line::Global;
+use orderflow_client::orders::{NewOrder, Orders};
 use orderflow_domain::{
     Currency, Money, OrderView, ResolveAction, ResolveRequest, Sku, messages::MAX_LINES,
 };
-use orderflow_worker::{
-    DEFAULT_PUBLIC_URL, GrpcCompressionSetting, connect_temporal, open_database,
-};
-use orderflow_workflows::{DEFAULT_TASK_QUEUE, search_attributes};
+use orderflow_worker::{connect_temporal, open_database};
+use orderflow_workflows::search_attributes;
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,42 +26,6 @@ pub struct Cli {
     pub global: Global,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct Global {
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    pub json: bool,
-
-    /// Orders database (sqlite://... or postgres://...).
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
-
-    /// Task queue the workers poll.
-    #[arg(long, global = true, env = "ORDERFLOW_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
-    pub task_queue: String,
-
-    /// Public base URL of the HTTP shim (sandbox checkout links).
-    #[arg(long, global = true, env = "ORDERFLOW_PUBLIC_URL", default_value = DEFAULT_PUBLIC_URL)]
-    pub public_url: String,
-
-    /// Temporal frontend address; by default TEMPORAL_ADDRESS / temporal.toml / localhost:7233.
-    #[arg(long, global = true)]
-    pub temporal_address: Option<String>,
-
-    /// gRPC compression to the Temporal server: gzip for a far server, none for a near one.
-    #[arg(long, global = true, env = "ORDERFLOW_GRPC_COMPRESSION", value_enum, default_value_t = GrpcCompressionSetting::Gzip)]
-    pub grpc_compression: GrpcCompressionSetting,
-
-    /// Temporal UI base URL, for links to workflows.
-    #[arg(
-        long,
-        global = true,
-        env = "TEMPORAL_UI_URL",
-        default_value = "http://localhost:8233"
-    )]
-    pub ui_url: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -90,10 +52,7 @@ pub enum Command {
     #[command(subcommand)]
     Dev(DevCommand),
     /// Run the HTTP shim: orders API, provider webhooks, sandbox checkout page.
-    Serve(crate::http::ServeSettings),
-    /// Drive many orders through a running stack (or one started with --spawn) and report
-    /// throughput, latencies, close lateness, CPU per order and the stock invariant.
-    Load(crate::load::LoadArgs),
+    Serve(orderflow_http::ServeSettings),
 }
 
 #[derive(Subcommand, Debug)]
@@ -282,10 +241,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Order(cmd) => order_command(&g, cmd).await,
         Command::Orders(cmd) => orders_command(&g, cmd).await,
-        Command::Load(args) => crate::load::command(&g, args).await,
         Command::Serve(settings) => {
             let orders = connect(&g).await?;
-            crate::http::serve(crate::http::AppState::new(orders, settings)).await
+            orderflow_http::serve(orderflow_http::AppState::new(orders, settings)).await
         }
     }
 }
@@ -448,10 +406,12 @@ async fn orders_command(g: &Global, cmd: OrdersCommand) -> anyhow::Result<()> {
             status,
             limit,
         } => (
-            crate::orders::stuck_query(status, older_than, SystemTime::now()),
+            orderflow_client::orders::stuck_query(status, older_than, SystemTime::now()),
             limit,
         ),
-        OrdersCommand::List { status, limit } => (crate::orders::status_query(status), limit),
+        OrdersCommand::List { status, limit } => {
+            (orderflow_client::orders::status_query(status), limit)
+        }
     };
     let found = orders.list(&query, limit).await?;
     let namespace = orders.client.options().namespace.clone();
@@ -702,21 +662,5 @@ fn deadline_text(deadline_ms: i64) -> String {
             humantime::format_duration(Duration::from_secs(left.as_secs()))
         ),
         Err(_) => format!("{stamp} (passed)"),
-    }
-}
-
-/// Turns an error into the one line the CLI prints, naming the likely fix where there is one.
-pub fn explain(err: &anyhow::Error) -> String {
-    if let Some(op) = err.downcast_ref::<OrderOpError>() {
-        return op.to_string();
-    }
-    // The outermost context says what we were doing, the root cause why it failed; the layers
-    // in between repeat one another.
-    let root = err.root_cause().to_string();
-    let top = err.to_string();
-    if top == root || top.contains(&root) {
-        top
-    } else {
-        format!("{top}: {root}")
     }
 }

@@ -15,12 +15,12 @@
 use anyhow::{Context, bail};
 use futures::future::join_all;
 use orderflow_activities::providers::sandbox::SandboxProvider;
-use orderflow_activities::webhooks::sandbox::{
+use orderflow_client::orders::{NewOrder, OrderOpError, Orders};
+use orderflow_domain::{OrderId, PaymentNo};
+use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
+use orderflow_http::webhook_adapters::sandbox::{
     MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
 };
-use orderflow_domain::{OrderId, PaymentNo};
-use orderflow_starter::http::DEV_SANDBOX_WEBHOOK_SECRET;
-use orderflow_starter::orders::{NewOrder, OrderOpError, Orders};
 use orderflow_tests::chaos::{
     self, DevServer, Rng, Shop, StatusBoard, TcpProxy, WorkerSpec, audit, check_workflow_results,
     history_stats, now_ms, percentile, scratch_dir, secs, size, unique,
@@ -852,7 +852,7 @@ async fn db_outage() -> anyhow::Result<()> {
     // The test's own view of the database, and the sandbox gateway's books, bypass the proxy.
     let direct = orderflow_worker::open_database(&direct_url).await?;
     for sku in chaos::SKUS {
-        orderflow_starter::catalog::set_stock(&direct, &orderflow_domain::Sku::parse(sku)?, 10_000)
+        orderflow_client::catalog::set_stock(&direct, &orderflow_domain::Sku::parse(sku)?, 10_000)
             .await?;
     }
     let gateway = SandboxProvider::new(direct.clone(), &app.settings.public_url);

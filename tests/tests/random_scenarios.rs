@@ -16,14 +16,14 @@
 
 use futures::StreamExt;
 use orderflow_activities::providers::sandbox::{SandboxPayment, SandboxProvider};
-use orderflow_activities::webhooks::sandbox::{
-    MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
-};
+use orderflow_client::orders::OrderOpError;
 use orderflow_domain::{
     OrderStatus, PaymentNo, PaymentOutcome, PaymentSignal, ResolveAction, ResolveRequest,
 };
-use orderflow_starter::http::DEV_SANDBOX_WEBHOOK_SECRET;
-use orderflow_starter::orders::OrderOpError;
+use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
+use orderflow_http::webhook_adapters::sandbox::{
+    MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
+};
 use orderflow_tests::TestApp;
 use orderflow_tests::invariants::{
     self, Rng, Sampler, Seed, check_inventory, check_reservations, engine_name, read_inventory,

@@ -259,7 +259,7 @@ pub fn worker_options_with_metrics(
     options
         .register_workflow_with_factory::<OrderWorkflow, _>(move || OrderWorkflow::new(config))?;
     options.register_workflow::<LatePaymentWorkflow>()?;
-    // Does nothing: the server-ceiling benchmark (`orderflow load --workflow noop`) runs it.
+    // Does nothing: the server-ceiling benchmark (`orderflow-load --workflow noop`) runs it.
     options.register_workflow::<NoopWorkflow>()?;
     let providers = providers(db, settings)?;
     options.register_activities(

@@ -1,7 +1,7 @@
 //! The webhook callback log (`webhook_callbacks`) and the API's idempotency keys
 //! (`api_idempotency_keys`): the HTTP shim's only writes of its own.
 
-use crate::db::{Db, now_ms};
+use orderflow_activities::db::{Db, now_ms};
 use sqlx::Row;
 use std::collections::BTreeMap;
 

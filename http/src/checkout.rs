@@ -11,6 +11,9 @@
 
 use super::AppState;
 use super::error::ApiError;
+use crate::webhook_adapters::sandbox::{
+    FAILED, MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
+};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -19,9 +22,6 @@ use orderflow_activities::db::now_ms;
 use orderflow_activities::payments;
 use orderflow_activities::providers::PaymentProvider;
 use orderflow_activities::providers::sandbox::{self, SandboxProvider};
-use orderflow_activities::webhooks::sandbox::{
-    FAILED, MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
-};
 use orderflow_domain::{Currency, Money, PaymentNo, PaymentStatus};
 use serde::Deserialize;
 use std::time::Duration;

@@ -59,7 +59,7 @@ impl StripeWebhooks {
 
 impl WebhookAdapter for StripeWebhooks {
     fn provider(&self) -> &'static str {
-        crate::providers::stripe::NAME
+        orderflow_activities::providers::stripe::NAME
     }
 
     fn merchant_id(&self) -> Option<&str> {

@@ -3,7 +3,7 @@
 //!
 //! The edge itself starts a reserved order's workflow right after its commit; the relay is for
 //! what that could not do (the process died between the two, Temporal was unreachable) and for
-//! callers that leave the start to it on purpose (`orderflow load --reserve-at-edge`, so a burst
+//! callers that leave the start to it on purpose (`orderflow-load --reserve-at-edge`, so a burst
 //! of buyers is answered at the database's pace, not the server's). Every start is idempotent
 //! (the workflow id is derived from the order id), so several relays, or a relay and the edge,
 //! may start the same order: it starts once.

@@ -15,17 +15,17 @@
 
 use super::error::ErrorBody;
 use super::{AppState, raw_body};
-use crate::orders::OrderOpError;
+use crate::callbacks::{self, Arrival, Callback, verdict};
+use crate::webhook_adapters::{
+    VerifiedWebhook, WebhookAdapter, WebhookEventKind, WebhookRejection, WebhookReply,
+    WebhookRequest,
+};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use orderflow_activities::callbacks::{self, Arrival, Callback, verdict};
 use orderflow_activities::payments;
-use orderflow_activities::webhooks::{
-    VerifiedWebhook, WebhookAdapter, WebhookEventKind, WebhookRejection, WebhookReply,
-    WebhookRequest,
-};
+use orderflow_client::orders::OrderOpError;
 use orderflow_domain::{OrderStatus, PaymentOutcome, PaymentSignal};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,10 +1,10 @@
 //! The one error type of the HTTP API: a status, a stable machine-readable code and a human message,
 //! always as `{"error": {"code": "...", "message": "..."}}`.
 
-use crate::orders::OrderOpError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use orderflow_client::orders::OrderOpError;
 use serde::Serialize;
 use utoipa::ToSchema;
 

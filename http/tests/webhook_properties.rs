@@ -16,9 +16,9 @@ use checks::{
     check_sandbox_webhook, check_signature_header, check_stripe_fields, check_stripe_webhook,
     deliver, genuinely_signed, sandbox_adapter, stripe_adapter,
 };
-use orderflow_activities::webhooks::sandbox;
-use orderflow_activities::webhooks::stripe;
-use orderflow_activities::webhooks::{
+use orderflow_http::webhook_adapters::sandbox;
+use orderflow_http::webhook_adapters::stripe;
+use orderflow_http::webhook_adapters::{
     VerifiedWebhook, WebhookAdapter, WebhookEventKind, WebhookRejection, WebhookReply,
     WebhookRequest, stripe_signature,
 };

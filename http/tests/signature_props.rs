@@ -4,9 +4,9 @@
 //! panic is a 500, and the provider retries it for days). And the verdict must be the right one:
 //! a body signed with the secret always passes, a body changed in any byte never does.
 
-use orderflow_activities::webhooks::sandbox::{self, SandboxWebhooks};
-use orderflow_activities::webhooks::stripe::{self as stripe_webhooks, StripeWebhooks};
-use orderflow_activities::webhooks::{
+use orderflow_http::webhook_adapters::sandbox::{self, SandboxWebhooks};
+use orderflow_http::webhook_adapters::stripe::{self as stripe_webhooks, StripeWebhooks};
+use orderflow_http::webhook_adapters::{
     WebhookAdapter, WebhookEventKind, WebhookRejection, WebhookRequest, stripe_signature,
 };
 use proptest::prelude::*;

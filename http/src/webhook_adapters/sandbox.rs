@@ -59,7 +59,7 @@ impl SandboxWebhooks {
 
 impl WebhookAdapter for SandboxWebhooks {
     fn provider(&self) -> &'static str {
-        crate::providers::sandbox::NAME
+        orderflow_activities::providers::sandbox::NAME
     }
 
     fn merchant_id(&self) -> Option<&str> {

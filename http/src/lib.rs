@@ -1,22 +1,31 @@
-//! `orderflow serve`: the HTTP shim. It verifies, records, and starts / signals / updates
-//! workflows — it never decides anything about an order itself.
+//! # orderflow-http
+//!
+//! One job: `orderflow serve`, the HTTP shim. It verifies, records, and starts / signals / updates
+//! workflows (through `orderflow-client`) — it never decides anything about an order itself.
 //!
 //! * [`orders`]: `POST /v1/orders`, `GET /v1/orders/{id}`, `POST /v1/orders/{id}/cancel`.
 //! * [`webhooks`]: `POST /v1/webhooks/{provider}`, the same pipeline for every provider.
+//! * [`webhook_adapters`]: the [`webhook_adapters::WebhookAdapter`] trait that verifies and parses
+//!   a provider's callbacks on raw bytes: `sandbox`, `stripe`, and the `Stripe-Signature` scheme.
+//! * [`callbacks`]: the webhook callback log and the orders API's idempotency keys.
 //! * [`checkout`]: the sandbox gateway's hosted page, `GET /sandbox/checkout/{payment_no}`.
 //! * `GET /healthz`, `GET /readyz`, `GET /openapi.json` (generated from the handlers below),
 //!   `GET /metrics` (Prometheus, see [`metrics`]).
 //!
 //! [`router`] is a plain function of the state, so tests can drive it with or without a socket.
 
+pub mod callbacks;
 pub mod checkout;
 pub mod error;
 pub mod metrics;
 pub mod orders;
 pub mod trace_context;
+pub mod webhook_adapters;
 pub mod webhooks;
 
-use crate::orders::Orders;
+use crate::webhook_adapters::WebhookAdapter;
+use crate::webhook_adapters::sandbox::SandboxWebhooks;
+use crate::webhook_adapters::stripe::StripeWebhooks;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -24,9 +33,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use error::ApiError;
-use orderflow_activities::webhooks::WebhookAdapter;
-use orderflow_activities::webhooks::sandbox::SandboxWebhooks;
-use orderflow_activities::webhooks::stripe::StripeWebhooks;
+use orderflow_client::orders::Orders;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -225,11 +232,11 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "orderflow serve listening");
     // Orders reserved at the edge whose start did not happen (a crash, an outage) are started
     // here, also when edge reservation has since been turned off.
-    let relay = tokio::spawn(crate::outbox::run(
+    let relay = tokio::spawn(orderflow_client::outbox::run(
         state.orders.clone(),
         Default::default(),
         std::time::Duration::from_secs(1),
-        crate::outbox::MAX_HOLD,
+        orderflow_client::outbox::MAX_HOLD,
     ));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(orderflow_worker::shutdown_signal())

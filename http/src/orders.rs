@@ -2,11 +2,11 @@
 
 use super::error::{ApiError, ErrorBody};
 use super::{ApiJson, AppState, raw_body};
-use crate::orders::{EdgePlaced, OrderOpError, order_id_for_key};
+use crate::callbacks::{self, KeyClaim};
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use orderflow_activities::callbacks::{self, KeyClaim};
+use orderflow_client::orders::{EdgePlaced, OrderOpError, order_id_for_key};
 use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, OrderView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -1,4 +1,4 @@
-//! `orderflow load`: drives a running stack (or one it starts with `--spawn`) with many orders and
+//! `orderflow-load`: drives a running stack (or one it starts with `--spawn`) with many orders and
 //! reports what it measured.
 //!
 //! Each order gets an intent from the mix: `paid` (the customer pays through the sandbox gateway
@@ -26,11 +26,12 @@
 // workspace forbids float arithmetic elsewhere because amounts must stay integers).
 #![allow(clippy::float_arithmetic)]
 
-use crate::orders::{EdgePlaced, Orders, order_id_for_key};
 use anyhow::{Context, bail};
 use orderflow_activities::db::{Db, Engine};
 use orderflow_activities::inventory;
 use orderflow_activities::orders::{self as order_rows, CatalogItem};
+use orderflow_client::command_line::Global;
+use orderflow_client::orders::{EdgePlaced, Orders, order_id_for_key};
 use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, OrderStatus, Sku};
 use orderflow_workflows::NoopWorkflow;
 use serde::Serialize;
@@ -95,13 +96,13 @@ pub struct LoadArgs {
     /// Place orders with their stock decided at the edge, as `orderflow serve
     /// --reserve-at-edge` does: a sold-out buyer is answered from the database without a
     /// workflow; the winners' workflows are started by a relay in this process
-    /// (starter/src/outbox.rs), so decisions come at the database's pace, not the server's.
+    /// (client/src/outbox.rs), so decisions come at the database's pace, not the server's.
     #[arg(long)]
     pub reserve_at_edge: bool,
 
     /// With `--reserve-at-edge`: how long at most the relay holds its starts while buyers keep
-    /// coming (see starter/src/outbox.rs; 0 starts each winner at once).
-    #[arg(long, default_value_t = crate::outbox::MAX_HOLD.as_secs_f64())]
+    /// coming (see client/src/outbox.rs; 0 starts each winner at once).
+    #[arg(long, default_value_t = orderflow_client::outbox::MAX_HOLD.as_secs_f64())]
     pub relay_hold_secs: f64,
 
     /// Start a Temporal dev server (in memory, SQLite WAL) and a worker for this run only.
@@ -482,11 +483,7 @@ impl StatusWatch {
     }
 }
 
-pub async fn run(
-    global: &crate::cli::Global,
-    args: LoadArgs,
-    json: bool,
-) -> anyhow::Result<LoadReport> {
+pub async fn run(global: &Global, args: LoadArgs, json: bool) -> anyhow::Result<LoadReport> {
     if args.orders == 0 {
         bail!("--orders must be at least 1");
     }
@@ -545,7 +542,7 @@ pub async fn run(
     ];
     let relay_wake = Arc::new(Notify::new());
     let relay = args.reserve_at_edge.then(|| {
-        tokio::spawn(crate::outbox::run(
+        tokio::spawn(orderflow_client::outbox::run(
             orders.clone(),
             relay_wake.clone(),
             Duration::from_millis(200),
@@ -1066,7 +1063,7 @@ async fn sample_transitions(driver: &Driver, records: &[Record]) -> (Option<f64>
     for k in 0..n {
         let r = done[k * done.len() / n];
         let workflow_id = match driver.args.workflow {
-            LoadWorkflow::Order => crate::orders::workflow_id_for_str(&r.order_id),
+            LoadWorkflow::Order => orderflow_client::orders::workflow_id_for_str(&r.order_id),
             LoadWorkflow::Noop => r.order_id.clone(),
             LoadWorkflow::RawReserve => return (None, None),
         };
@@ -1208,7 +1205,7 @@ struct Spawned {
 }
 
 impl Spawned {
-    async fn start(global: &crate::cli::Global, args: &LoadArgs) -> anyhow::Result<Spawned> {
+    async fn start(global: &Global, args: &LoadArgs) -> anyhow::Result<Spawned> {
         let temporal = temporal_executable();
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -1406,8 +1403,8 @@ impl LoadReport {
     }
 }
 
-/// The `orderflow load` command: run, print, and fail when the run did not go as the mix says.
-pub async fn command(global: &crate::cli::Global, args: LoadArgs) -> anyhow::Result<()> {
+/// The `orderflow-load` command: run, print, and fail when the run did not go as the mix says.
+pub async fn command(global: &Global, args: LoadArgs) -> anyhow::Result<()> {
     let report = run(global, args, global.json).await?;
     if global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
