@@ -15,9 +15,9 @@
 //!   step; every ending is one transaction.
 //!
 //! The Temporal activities are thin wrappers at the bottom of this file, grouped by the system they
-//! touch: [`OrderActivities`] (`open_order`, `close_order`, `finish_order`, `mark_order_status`)
-//! and [`PaymentActivities`] (`flag_payment_mismatch`, `refund_payment`, and `query_payment` for
-//! late payments). Each is idempotent:
+//! touch: [`OrderActivities`] (`open_order`, `close_order`, `finish_order`, `hold_for_review`,
+//! `mark_order_status`) and [`PaymentActivities`] (`refund_payment`, and `query_payment` for late
+//! payments). Each is idempotent:
 //! run twice, it has the effect of running once (see each module's docs for how). Activity names
 //! are fixed strings so renaming a Rust method never breaks recorded histories.
 
@@ -33,12 +33,12 @@ pub mod payments;
 pub mod providers;
 
 use failure::to_activity_error;
-use finish::{CloseOrder, FinishOrder};
+use finish::{CloseOrder, FinishOrder, HoldForReview};
 use metrics::OrderMetrics;
 use open::OpenedOrder;
 use orderflow_domain::{OrderStatus, ValidOrder};
 use orders::StatusChange;
-use payments::{PaymentRef, ReceivedPayment, RefundPayment};
+use payments::{PaymentRef, RefundPayment};
 use providers::{ChargeState, CloseResult, Providers, RefundResult};
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +127,22 @@ impl OrderActivities {
             .await
             .map_err(fail(&self.metrics, "finish_order"))?;
         self.status_reached(&req.change, done.status_recorded).await;
+        Ok(())
+    }
+
+    /// A payment that does not match its order, in one transaction (see
+    /// [`finish::hold_for_review`]): the payment `MISMATCHED`, the order `NEEDS_REVIEW`.
+    #[activity(name = "hold_for_review")]
+    pub async fn hold_for_review(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: HoldForReview,
+    ) -> Result<(), ActivityError> {
+        let recorded = finish::hold_for_review(&self.db, &req)
+            .instrument(tracing::info_span!("hold_for_review", order_id = %req.change.order_id, payment_no = %req.paid.payment_no))
+            .await
+            .map_err(fail(&self.metrics, "hold_for_review"))?;
+        self.status_reached(&req.change, recorded).await;
         Ok(())
     }
 
@@ -231,18 +247,6 @@ impl PaymentActivities {
             .instrument(tracing::info_span!("query_payment", payment_no = %payment.payment_no, provider = %payment.provider))
             .await
             .map_err(fail(&self.metrics, "query_payment"))
-    }
-
-    #[activity(name = "flag_payment_mismatch")]
-    pub async fn flag_payment_mismatch(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        paid: ReceivedPayment,
-    ) -> Result<(), ActivityError> {
-        payments::flag_mismatch(&self.db, &paid)
-            .instrument(tracing::info_span!("flag_payment_mismatch", payment_no = %paid.payment_no))
-            .await
-            .map_err(fail(&self.metrics, "flag_payment_mismatch"))
     }
 
     #[activity(name = "refund_payment")]

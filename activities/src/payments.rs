@@ -75,7 +75,7 @@ pub struct PaymentRef {
     pub provider: ProviderName,
 }
 
-/// What the provider reported (`flag_payment_mismatch`, and a paid `finish_order`).
+/// What the provider reported (`hold_for_review`, and a paid `finish_order`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceivedPayment {
     pub payment_no: PaymentNo,
@@ -225,21 +225,13 @@ pub(crate) async fn confirm_in(
     received_in(tx, paid, PaymentStatus::Paid, CONFIRM_FROM).await
 }
 
-/// Records that the provider reported a payment that does not match the order.
-pub async fn flag_mismatch(db: &Db, paid: &ReceivedPayment) -> Result<(), PaymentError> {
-    received(db, paid, PaymentStatus::Mismatched, &["PENDING"]).await
-}
-
-async fn received(
-    db: &Db,
+/// Records, inside the caller's transaction, that the provider reported a payment that does not
+/// match the order (see `crate::finish::hold_for_review`).
+pub(crate) async fn mismatched_in(
+    tx: &mut Transaction<'static, Any>,
     paid: &ReceivedPayment,
-    status: PaymentStatus,
-    from: &[&str],
 ) -> Result<(), PaymentError> {
-    let mut tx = db.begin_write().await?;
-    received_in(&mut tx, paid, status, from).await?;
-    tx.commit().await?;
-    Ok(())
+    received_in(tx, paid, PaymentStatus::Mismatched, &["PENDING"]).await
 }
 
 async fn received_in(

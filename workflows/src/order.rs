@@ -9,21 +9,25 @@
 //!   cancel update ───────────> close_order ─> CANCELLED                    (paid after all? settle)
 //!   Temporal cancellation ───> same as cancel; the execution ends Canceled
 //!   payment deadline timer ──> close_order ─> CLOSED                       (paid after all? settle)
-//! settle: amount & currency match ─> finish_order: confirm, PAID            [regular]
-//!         otherwise ─> flag_payment_mismatch [regular], NEEDS_REVIEW [local], wait for `resolve`
-//!            ACCEPT ─> finish_order: confirm, PAID                          [regular]
-//!            REFUND ─> refund_payment [regular] ─> finish_order: release, REFUNDED [local]
+//! settle: amount & currency match ─> finish_order: confirm, PAID
+//!         otherwise ─> hold_for_review: NEEDS_REVIEW, wait for `resolve`
+//!            ACCEPT ─> finish_order: confirm, PAID
+//!            REFUND ─> refund_payment ─> finish_order: release, REFUNDED
 //! ```
 //!
-//! `close_order` [regular] asks the provider first (a lost callback never closes a paid order),
-//! closes the charge and, if it closed, records the payment, the released stock and the ending in
-//! one transaction. Every ending is one transaction: `finish_order` or `close_order`.
+//! `close_order` asks the provider first (a lost callback never closes a paid order), closes the
+//! charge and, if it closed, records the payment, the released stock and the ending in one
+//! transaction. Every ending is one transaction: `finish_order` or `close_order`.
 //!
-//! **Local or regular, at each call site.** [`Flow::local_step`] runs a step as a local activity
-//! inside the current workflow task (one marker event, no server round trip) and hands it to a
-//! regular activity if it keeps failing (an outage). [`Flow::recorded_step`] always schedules a
-//! regular activity: for the first step after a wait (the race's result must be in history before
-//! anything acts on it) and for every provider question (its answer can change if asked again).
+//! **Local or regular, at each call site.** The opening runs as local activities
+//! ([`Flow::local_step`]): inside the first workflow task, one marker event each, no server round
+//! trip; a step that keeps failing (an outage) is handed to a regular activity. Everything after
+//! the wait is a regular activity ([`Flow::recorded_step`]): which way a wait ended is a race
+//! between signals, updates and the timer, and it must be in history before anything acts on it
+//! (a workflow task whose local steps already acted can still be thrown away and retried); the
+//! provider's answers can change if asked again; and signals keep arriving after the wait (repeated
+//! callbacks), while sdk-core 0.10 mishandles a workflow task that arrives during a local
+//! activity.
 //!
 //! Determinism: time comes only from `ctx.workflow_time()`, collections are `BTreeSet` /
 //! `VecDeque`, and every side effect is an activity. Activities run with a cancellation token of
@@ -34,7 +38,7 @@ use crate::search_attributes;
 use orderflow_activities::OrderActivities;
 use orderflow_activities::PaymentActivities;
 use orderflow_activities::failure::{self, code_of, message_of};
-use orderflow_activities::finish::{CloseOrder, FinishOrder, StockOutcome};
+use orderflow_activities::finish::{CloseOrder, FinishOrder, HoldForReview, StockOutcome};
 use orderflow_activities::open::OpenedOrder;
 use orderflow_activities::orders::{PricedOrder, StatusChange};
 use orderflow_activities::payments::{PaymentRef, ReceivedPayment, RefundPayment};
@@ -498,15 +502,14 @@ impl Flow {
             describe_amount(received.paid_amount_minor, &received.paid_currency),
             expected
         );
-        // The first step after the wait that brought the payment: recorded.
-        self.recorded_step(PaymentActivities::flag_payment_mismatch, received.clone())
+        let hold = HoldForReview {
+            paid: received.clone(),
+            change: self.status_change(OrderStatus::NeedsReview, Some(reason.clone())),
+        };
+        self.recorded_step(OrderActivities::hold_for_review, hold)
             .await
             .map_err(fail)?;
         self.set_view_status(OrderStatus::NeedsReview, Some(reason.clone()));
-        let change = self.status_change(OrderStatus::NeedsReview, Some(reason.clone()));
-        self.local_step(|| OrderActivities::mark_order_status, change)
-            .await
-            .map_err(fail)?;
         self.waiting_for("an operator's `resolve` update (ACCEPT or REFUND)");
         self.publish_search_attributes();
 
@@ -538,7 +541,6 @@ impl Flow {
                     Currency::parse(&received.paid_currency).unwrap_or(expected.currency()),
                 )
                 .unwrap_or(expected);
-                // After the operator's decision, and it moves money: recorded.
                 self.recorded_step(
                     PaymentActivities::refund_payment,
                     RefundPayment {
@@ -551,14 +553,12 @@ impl Flow {
                 .await
                 .map_err(fail)?;
                 let ending = Ending::released(OrderStatus::Refunded, note);
-                self.finish(Step::Local, order, ending).await
+                self.finish(Step::Recorded, order, ending).await
             }
         }
     }
 
-    /// Confirms the payment and the stock: the order is `PAID`. Reached right after a wait (the
-    /// payment, the operator's decision) or after `close_order` found the charge paid; recorded
-    /// either way (the last, rare path pays one round trip for it).
+    /// Confirms the payment and the stock: the order is `PAID`.
     async fn accept(
         &self,
         order: &ValidOrder,
@@ -697,13 +697,9 @@ impl Flow {
             .unwrap_or(0)
     }
 
-    /// A step as a regular activity, always. For the first step after a wait: which way a wait
-    /// ended depends on a race between signals, updates and the timer, and a local activity's side
-    /// effects happen before its workflow task is recorded — a task that can still be thrown away
-    /// (a signal arriving meanwhile fails its completion), whose retry may see the race end the
-    /// other way after the first attempt already acted. Scheduling a regular activity completes
-    /// the deciding task first, so the decision is in history before anything happens. The same
-    /// holds for a question to the provider, whose answer may differ if asked again.
+    /// A step as a regular activity, always: every step after the wait (see the module docs).
+    /// Scheduling it completes the workflow task that decided, so the decision is in history
+    /// before anything happens, and no local activity runs while callbacks keep arriving.
     async fn recorded_step<A>(
         &self,
         activity: A,
