@@ -2,6 +2,7 @@
 #
 # One image with both Orderflow binaries: `orderflow-worker` and `orderflow` (CLI and
 # `orderflow serve`). docker-compose.yml builds it; by hand: `docker build -t orderflow .`
+# The load generator (`orderflow-load`, bench/load/) is a bench tool and stays out of the image.
 #
 # The build needs no protoc (temporalio-client's `vendored-protox` feature compiles the protos
 # in Rust) and no database (sqlx::migrate! only embeds migrations/ at compile time).
@@ -19,27 +20,30 @@ COPY domain/Cargo.toml domain/
 COPY activities/Cargo.toml activities/
 COPY workflows/Cargo.toml workflows/
 COPY worker/Cargo.toml worker/
+COPY client/Cargo.toml client/
+COPY http/Cargo.toml http/
 COPY starter/Cargo.toml starter/
+COPY bench/load/Cargo.toml bench/load/
 COPY tests/Cargo.toml tests/
 # Empty stand-ins for the workspace's own crates; `cargo clean -p` then drops what was built
 # from them, so the real sources below are always recompiled (their mtimes, older than the
 # stand-ins', would otherwise let cargo keep the empty build).
 RUN set -eux; \
-    for crate in domain activities workflows worker starter tests; do \
+    for crate in domain activities workflows worker client http starter bench/load tests; do \
         mkdir -p "$crate/src"; \
         : > "$crate/src/lib.rs"; \
     done; \
-    for crate in worker starter; do \
+    for crate in worker starter bench/load; do \
         echo 'fn main() {}' > "$crate/src/main.rs"; \
     done; \
-    cargo build --release --locked --bins; \
+    cargo build --release --locked --bins -p orderflow-worker -p orderflow-starter; \
     cargo clean --release \
         -p orderflow-domain -p orderflow-activities -p orderflow-workflows \
-        -p orderflow-worker -p orderflow-starter -p orderflow-tests
+        -p orderflow-worker -p orderflow-client -p orderflow-http -p orderflow-starter -p orderflow-tests
 
 # The real sources, and migrations/ for sqlx::migrate!.
 COPY . .
-RUN cargo build --release --locked --bins
+RUN cargo build --release --locked --bins -p orderflow-worker -p orderflow-starter
 
 ############################## runtime ##############################
 FROM debian:bookworm-slim AS runtime

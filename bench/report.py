@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns bench/out/*.json (one `orderflow load --json` report per scenario) into BENCHMARKS.md and
+"""Turns bench/out/*.json (one `orderflow-load --json` report per scenario) into BENCHMARKS.md and
 BENCHMARKS.json. Called by bench/run.sh; can be re-run on a kept bench/out."""
 import datetime
 import json
@@ -145,7 +145,7 @@ w(f"Measured {now} by `bench/run.sh` on this machine: {machine['cores']} cores, 
 w(f"Versions: Orderflow {versions['orderflow_commit']}; {versions['rustc']}; Temporal CLI `{versions['temporal_cli']}` (dev server, in memory, SQLite WAL, `synchronous=normal`); PostgreSQL {versions['postgresql']}; SQLite {versions['sqlite']}.")
 w("")
 w("Every figure comes from the same run: one dev server, a fresh release worker per scenario, the load")
-w("generator `orderflow load` (see its doc comment in `starter/src/load.rs` for how each figure is taken).")
+w("generator `orderflow-load` (see its doc comment in `bench/load/src/lib.rs` for how each figure is taken).")
 w("Paid-path latency is from the moment the provider's payment signal is sent until the order's row says")
 w("`PAID` (the workflow's last step writes it); close lateness is the `CLOSED` row's time minus the payment deadline, both from the orders")
 w("database; CPU is utime+stime of the worker and server processes from `/proc` over the run's window,")

@@ -7,7 +7,7 @@
 #                                   # figures, leaves BENCHMARKS.md alone
 #
 # Builds in release, starts a fresh Temporal dev server (in memory, SQLite WAL) on a free port,
-# and runs every scenario with `orderflow load` against a fresh worker each time. Writes the
+# and runs every scenario with `orderflow-load` against a fresh worker each time. Writes the
 # figures, the machine, the versions and the exact commands to BENCHMARKS.md and BENCHMARKS.json
 # (bench/report.py). Needs PostgreSQL at BENCH_POSTGRES_ADMIN_URL (a fresh database
 # `orderflow_bench` is created there). Prints figures; asserts nothing about time.
@@ -26,7 +26,7 @@ n() { python3 -c "import sys; print(max(10, int(round($1 * $SCALE))))"; }
 
 ensure_temporal_tools
 echo "==> building release binaries"
-cargo build --release --quiet -p orderflow-starter -p orderflow-worker
+cargo build --release --quiet -p orderflow-starter -p orderflow-worker -p orderflow-load
 BIN=target/release
 export ORDERFLOW_BIN=$BIN/orderflow
 
@@ -70,11 +70,11 @@ run() {
   # shellcheck disable=SC2086
   DATABASE_URL=$db ORDERFLOW_TASK_QUEUE=$queue $BIN/orderflow-worker $wflags >"$OUT/$name.worker.log" 2>&1 &
   worker=$!
-  local cmd="orderflow load $* --database-url <db> --task-queue $queue --worker-pid <worker> --server-pid <server> --json"
+  local cmd="orderflow-load $* --database-url <db> --task-queue $queue --worker-pid <worker> --server-pid <server> --json"
   echo "==> $name: $cmd"
   echo "    worker: orderflow-worker $wflags"
   local status=0
-  $BIN/orderflow load "$@" --database-url "$db" --task-queue "$queue" \
+  $BIN/orderflow-load "$@" --database-url "$db" --task-queue "$queue" \
     --worker-pid "$worker" --server-pid "$server" --run-id "B$(echo "$name" | tr 'a-z-' 'A-Z_')" --json \
     >"$OUT/$name.json" 2>"$OUT/$name.err" || status=$?
   kill "$worker" 2>/dev/null || true

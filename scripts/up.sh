@@ -24,7 +24,7 @@ mkdir -p data .run
 ensure_temporal_tools
 
 echo "==> building orderflow and orderflow-worker"
-cargo build --quiet --bins
+cargo build --quiet --bins -p orderflow-starter -p orderflow-worker
 of() { target/debug/orderflow "$@"; }
 
 pids=()

@@ -11,7 +11,7 @@
 //!
 //! Nothing is lost between the decision and the workflow: the order, its reservation and a start
 //! note (`order_starts`) commit together. The edge starts the workflow right after the commit and
-//! marks the note; the relay (`orderflow_starter::outbox`) starts whatever a crash or an outage
+//! marks the note; the relay (`orderflow_client::outbox`) starts whatever a crash or an outage
 //! left behind. Starting twice starts once (the workflow id is derived from the order id).
 
 use crate::db::{Db, now_ms};

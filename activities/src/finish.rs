@@ -1,5 +1,6 @@
 //! The last step of an order in one transaction: its payment recorded as paid (paid orders), its
-//! reserved stock confirmed (sold) or released, and its final status with its log entry.
+//! reserved stock confirmed (sold) or released, and its final status with its log entry. Also the
+//! one transaction that holds a wrongly paid order for review ([`hold_for_review`]).
 //!
 //! These rows must change together — an order `PAID` whose stock is still only reserved, or
 //! `CLOSED` with its stock still held, is a state nobody should ever read — and one transaction
@@ -106,6 +107,27 @@ async fn finish_in(
         stock,
         status_recorded,
     })
+}
+
+/// Input of `hold_for_review`: the payment as the provider reported it, and the `NEEDS_REVIEW`
+/// status (with its reason) to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldForReview {
+    pub paid: ReceivedPayment,
+    pub change: StatusChange,
+}
+
+/// A payment that does not match its order: the payment recorded `MISMATCHED` with what was paid,
+/// and the order `NEEDS_REVIEW`, in one transaction, so an order never shows review without the
+/// payment that needs it. The stock stays reserved until an operator decides. Safe to run twice:
+/// the payment moves only from `PENDING`, and the status log is unique. Returns whether it
+/// recorded the status (false on a repeat).
+pub async fn hold_for_review(db: &Db, req: &HoldForReview) -> Result<bool, StepError> {
+    let mut tx = db.begin_write().await?;
+    payments::mismatched_in(&mut tx, &req.paid).await?;
+    let recorded = orders::mark_status_in(&mut tx, &req.change).await?;
+    tx.commit().await?;
+    Ok(recorded)
 }
 
 /// Input of `close_order`: the order's payment, and the ending to record if it closes unpaid.

@@ -53,7 +53,7 @@ impl Classified for InventoryError {
     }
 }
 
-/// Input of `reserve_stock`: the order's lines, already validated and sorted by SKU.
+/// What [`reserve`] takes: the order's lines, already validated and sorted by SKU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReserveStock {
     pub order_id: OrderId,
@@ -241,25 +241,17 @@ pub(crate) async fn out_of_stock(db: &Db, short: ShortLine) -> InventoryError {
     }
 }
 
-/// Moves the order's `RESERVED` rows to `CONFIRMED` (reserved → sold).
-pub async fn confirm(db: &Db, order_id: &OrderId) -> Result<StockMoved, InventoryError> {
-    settle(db, order_id, Delta::Confirm).await
-}
-
 /// Moves the order's `RESERVED` rows to `RELEASED` (reserved → available). Safe on an order that
 /// reserved nothing.
 pub async fn release(db: &Db, order_id: &OrderId) -> Result<StockMoved, InventoryError> {
-    settle(db, order_id, Delta::Release).await
-}
-
-async fn settle(db: &Db, order_id: &OrderId, delta: Delta) -> Result<StockMoved, InventoryError> {
     let mut tx = db.begin_write().await?;
-    let moved = settle_in(&mut tx, order_id, delta).await?;
+    let moved = settle_in(&mut tx, order_id, Delta::Release).await?;
     tx.commit().await?;
     Ok(moved)
 }
 
-/// [`confirm`] or [`release`] inside the caller's transaction (see `crate::finish`).
+/// Moves the order's `RESERVED` rows to `CONFIRMED` (reserved → sold) or `RELEASED` (reserved →
+/// available), inside the caller's transaction (see `crate::finish`).
 pub(crate) async fn settle_in(
     tx: &mut Transaction<'static, Any>,
     order_id: &OrderId,

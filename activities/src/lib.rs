@@ -11,12 +11,16 @@
 //! * [`providers`]: the [`providers::PaymentProvider`] trait and the `sandbox` gateway.
 //! * [`failure`]: the stable failure codes and the one rule for what is retryable.
 //!
+//! * [`open`], [`finish`]: an order's opening and its ending (paid, closed, rejected), each one
+//!   step; every ending is one transaction.
+//!
 //! The Temporal activities are thin wrappers at the bottom of this file, grouped by the system they
-//! touch: [`OrderActivities`], [`InventoryActivities`], [`PaymentActivities`]. Each is idempotent:
+//! touch: [`OrderActivities`] (`open_order`, `close_order`, `finish_order`, `hold_for_review`,
+//! `mark_order_status`) and [`PaymentActivities`] (`refund_payment`, and `query_payment` for late
+//! payments). Each is idempotent:
 //! run twice, it has the effect of running once (see each module's docs for how). Activity names
 //! are fixed strings so renaming a Rust method never breaks recorded histories.
 
-pub mod callbacks;
 pub mod db;
 pub mod edge;
 pub mod failure;
@@ -27,16 +31,14 @@ pub mod open;
 pub mod orders;
 pub mod payments;
 pub mod providers;
-pub mod webhooks;
 
 use failure::to_activity_error;
-use finish::{CloseOrder, FinishOrder};
-use inventory::{ReserveStock, StockMoved};
+use finish::{CloseOrder, FinishOrder, HoldForReview};
 use metrics::OrderMetrics;
 use open::OpenedOrder;
-use orderflow_domain::{OrderId, OrderStatus, ValidOrder};
-use orders::{PricedOrder, StatusChange};
-use payments::{CreatePayment, PaymentCreated, PaymentRef, ReceivedPayment, RefundPayment};
+use orderflow_domain::{OrderStatus, ValidOrder};
+use orders::StatusChange;
+use payments::{PaymentRef, RefundPayment};
 use providers::{ChargeState, CloseResult, Providers, RefundResult};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,9 +48,6 @@ use tracing::Instrument;
 
 /// The default time a customer has to pay.
 pub const DEFAULT_PAYMENT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-
-/// Input of `record_order`.
-pub type RecordOrder = ValidOrder;
 
 /// Order bookkeeping: pricing, order rows, status changes.
 pub struct OrderActivities {
@@ -78,21 +77,6 @@ impl OrderActivities {
 
 #[activities]
 impl OrderActivities {
-    /// Prices the order from the catalog and records it `PENDING`. Unknown SKUs and prices that
-    /// overflow are final (`UNKNOWN_SKU`, `PRICING`).
-    #[activity(name = "record_order")]
-    pub async fn record_order(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        order: RecordOrder,
-    ) -> Result<PricedOrder, ActivityError> {
-        orders::require_provider(&self.providers, &order).map_err(to_activity_error)?;
-        orders::record(&self.db, &order, self.default_payment_timeout.as_secs())
-            .instrument(tracing::info_span!("record_order", order_id = %order.order_id, provider = %order.provider))
-            .await
-            .map_err(fail(&self.metrics, "record_order"))
-    }
-
     /// The order's steps up to the wait in one (see [`open`]): recorded, stock reserved, payment
     /// created, `AWAITING_PAYMENT`.
     #[activity(name = "open_order")]
@@ -101,7 +85,7 @@ impl OrderActivities {
         _ctx: ActivityContext,
         order: ValidOrder,
     ) -> Result<OpenedOrder, ActivityError> {
-        let (mut opened, recorded) = open::open(
+        let (opened, recorded) = open::open(
             &self.db,
             &self.providers,
             &order,
@@ -112,8 +96,6 @@ impl OrderActivities {
         .map_err(fail(&self.metrics, "open_order"))?;
         self.status_reached(&open::awaiting_payment(&order), recorded)
             .await;
-        // Read last: the workflow's timer counts from here (see `OpenedOrder::opened_at_ms`).
-        opened.opened_at_ms = Some(db::now_ms());
         Ok(opened)
     }
 
@@ -145,6 +127,22 @@ impl OrderActivities {
             .await
             .map_err(fail(&self.metrics, "finish_order"))?;
         self.status_reached(&req.change, done.status_recorded).await;
+        Ok(())
+    }
+
+    /// A payment that does not match its order, in one transaction (see
+    /// [`finish::hold_for_review`]): the payment `MISMATCHED`, the order `NEEDS_REVIEW`.
+    #[activity(name = "hold_for_review")]
+    pub async fn hold_for_review(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: HoldForReview,
+    ) -> Result<(), ActivityError> {
+        let recorded = finish::hold_for_review(&self.db, &req)
+            .instrument(tracing::info_span!("hold_for_review", order_id = %req.change.order_id, payment_no = %req.paid.payment_no))
+            .await
+            .map_err(fail(&self.metrics, "hold_for_review"))?;
+        self.status_reached(&req.change, recorded).await;
         Ok(())
     }
 
@@ -202,63 +200,6 @@ impl OrderActivities {
     }
 }
 
-/// Stock reservations (TCC try / confirm / cancel).
-pub struct InventoryActivities {
-    db: db::Db,
-    metrics: Option<Arc<OrderMetrics>>,
-}
-
-impl InventoryActivities {
-    pub fn new(db: db::Db) -> Self {
-        InventoryActivities { db, metrics: None }
-    }
-
-    pub fn with_metrics(mut self, metrics: Option<Arc<OrderMetrics>>) -> Self {
-        self.metrics = metrics;
-        self
-    }
-}
-
-#[activities]
-impl InventoryActivities {
-    /// All lines or none; `OUT_OF_STOCK` is final.
-    #[activity(name = "reserve_stock")]
-    pub async fn reserve_stock(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        req: ReserveStock,
-    ) -> Result<(), ActivityError> {
-        inventory::reserve(&self.db, &req)
-            .instrument(tracing::info_span!("reserve_stock", order_id = %req.order_id))
-            .await
-            .map_err(fail(&self.metrics, "reserve_stock"))
-    }
-
-    #[activity(name = "confirm_stock")]
-    pub async fn confirm_stock(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        order_id: OrderId,
-    ) -> Result<StockMoved, ActivityError> {
-        inventory::confirm(&self.db, &order_id)
-            .instrument(tracing::info_span!("confirm_stock", order_id = %order_id))
-            .await
-            .map_err(fail(&self.metrics, "confirm_stock"))
-    }
-
-    #[activity(name = "release_stock")]
-    pub async fn release_stock(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        order_id: OrderId,
-    ) -> Result<StockMoved, ActivityError> {
-        inventory::release(&self.db, &order_id)
-            .instrument(tracing::info_span!("release_stock", order_id = %order_id))
-            .await
-            .map_err(fail(&self.metrics, "release_stock"))
-    }
-}
-
 /// Payments at the provider and in our books.
 pub struct PaymentActivities {
     db: db::Db,
@@ -296,18 +237,6 @@ fn fail<'m, E: failure::Classified>(
 
 #[activities]
 impl PaymentActivities {
-    #[activity(name = "create_payment")]
-    pub async fn create_payment(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        req: CreatePayment,
-    ) -> Result<PaymentCreated, ActivityError> {
-        payments::create(&self.db, &self.providers, &req)
-            .instrument(tracing::info_span!("create_payment", order_id = %req.order_id, provider = %req.provider))
-            .await
-            .map_err(fail(&self.metrics, "create_payment"))
-    }
-
     #[activity(name = "query_payment")]
     pub async fn query_payment(
         self: Arc<Self>,
@@ -318,54 +247,6 @@ impl PaymentActivities {
             .instrument(tracing::info_span!("query_payment", payment_no = %payment.payment_no, provider = %payment.provider))
             .await
             .map_err(fail(&self.metrics, "query_payment"))
-    }
-
-    #[activity(name = "close_payment")]
-    pub async fn close_payment(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        payment: PaymentRef,
-    ) -> Result<CloseResult, ActivityError> {
-        payments::close(&self.db, &self.providers, &payment)
-            .instrument(tracing::info_span!("close_payment", payment_no = %payment.payment_no, provider = %payment.provider))
-            .await
-            .map_err(fail(&self.metrics, "close_payment"))
-    }
-
-    #[activity(name = "close_unpaid_payment")]
-    pub async fn close_unpaid_payment(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        payment: PaymentRef,
-    ) -> Result<CloseResult, ActivityError> {
-        payments::close_unless_paid(&self.db, &self.providers, &payment)
-            .instrument(tracing::info_span!("close_unpaid_payment", payment_no = %payment.payment_no, provider = %payment.provider))
-            .await
-            .map_err(fail(&self.metrics, "close_unpaid_payment"))
-    }
-
-    #[activity(name = "confirm_payment")]
-    pub async fn confirm_payment(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        paid: ReceivedPayment,
-    ) -> Result<(), ActivityError> {
-        payments::confirm(&self.db, &paid)
-            .instrument(tracing::info_span!("confirm_payment", payment_no = %paid.payment_no))
-            .await
-            .map_err(fail(&self.metrics, "confirm_payment"))
-    }
-
-    #[activity(name = "flag_payment_mismatch")]
-    pub async fn flag_payment_mismatch(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        paid: ReceivedPayment,
-    ) -> Result<(), ActivityError> {
-        payments::flag_mismatch(&self.db, &paid)
-            .instrument(tracing::info_span!("flag_payment_mismatch", payment_no = %paid.payment_no))
-            .await
-            .map_err(fail(&self.metrics, "flag_payment_mismatch"))
     }
 
     #[activity(name = "refund_payment")]

@@ -1,18 +1,17 @@
 //! The first half of an order in one step: priced and recorded `PENDING`, its stock reserved,
-//! its payment created at the provider, and the order `AWAITING_PAYMENT` — what the workflow
-//! otherwise asks for as four steps, one after the other, before it waits.
+//! its payment created at the provider, and the order `AWAITING_PAYMENT`.
 //!
-//! Each part is the function its own step calls, with its own idempotency (a repeat returns the
-//! stored pricing, reserves nothing twice, reuses the payment number and its first deadline, logs
-//! the status once), so the whole step is safe to run twice, and a retry after a failure part-way
-//! picks up where the failure was. A final failure of any part (unknown SKU, out of stock, a
+//! Each part has its own idempotency (a repeat returns the stored pricing, reserves nothing
+//! twice, reuses the payment number and its first deadline, logs the status once), so the whole
+//! step is safe to run twice, and a retry after a failure part-way picks up where the failure
+//! was. A final failure of any part (unknown SKU, out of stock, a
 //! provider that refuses the charge) fails the step with that part's code; the workflow then
 //! releases whatever stock the order holds (nothing, if the reservation was what failed) and
-//! rejects it, as it does after each separate step.
+//! rejects it.
 //!
-//! One step instead of four is the point: each local activity costs the worker a round of the
-//! SDK's local-activity machinery and the workflow task another activation, which is most of the
-//! worker's CPU per order (see bench/NOTES.md).
+//! One step, not four: each local activity costs the worker a round of the SDK's local-activity
+//! machinery and the workflow task another activation, which is most of the worker's CPU per
+//! order (see bench/NOTES.md).
 
 use crate::db::{self, Db};
 use crate::finish::StepError;
@@ -35,9 +34,7 @@ pub struct OpenedOrder {
     /// ended, whereas the workflow's own clock stands at the start of the task, before the step
     /// ran — a timer of `deadline − task start` fired the whole task's length after the deadline.
     /// Deadline and this clock are the same machine's, so no clock skew enters the timer either.
-    /// Absent in histories recorded before it existed (they replay with the task's clock).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opened_at_ms: Option<i64>,
+    pub opened_at_ms: i64,
 }
 
 /// Records, reserves, creates the payment and marks the order `AWAITING_PAYMENT`. Returns the
@@ -83,7 +80,8 @@ pub async fn open(
         OpenedOrder {
             priced,
             payment,
-            opened_at_ms: None,
+            // Read last: the workflow's timer counts from here.
+            opened_at_ms: db::now_ms(),
         },
         recorded,
     ))

@@ -48,7 +48,7 @@ impl Classified for PaymentError {
     }
 }
 
-/// Input of `create_payment`.
+/// What [`create`] takes (a part of `open_order`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatePayment {
     pub order_id: OrderId,
@@ -68,14 +68,14 @@ pub struct PaymentCreated {
     pub deadline_ms: i64,
 }
 
-/// Input of `query_payment` and `close_payment`.
+/// Input of `query_payment`, and the payment `close_order` closes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRef {
     pub payment_no: PaymentNo,
     pub provider: ProviderName,
 }
 
-/// Input of `confirm_payment` and `flag_payment_mismatch`: what the provider reported.
+/// What the provider reported (`hold_for_review`, and a paid `finish_order`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceivedPayment {
     pub payment_no: PaymentNo,
@@ -168,23 +168,9 @@ pub async fn query(
         .await?)
 }
 
-/// Asks the provider first and closes the charge only if it is not paid: the close path of an
-/// order as one step (one activity, one round trip through the server). A paid charge comes back
-/// as [`CloseResult::AlreadyPaid`], whether the query saw it or the close lost the race to it.
-pub async fn close_unless_paid(
-    db: &Db,
-    providers: &Providers,
-    payment: &PaymentRef,
-) -> Result<CloseResult, PaymentError> {
-    let result = close_unless_paid_at_provider(db, providers, payment).await?;
-    if result == CloseResult::Closed {
-        closed(db, &payment.payment_no).await?;
-    }
-    Ok(result)
-}
-
-/// [`close_unless_paid`] at the provider only; the caller records a `Closed` answer (see
-/// [`closed_in`]).
+/// Asks the provider first and closes the charge only if it is not paid. A paid charge comes back
+/// as [`CloseResult::AlreadyPaid`], whether the query saw it or the close lost the race to it. The
+/// caller records a `Closed` answer (see [`closed_in`]).
 ///
 /// A payment our books already show `CLOSED` was closed by an earlier attempt of the caller's
 /// step whose completion was lost: it answers `Closed` again without asking. Asking could now
@@ -207,18 +193,6 @@ pub(crate) async fn close_unless_paid_at_provider(
     close_at_provider(providers, payment).await
 }
 
-pub async fn close(
-    db: &Db,
-    providers: &Providers,
-    payment: &PaymentRef,
-) -> Result<CloseResult, PaymentError> {
-    let result = close_at_provider(providers, payment).await?;
-    if result == CloseResult::Closed {
-        closed(db, &payment.payment_no).await?;
-    }
-    Ok(result)
-}
-
 async fn close_at_provider(
     providers: &Providers,
     payment: &PaymentRef,
@@ -229,15 +203,8 @@ async fn close_at_provider(
         .await?)
 }
 
-/// Records that the provider closed the charge.
-async fn closed(db: &Db, payment_no: &PaymentNo) -> Result<(), PaymentError> {
-    let mut tx = db.begin_write().await?;
-    closed_in(&mut tx, payment_no).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// [`closed`] inside the caller's transaction (see `crate::finish`).
+/// Records, inside the caller's transaction, that the provider closed the charge (see
+/// `crate::finish`).
 pub(crate) async fn closed_in(
     tx: &mut Transaction<'static, Any>,
     payment_no: &PaymentNo,
@@ -245,16 +212,12 @@ pub(crate) async fn closed_in(
     set_status_in(tx, payment_no, PaymentStatus::Closed, &["PENDING"], None).await
 }
 
-/// Records the payment as `PAID` (from `PENDING`, or from `MISMATCHED` when an operator accepts
-/// it). A repeat finds it paid and changes nothing.
-pub async fn confirm(db: &Db, paid: &ReceivedPayment) -> Result<(), PaymentError> {
-    received(db, paid, PaymentStatus::Paid, CONFIRM_FROM).await
-}
-
 /// The states a payment may be confirmed from.
 const CONFIRM_FROM: &[&str] = &["PENDING", "MISMATCHED"];
 
-/// [`confirm`] inside the caller's transaction (see `crate::finish`).
+/// Records the payment as `PAID` (from `PENDING`, or from `MISMATCHED` when an operator accepts
+/// it), inside the caller's transaction (see `crate::finish`). A repeat finds it paid and changes
+/// nothing.
 pub(crate) async fn confirm_in(
     tx: &mut Transaction<'static, Any>,
     paid: &ReceivedPayment,
@@ -262,21 +225,13 @@ pub(crate) async fn confirm_in(
     received_in(tx, paid, PaymentStatus::Paid, CONFIRM_FROM).await
 }
 
-/// Records that the provider reported a payment that does not match the order.
-pub async fn flag_mismatch(db: &Db, paid: &ReceivedPayment) -> Result<(), PaymentError> {
-    received(db, paid, PaymentStatus::Mismatched, &["PENDING"]).await
-}
-
-async fn received(
-    db: &Db,
+/// Records, inside the caller's transaction, that the provider reported a payment that does not
+/// match the order (see `crate::finish::hold_for_review`).
+pub(crate) async fn mismatched_in(
+    tx: &mut Transaction<'static, Any>,
     paid: &ReceivedPayment,
-    status: PaymentStatus,
-    from: &[&str],
 ) -> Result<(), PaymentError> {
-    let mut tx = db.begin_write().await?;
-    received_in(&mut tx, paid, status, from).await?;
-    tx.commit().await?;
-    Ok(())
+    received_in(tx, paid, PaymentStatus::Mismatched, &["PENDING"]).await
 }
 
 async fn received_in(

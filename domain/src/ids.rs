@@ -136,7 +136,7 @@ string_id!(
 string_id!(
     /// The merchant-side number of an order's payment, sent to the provider as its idempotency
     /// key and order reference. Always [`PaymentNo::for_order`]: it is derived from the order id,
-    /// never random, so a retried `create_payment` can never open a second charge.
+    /// never random, so a retried `open_order` can never open a second charge.
     PaymentNo,
     "payment number",
     32,

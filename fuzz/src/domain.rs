@@ -5,7 +5,7 @@
 //! (a libFuzzer crash, a proptest failure) when a property does not hold.
 //!
 //! Used by `fuzz/fuzz_targets/{money_parse,quantity_parse,ids_parse}.rs` and, through
-//! `#[path]`, by `domain/tests/parse_properties.rs` and `starter/tests/api_body_properties.rs`.
+//! `#[path]`, by `domain/tests/parse_properties.rs` and `http/tests/api_body_properties.rs`.
 
 use orderflow_domain::messages::{MAX_LINES, MAX_PAYMENT_TIMEOUT_SECS, MIN_PAYMENT_TIMEOUT_SECS};
 use orderflow_domain::{

@@ -2,13 +2,13 @@
 //! decodes and what `create_order` then validates.
 //!
 //! Used by `fuzz/fuzz_targets/orders_api_body.rs` and, through `#[path]` (next to
-//! `domain.rs`, whose `check_validation` it reuses), by `starter/tests/api_body_properties.rs`,
+//! `domain.rs`, whose `check_validation` it reuses), by `http/tests/api_body_properties.rs`,
 //! which also drives the real router with the same bodies.
 
 use super::domain::check_validation;
 use orderflow_domain::{OrderInput, OrderLineInput, ValidOrder};
-use orderflow_starter::http::MAX_BODY_BYTES;
-use orderflow_starter::http::orders::CreateOrderRequest;
+use orderflow_http::MAX_BODY_BYTES;
+use orderflow_http::orders::CreateOrderRequest;
 use serde_json::Value;
 
 /// The order id the checks give every body (the handler derives one from the Idempotency-Key).

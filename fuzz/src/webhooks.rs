@@ -16,11 +16,11 @@
 //!   `SignatureMismatch` or `StaleTimestamp`.
 //!
 //! Used by `fuzz/fuzz_targets/{sandbox,stripe}_webhook.rs` and, through `#[path]`, by
-//! `activities/tests/webhook_properties.rs`.
+//! `http/tests/webhook_properties.rs`.
 
-use orderflow_activities::webhooks::sandbox::{self, SandboxWebhooks};
-use orderflow_activities::webhooks::stripe::{self, StripeWebhooks};
-use orderflow_activities::webhooks::{
+use orderflow_http::webhook_adapters::sandbox::{self, SandboxWebhooks};
+use orderflow_http::webhook_adapters::stripe::{self, StripeWebhooks};
+use orderflow_http::webhook_adapters::{
     VerifiedWebhook, WebhookAdapter, WebhookEventKind, WebhookRejection, WebhookRequest,
     stripe_signature,
 };

@@ -1,11 +1,11 @@
 //! `orderflow`: the command line. Every command prints a human-readable summary, or JSON with
 //! `--json`, and exits non-zero with a one-line reason when it cannot do what was asked.
 
-use crate::catalog;
-use crate::orders::{NewOrder, OrderOpError, Orders};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use orderflow_activities::inventory;
+use orderflow_client::catalog;
+use orderflow_client::orders::{NewOrder, Orders};
 use orderflow_domain::{
     Currency, Money, OrderView, ResolveAction, ResolveRequest, Sku, messages::MAX_LINES,
 };
@@ -52,10 +52,7 @@ pub enum Command {
     #[command(subcommand)]
     Dev(DevCommand),
     /// Run the HTTP shim: orders API, provider webhooks, sandbox checkout page.
-    Serve(crate::http::ServeSettings),
-    /// Drive many orders through a running stack (or one started with --spawn) and report
-    /// throughput, latencies, close lateness, CPU per order and the stock invariant.
-    Load(crate::load::LoadArgs),
+    Serve(orderflow_http::ServeSettings),
 }
 
 #[derive(Subcommand, Debug)]
@@ -244,10 +241,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Order(cmd) => order_command(&g, cmd).await,
         Command::Orders(cmd) => orders_command(&g, cmd).await,
-        Command::Load(args) => crate::load::command(&g.connection, g.json, args).await,
         Command::Serve(settings) => {
             let orders = connect(&g).await?;
-            crate::http::serve(crate::http::AppState::new(orders, settings)).await
+            orderflow_http::serve(orderflow_http::AppState::new(orders, settings)).await
         }
     }
 }
@@ -411,10 +407,12 @@ async fn orders_command(g: &CliSettings, cmd: OrdersCommand) -> anyhow::Result<(
             status,
             limit,
         } => (
-            crate::orders::stuck_query(status, older_than, SystemTime::now()),
+            orderflow_client::orders::stuck_query(status, older_than, SystemTime::now()),
             limit,
         ),
-        OrdersCommand::List { status, limit } => (crate::orders::status_query(status), limit),
+        OrdersCommand::List { status, limit } => {
+            (orderflow_client::orders::status_query(status), limit)
+        }
     };
     let found = orders.list(&query, limit).await?;
     let namespace = orders.client.options().namespace.clone();
@@ -667,23 +665,6 @@ fn deadline_text(deadline_ms: i64) -> String {
         Err(_) => format!("{stamp} (passed)"),
     }
 }
-
-/// Turns an error into the one line the CLI prints, naming the likely fix where there is one.
-pub fn explain(err: &anyhow::Error) -> String {
-    if let Some(op) = err.downcast_ref::<OrderOpError>() {
-        return op.to_string();
-    }
-    // The outermost context says what we were doing, the root cause why it failed; the layers
-    // in between repeat one another.
-    let root = err.root_cause().to_string();
-    let top = err.to_string();
-    if top == root || top.contains(&root) {
-        top
-    } else {
-        format!("{top}: {root}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! `orderflow`: start and operate orders. See `orderflow --help` and README.md.
 
 use clap::Parser;
-use orderflow_starter::cli::{Cli, explain, run};
+use orderflow_client::command_line::explain;
+use orderflow_starter::cli::{Cli, run};
 
 #[tokio::main]
 async fn main() {

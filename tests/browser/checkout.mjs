@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// A real browser at the sandbox checkout page (starter/src/http/checkout.rs), as a customer:
+// A real browser at the sandbox checkout page (http/src/checkout.rs), as a customer:
 // open the page, see the amount and a running countdown, click Pay, wait for the order's final
 // status to appear in #result, and take a full-page screenshot.
 //

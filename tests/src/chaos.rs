@@ -14,8 +14,8 @@ use crate::{free_port, fresh_database, temporal_bin, workspace_root};
 use anyhow::{Context, bail};
 use orderflow_activities::db::{Db, Engine};
 use orderflow_activities::inventory;
+use orderflow_client::orders::Orders;
 use orderflow_domain::Sku;
-use orderflow_starter::orders::Orders;
 use orderflow_worker::{connect_temporal, open_database};
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -436,9 +436,9 @@ impl Shop {
             return Ok(None);
         };
         let db = open_database(&database_url.as_str().into()).await?;
-        orderflow_starter::catalog::seed_demo(&db).await?;
+        orderflow_client::catalog::seed_demo(&db).await?;
         for sku in SKUS {
-            orderflow_starter::catalog::set_stock(&db, &Sku::parse(sku)?, stock).await?;
+            orderflow_client::catalog::set_stock(&db, &Sku::parse(sku)?, stock).await?;
         }
         let client = connect_temporal(Some(temporal_address), Default::default()).await?;
         let orders = Orders {

@@ -71,7 +71,7 @@ impl Seed {
             ""
         };
         // Knobs that change what runs, passed on as they were set.
-        let knobs: String = ["ORDERFLOW_SCENARIO", "ORDERFLOW_LOCAL_STEPS"]
+        let knobs: String = ["ORDERFLOW_SCENARIO"]
             .iter()
             .filter_map(|k| std::env::var(k).ok().map(|v| format!(" {k}={v}")))
             .collect();

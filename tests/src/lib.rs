@@ -15,8 +15,8 @@
 use anyhow::Context;
 use orderflow_activities::db::Db;
 use orderflow_activities::inventory::{self, StockLevel};
+use orderflow_client::orders::{NewOrder, Orders};
 use orderflow_domain::{OrderStatus, OrderView, Sku};
-use orderflow_starter::orders::{NewOrder, Orders};
 use orderflow_worker::{WorkerSettings, build, build_with, connect_temporal, open_database};
 use temporalio_sdk::WorkerOptions;
 
@@ -295,7 +295,7 @@ impl TestApp {
         configure(&mut settings);
 
         let db = open_database(&settings.connection.database_url).await?;
-        orderflow_starter::catalog::seed_demo(&db).await?;
+        orderflow_client::catalog::seed_demo(&db).await?;
         let worker = WorkerThread::start(settings.clone(), address.clone(), None)?;
         let client = connect_temporal(Some(&address), Default::default()).await?;
         let orders = Orders {
@@ -368,7 +368,7 @@ impl TestApp {
     }
 
     pub async fn set_stock(&self, sku: &str, total: i64) {
-        orderflow_starter::catalog::set_stock(&self.db, &Sku::parse(sku).unwrap(), total)
+        orderflow_client::catalog::set_stock(&self.db, &Sku::parse(sku).unwrap(), total)
             .await
             .expect("set stock");
     }
@@ -396,21 +396,21 @@ impl TestApp {
 
     /// Serves the HTTP shim on `settings.connection.public_url` (real sockets) and returns its base URL.
     pub async fn serve_http(&self) -> String {
-        let state = orderflow_starter::http::AppState::new(
+        let state = orderflow_http::AppState::new(
             self.orders.clone(),
-            orderflow_starter::http::ServeSettings::defaults(),
+            orderflow_http::ServeSettings::defaults(),
         );
         self.serve_http_with(state).await
     }
 
-    pub async fn serve_http_with(&self, state: orderflow_starter::http::AppState) -> String {
+    pub async fn serve_http_with(&self, state: orderflow_http::AppState) -> String {
         let base = self.settings.connection.public_url.clone();
         let address = base.trim_start_matches("http://").to_owned();
         let listener = tokio::net::TcpListener::bind(&address)
             .await
             .expect("bind the shim's port");
         tokio::spawn(async move {
-            let _ = axum::serve(listener, orderflow_starter::http::router(state)).await;
+            let _ = axum::serve(listener, orderflow_http::router(state)).await;
         });
         base
     }
@@ -526,13 +526,9 @@ pub struct DeadlineTimer {
 }
 
 /// Suffix of newly recorded histories. Bump it when a workflow change goes behind `patched()`, so
-/// the older recordings stay beside the new ones and the replay gate covers both code paths.
-/// `paid.json` (no suffix) is generation 1: OrderStatus only; `v2`: every search attribute; `v3`:
-/// steps as local activities first (`patched("local-steps")`); `v4`: fewer server round trips
-/// (`patched("lean-tasks")`); `v5`: opening and closing in one step each (`patched("merged-steps")`);
-/// `v6`: the deadline timer counted from `open_order`'s end (`OpenedOrder::opened_at_ms`; no patch,
-/// the timer's length is not part of replay, and v5 markers without it replay with the task clock).
-pub const HISTORY_GENERATION: &str = "v6";
+/// the older recordings stay beside the new ones and the replay gate covers both code paths
+/// (CONTRIBUTING.md). `v1`: Orderflow 1.0.
+pub const HISTORY_GENERATION: &str = "v1";
 
 /// Declares one async test body as two `#[tokio::test]`s, on SQLite and on PostgreSQL.
 #[macro_export]

@@ -15,12 +15,12 @@
 use anyhow::{Context, bail};
 use futures::future::join_all;
 use orderflow_activities::providers::sandbox::SandboxProvider;
-use orderflow_activities::webhooks::sandbox::{
+use orderflow_client::orders::{NewOrder, OrderOpError, Orders};
+use orderflow_domain::{OrderId, PaymentNo};
+use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
+use orderflow_http::webhook_adapters::sandbox::{
     MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
 };
-use orderflow_domain::{OrderId, PaymentNo};
-use orderflow_starter::http::DEV_SANDBOX_WEBHOOK_SECRET;
-use orderflow_starter::orders::{NewOrder, OrderOpError, Orders};
 use orderflow_tests::chaos::{
     self, DevServer, Rng, Shop, StatusBoard, TcpProxy, WorkerSpec, audit, check_workflow_results,
     history_stats, now_ms, percentile, scratch_dir, secs, size, unique,
@@ -56,7 +56,7 @@ async fn database_outage() {
 /// The figures above come from histories: the counting must see what a real history holds.
 #[test]
 fn history_stats_read_recorded_histories() {
-    let path = orderflow_tests::workspace_root().join("tests/histories/paid.v2.json");
+    let path = orderflow_tests::workspace_root().join("tests/histories/paid.v1.json");
     let bytes = std::fs::read(&path).expect("a recorded history");
     let history: temporalio_common::protos::temporal::api::history::v1::History =
         serde_json::from_slice(&bytes).expect("history JSON");
@@ -855,7 +855,7 @@ async fn db_outage() -> anyhow::Result<()> {
     // The test's own view of the database, and the sandbox gateway's books, bypass the proxy.
     let direct = orderflow_worker::open_database(&direct_url).await?;
     for sku in chaos::SKUS {
-        orderflow_starter::catalog::set_stock(&direct, &orderflow_domain::Sku::parse(sku)?, 10_000)
+        orderflow_client::catalog::set_stock(&direct, &orderflow_domain::Sku::parse(sku)?, 10_000)
             .await?;
     }
     let gateway = SandboxProvider::new(direct.clone(), &app.settings.connection.public_url);

@@ -3,9 +3,9 @@
 //! stock, losers are answered without a workflow, a reservation whose start was lost is started
 //! by the relay, and a reserved order that is never paid releases what the edge reserved.
 
+use orderflow_client::orders::{EdgePlaced, order_id_for_key};
+use orderflow_client::outbox;
 use orderflow_domain::{OrderInput, OrderLineInput, OrderStatus};
-use orderflow_starter::orders::{EdgePlaced, order_id_for_key};
-use orderflow_starter::outbox;
 use orderflow_tests::{TestApp, on_both_engines, unique};
 use serde_json::{Value, json};
 
@@ -164,9 +164,9 @@ async fn a_reservation_whose_start_was_lost_is_started_by_the_relay(app: TestApp
 
 async fn the_http_api_answers_a_sold_out_order_without_a_workflow(app: TestApp) {
     app.set_stock("HOODIE-BLK-L", 1).await;
-    let mut settings = orderflow_starter::http::ServeSettings::defaults();
+    let mut settings = orderflow_http::ServeSettings::defaults();
     settings.reserve_at_edge = true;
-    let state = orderflow_starter::http::AppState::new(app.orders.clone(), settings);
+    let state = orderflow_http::AppState::new(app.orders.clone(), settings);
     let base = app.serve_http_with(state).await;
     let http = reqwest::Client::new();
     // Keys unique to this run: the order id (and so the workflow id) is derived from the key,

@@ -3,8 +3,8 @@
 //! on PostgreSQL.
 
 use futures::future::join_all;
+use orderflow_client::orders::NewOrder;
 use orderflow_domain::OrderStatus;
-use orderflow_starter::orders::NewOrder;
 use orderflow_tests::{TestApp, on_both_engines};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -14,8 +14,8 @@
 use futures::StreamExt;
 use futures::future::join_all;
 use orderflow_activities::db::Db;
+use orderflow_client::orders::NewOrder;
 use orderflow_domain::OrderStatus;
-use orderflow_starter::orders::NewOrder;
 use orderflow_tests::invariants::{
     self, Sampler, Seed, check_inventory, check_reservations, engine_name, read_inventory,
 };

@@ -2,14 +2,14 @@
 //! and on PostgreSQL, against a real dev server and worker.
 
 use futures::future::join_all;
-use orderflow_activities::callbacks;
 use orderflow_activities::providers::sandbox::SandboxProvider;
-use orderflow_activities::webhooks::sandbox::{
+use orderflow_domain::{OrderId, OrderStatus, PaymentNo};
+use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
+use orderflow_http::callbacks;
+use orderflow_http::webhook_adapters::sandbox::{
     MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
 };
-use orderflow_activities::webhooks::stripe_signature;
-use orderflow_domain::{OrderId, OrderStatus, PaymentNo};
-use orderflow_starter::http::DEV_SANDBOX_WEBHOOK_SECRET;
+use orderflow_http::webhook_adapters::stripe_signature;
 use orderflow_tests::{TestApp, on_both_engines};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -595,9 +595,9 @@ async fn stripe_webhooks_are_verified_with_the_configured_secrets() {
     let app = TestApp::spawn(orderflow_tests::Engine::Sqlite)
         .await
         .unwrap();
-    let mut settings = orderflow_starter::http::ServeSettings::defaults();
+    let mut settings = orderflow_http::ServeSettings::defaults();
     settings.stripe_webhook_secrets = vec!["whsec_old".into(), "whsec_new".into()];
-    let state = orderflow_starter::http::AppState::new(app.orders.clone(), settings);
+    let state = orderflow_http::AppState::new(app.orders.clone(), settings);
     let base = app.serve_http_with(state).await;
     let api = Api {
         base,

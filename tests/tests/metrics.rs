@@ -2,11 +2,11 @@
 //! by exactly the right amounts.
 
 use orderflow_activities::providers::sandbox::SandboxProvider;
-use orderflow_activities::webhooks::sandbox::{
+use orderflow_domain::{OrderStatus, PaymentNo};
+use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
+use orderflow_http::webhook_adapters::sandbox::{
     MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
 };
-use orderflow_domain::{OrderStatus, PaymentNo};
-use orderflow_starter::http::DEV_SANDBOX_WEBHOOK_SECRET;
 use orderflow_tests::{Engine, TestApp, free_port};
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -1,11 +1,11 @@
 //! Every path of OrderWorkflow, against a real Temporal dev server and a real worker, each on
 //! SQLite and on PostgreSQL.
 
+use orderflow_client::orders::{NewOrder, OrderOpError};
 use orderflow_domain::{
     OrderId, OrderInput, OrderLineInput, OrderStatus, PaymentNo, PaymentOutcome, PaymentSignal,
     ResolveAction, ResolveRequest,
 };
-use orderflow_starter::orders::{NewOrder, OrderOpError};
 use orderflow_tests::{TestApp, on_both_engines};
 use std::time::Duration;
 use temporalio_client::{WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowExecutionStatus};
@@ -548,7 +548,7 @@ async fn the_temporal_cli_can_drive_an_order() {
 /// close it, and not an order that is still within its window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stuck_orders_are_found_through_visibility() {
-    use orderflow_starter::orders::{status_query, stuck_query};
+    use orderflow_client::orders::{status_query, stuck_query};
     let mut app = TestApp::spawn(orderflow_tests::Engine::Sqlite)
         .await
         .unwrap();

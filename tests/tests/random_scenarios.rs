@@ -16,14 +16,14 @@
 
 use futures::StreamExt;
 use orderflow_activities::providers::sandbox::{SandboxPayment, SandboxProvider};
-use orderflow_activities::webhooks::sandbox::{
-    MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
-};
+use orderflow_client::orders::OrderOpError;
 use orderflow_domain::{
     OrderStatus, PaymentNo, PaymentOutcome, PaymentSignal, ResolveAction, ResolveRequest,
 };
-use orderflow_starter::http::DEV_SANDBOX_WEBHOOK_SECRET;
-use orderflow_starter::orders::OrderOpError;
+use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
+use orderflow_http::webhook_adapters::sandbox::{
+    MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
+};
 use orderflow_tests::TestApp;
 use orderflow_tests::invariants::{
     self, Rng, Sampler, Seed, check_inventory, check_reservations, engine_name, read_inventory,
@@ -42,42 +42,7 @@ const SKUS: [&str; 5] = [
 ];
 const WAIT: Duration = Duration::from_secs(120);
 
-// `on_both_engines!`, plus the worker's own `ORDERFLOW_LOCAL_STEPS` (default true), so a failure
-// can be tried against orders whose steps are all regular activities.
-mod sqlite {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn random_scenarios_keep_the_invariants() {
-        let engine = orderflow_tests::Engine::Sqlite;
-        if let Some(app) = super::TestApp::spawn_with(engine, super::worker_settings).await {
-            super::random_scenarios_keep_the_invariants(app).await;
-        }
-    }
-}
-mod postgres {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn random_scenarios_keep_the_invariants() {
-        let engine = orderflow_tests::Engine::Postgres;
-        if let Some(app) = super::TestApp::spawn_with(engine, super::worker_settings).await {
-            super::random_scenarios_keep_the_invariants(app).await;
-        }
-    }
-}
-
-/// The workflow paths the worker takes for new orders, from the same variables the worker reads,
-/// so the long run can exercise an older path (`ORDERFLOW_MERGED_STEPS=false`, ...).
-fn worker_settings(settings: &mut orderflow_worker::WorkerSettings) {
-    let switches: [(&str, &mut bool); 3] = [
-        ("ORDERFLOW_LOCAL_STEPS", &mut settings.local_steps),
-        ("ORDERFLOW_LEAN_TASKS", &mut settings.lean_tasks),
-        ("ORDERFLOW_MERGED_STEPS", &mut settings.merged_steps),
-    ];
-    for (variable, switch) in switches {
-        if let Ok(value) = std::env::var(variable) {
-            *switch = value != "false" && value != "0";
-            eprintln!("worker: {variable} = {switch}");
-        }
-    }
-}
+orderflow_tests::on_both_engines!(random_scenarios_keep_the_invariants);
 
 /// How a provider callback reaches the order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,12 +230,16 @@ async fn random_scenarios_keep_the_invariants(app: TestApp) {
     let base = app.serve_http().await;
     let ctx = Ctx {
         app: &app,
-        gateway: SandboxProvider::new(app.db.clone(), &app.settings.public_url),
+        gateway: SandboxProvider::new(app.db.clone(), &app.settings.connection.public_url),
         http: reqwest::Client::new(),
         webhook_url: format!("{base}/v1/webhooks/sandbox"),
     };
 
-    let sampler = Sampler::start(&app.settings.database_url, Duration::from_millis(10)).await;
+    let sampler = Sampler::start(
+        app.settings.connection.database_url.expose_secret(),
+        Duration::from_millis(10),
+    )
+    .await;
     let started = Instant::now();
     let ran: Vec<(Script, Facts)> = futures::stream::iter(scripts)
         .map(|script| {

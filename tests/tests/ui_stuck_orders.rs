@@ -228,7 +228,7 @@ async fn a_stuck_order_is_found_in_the_temporal_ui() {
     let query = format!(r#"OrderStatus = "AWAITING_PAYMENT" AND PaymentDeadline < "{now}""#);
     eprintln!("query: {query}");
     // The same clause `orderflow orders stuck --status AWAITING_PAYMENT` sends.
-    let cli_query = orderflow_starter::orders::stuck_query(
+    let cli_query = orderflow_client::orders::stuck_query(
         Some(OrderStatus::AwaitingPayment),
         Duration::ZERO,
         UNIX_EPOCH + Duration::from_secs(now_secs.unsigned_abs()),

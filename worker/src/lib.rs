@@ -25,7 +25,7 @@ use orderflow_activities::metrics::OrderMetrics;
 use orderflow_activities::providers::Providers;
 use orderflow_activities::providers::sandbox::SandboxProvider;
 use orderflow_activities::providers::stripe::StripeProvider;
-use orderflow_activities::{InventoryActivities, OrderActivities, PaymentActivities};
+use orderflow_activities::{OrderActivities, PaymentActivities};
 use orderflow_workflows::{LatePaymentWorkflow, NoopWorkflow, OrderWorkflow, OrderWorkflowConfig};
 use settings::ExposeSecret;
 use std::collections::HashSet;
@@ -126,7 +126,7 @@ pub fn worker_options_with_metrics(
     options
         .register_workflow_with_factory::<OrderWorkflow, _>(move || OrderWorkflow::new(config))?;
     options.register_workflow::<LatePaymentWorkflow>()?;
-    // Does nothing: the server-ceiling benchmark (`orderflow load --workflow noop`) runs it.
+    // Does nothing: the server-ceiling benchmark (`orderflow-load --workflow noop`) runs it.
     options.register_workflow::<NoopWorkflow>()?;
     let providers = providers(db, settings)?;
     options.register_activities(
@@ -137,7 +137,6 @@ pub fn worker_options_with_metrics(
         )
         .with_metrics(metrics.clone()),
     );
-    options.register_activities(InventoryActivities::new(db.clone()).with_metrics(metrics.clone()));
     options
         .register_activities(PaymentActivities::new(db.clone(), providers).with_metrics(metrics));
     Ok(options)

@@ -118,13 +118,9 @@ impl WorkerSettings {
         defaults()
     }
 
-    // The workflow's other switches are going away; `..default()` keeps this compiling on both
-    // sides of that change (drop it, and this allow, once `search_attributes` is the only field).
-    #[allow(clippy::needless_update)]
     pub fn workflow_config(&self) -> OrderWorkflowConfig {
         OrderWorkflowConfig {
             search_attributes: self.search_attributes,
-            ..OrderWorkflowConfig::default()
         }
     }
 }

@@ -268,7 +268,7 @@ impl WorkflowInterceptor for TraceHeaderForwarder {
 
 /// Activity interceptor: runs every activity inside an `activity` span (fields `activity_type`,
 /// `activity_id`, `workflow_id`) whose parent is the trace context in the activity's header, so
-/// the activities' own spans (`record_order`, …) continue the trace of the HTTP request.
+/// the activities' own spans (`open_order`, …) continue the trace of the HTTP request.
 #[derive(Default)]
 pub struct ActivityTraceContext;
 

@@ -1,4 +1,4 @@
-//! `BenchNoopWorkflow`: completes at once. `orderflow load --workflow noop` drives it to measure
+//! `BenchNoopWorkflow`: completes at once. `orderflow-load --workflow noop` drives it to measure
 //! the most workflows per second the Temporal server can start and finish on this machine — the
 //! ceiling the order benchmarks are compared against (`bench/run.sh`).
 

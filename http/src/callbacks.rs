@@ -1,0 +1,263 @@
+//! The webhook callback log (`webhook_callbacks`) and the API's idempotency keys
+//! (`api_idempotency_keys`): the HTTP shim's only writes of its own.
+
+use orderflow_activities::db::{Db, now_ms};
+use sqlx::Row;
+use std::collections::BTreeMap;
+
+/// Verdicts stored in the log. `RECEIVED` means verified and recorded but not yet fully handled
+/// (a crash or an outage in between): a redelivery of that event is processed again.
+pub mod verdict {
+    pub const RECEIVED: &str = "RECEIVED";
+    pub const SIGNALLED: &str = "SIGNALLED";
+    pub const MISMATCH_SIGNALLED: &str = "MISMATCH_SIGNALLED";
+    pub const FAILED_ATTEMPT_SIGNALLED: &str = "FAILED_ATTEMPT_SIGNALLED";
+    pub const LATE_PAYMENT_REFUND: &str = "LATE_PAYMENT_REFUND";
+    pub const ALREADY_SETTLED: &str = "ALREADY_SETTLED";
+    pub const IGNORED: &str = "IGNORED";
+    pub const UNKNOWN_PAYMENT: &str = "UNKNOWN_PAYMENT";
+    pub const MERCHANT_MISMATCH: &str = "MERCHANT_MISMATCH";
+    pub const UNKNOWN_PROVIDER: &str = "UNKNOWN_PROVIDER";
+}
+
+/// One inbound request as received.
+pub struct Callback<'a> {
+    pub provider: &'a str,
+    pub headers: &'a BTreeMap<String, String>,
+    pub body: &'a [u8],
+}
+
+impl Callback<'_> {
+    fn stored_body(&self) -> (String, &'static str) {
+        match std::str::from_utf8(self.body) {
+            Ok(text) => (text.to_owned(), "utf8"),
+            Err(_) => (base64_encode(self.body), "base64"),
+        }
+    }
+
+    fn stored_headers(&self) -> String {
+        serde_json::to_string(self.headers).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// Records a request that was refused before its event could be trusted.
+pub async fn record_refused(
+    db: &Db,
+    callback: &Callback<'_>,
+    verdict: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    let (body, encoding) = callback.stored_body();
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO webhook_callbacks
+            (provider, event_id, payment_no, verdict, detail, headers, body, body_encoding,
+             received_at_ms, updated_at_ms)
+         VALUES ($1, NULL, NULL, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(callback.provider)
+    .bind(verdict)
+    .bind(detail)
+    .bind(callback.stored_headers())
+    .bind(body)
+    .bind(encoding)
+    .bind(now)
+    .execute(db.writes())
+    .await?;
+    Ok(())
+}
+
+/// What the log knew of a verified event when it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arrival {
+    /// First delivery: recorded as `RECEIVED`.
+    New,
+    /// Seen before; its verdict is final, so this delivery does nothing else.
+    Duplicate { verdict: String },
+    /// Seen before but never finished (`RECEIVED`), or refused for a reason that a later delivery
+    /// may not have (the payment was not found): handle it again, answer again.
+    Unfinished,
+}
+
+/// Records a verified event, once per (provider, event id).
+pub async fn record_verified(
+    db: &Db,
+    callback: &Callback<'_>,
+    event_id: &str,
+    payment_no: Option<&str>,
+) -> Result<Arrival, sqlx::Error> {
+    let (body, encoding) = callback.stored_body();
+    let now = now_ms();
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_callbacks
+            (provider, event_id, payment_no, verdict, detail, headers, body, body_encoding,
+             received_at_ms, updated_at_ms)
+         VALUES ($1, $2, $3, 'RECEIVED', NULL, $4, $5, $6, $7, $7)
+         ON CONFLICT (provider, event_id) WHERE event_id IS NOT NULL DO NOTHING",
+    )
+    .bind(callback.provider)
+    .bind(event_id)
+    .bind(payment_no)
+    .bind(callback.stored_headers())
+    .bind(body)
+    .bind(encoding)
+    .bind(now)
+    .execute(db.writes())
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Arrival::New);
+    }
+    let row = sqlx::query(
+        "UPDATE webhook_callbacks SET deliveries = deliveries + 1, updated_at_ms = $3
+          WHERE provider = $1 AND event_id = $2
+          RETURNING verdict",
+    )
+    .bind(callback.provider)
+    .bind(event_id)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    let verdict: String = row.try_get(0)?;
+    let redo = [
+        verdict::RECEIVED,
+        verdict::UNKNOWN_PAYMENT,
+        verdict::MERCHANT_MISMATCH,
+    ];
+    Ok(if redo.contains(&verdict.as_str()) {
+        Arrival::Unfinished
+    } else {
+        Arrival::Duplicate { verdict }
+    })
+}
+
+/// Sets the final verdict of a verified event.
+pub async fn set_verdict(
+    db: &Db,
+    provider: &str,
+    event_id: &str,
+    verdict: &str,
+    detail: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE webhook_callbacks SET verdict = $3, detail = $4, updated_at_ms = $5
+          WHERE provider = $1 AND event_id = $2",
+    )
+    .bind(provider)
+    .bind(event_id)
+    .bind(verdict)
+    .bind(detail)
+    .bind(now_ms())
+    .execute(db.writes())
+    .await?;
+    Ok(())
+}
+
+/// A row of the log, for tests and operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedCallback {
+    pub provider: String,
+    pub event_id: Option<String>,
+    pub verdict: String,
+    pub deliveries: i64,
+}
+
+pub async fn list(db: &Db) -> Result<Vec<LoggedCallback>, sqlx::Error> {
+    sqlx::query("SELECT provider, event_id, verdict, deliveries FROM webhook_callbacks ORDER BY id")
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(LoggedCallback {
+                provider: r.try_get(0)?,
+                event_id: r.try_get(1)?,
+                verdict: r.try_get(2)?,
+                deliveries: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// The outcome of presenting an idempotency key with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// First use: the key now belongs to this request.
+    Claimed,
+    /// Used before with the same request: the same order.
+    Repeat { order_id: String },
+    /// Used before with a different request.
+    Conflict { order_id: String },
+}
+
+pub async fn claim_idempotency_key(
+    db: &Db,
+    key: &str,
+    request_sha256: &str,
+    order_id: &str,
+) -> Result<KeyClaim, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO api_idempotency_keys (idempotency_key, request_sha256, order_id, created_at_ms)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(key)
+    .bind(request_sha256)
+    .bind(order_id)
+    .bind(now_ms())
+    .execute(db.writes())
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(KeyClaim::Claimed);
+    }
+    let row = sqlx::query(
+        "SELECT request_sha256, order_id FROM api_idempotency_keys WHERE idempotency_key = $1",
+    )
+    .bind(key)
+    .fetch_one(db.pool())
+    .await?;
+    let (stored, order_id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+    Ok(if stored == request_sha256 {
+        KeyClaim::Repeat { order_id }
+    } else {
+        KeyClaim::Conflict { order_id }
+    })
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_rfc_vectors() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64_encode(input.as_bytes()), expected);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The one error type of the HTTP API: a status, a stable machine-readable code and a human message,
+//! always as `{"error": {"code": "...", "message": "..."}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use orderflow_client::orders::OrderOpError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `MISSING_IDEMPOTENCY_KEY`, `INVALID_JSON`, `INVALID_ORDER`,
+    /// `IDEMPOTENCY_KEY_REUSED`, `ORDER_NOT_FOUND`, `ORDER_NOT_CANCELLABLE`, `PAYLOAD_TOO_LARGE`,
+    /// `TEMPORAL_UNAVAILABLE`, `DATABASE_UNAVAILABLE`, ...
+    pub code: String,
+    /// For people; may change wording between versions.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
+    pub fn database(err: sqlx::Error) -> Self {
+        tracing::warn!(error = %err, "database error");
+        Self::unavailable(
+            "DATABASE_UNAVAILABLE",
+            "the orders database is unavailable; retry later",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<OrderOpError> for ApiError {
+    fn from(err: OrderOpError) -> Self {
+        match err {
+            OrderOpError::UnknownOrder(id) => {
+                ApiError::not_found("ORDER_NOT_FOUND", format!("unknown order {id}"))
+            }
+            OrderOpError::Refused(reason) => {
+                ApiError::new(StatusCode::CONFLICT, "ORDER_CONFLICT", reason)
+            }
+            OrderOpError::Timeout { .. } => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "ORDER_TIMEOUT",
+                err.to_string(),
+            ),
+            OrderOpError::Temporal(message) => {
+                tracing::warn!(error = %message, "Temporal error");
+                ApiError::unavailable(
+                    "TEMPORAL_UNAVAILABLE",
+                    "the workflow service is unavailable; retry later",
+                )
+            }
+            OrderOpError::Sandbox(message) => {
+                ApiError::new(StatusCode::CONFLICT, "SANDBOX_REFUSED", message)
+            }
+            OrderOpError::Db(e) => ApiError::database(e),
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! # orderflow-http
+//!
+//! One job: `orderflow serve`, the HTTP shim. It verifies, records, and starts / signals / updates
+//! workflows (through `orderflow-client`) — it never decides anything about an order itself.
+//!
+//! * [`orders`]: `POST /v1/orders`, `GET /v1/orders/{id}`, `POST /v1/orders/{id}/cancel`.
+//! * [`webhooks`]: `POST /v1/webhooks/{provider}`, the same pipeline for every provider.
+//! * [`webhook_adapters`]: the [`webhook_adapters::WebhookAdapter`] trait that verifies and parses
+//!   a provider's callbacks on raw bytes: `sandbox`, `stripe`, and the `Stripe-Signature` scheme.
+//! * [`callbacks`]: the webhook callback log and the orders API's idempotency keys.
+//! * [`checkout`]: the sandbox gateway's hosted page, `GET /sandbox/checkout/{payment_no}`.
+//! * `GET /healthz`, `GET /readyz`, `GET /openapi.json` (generated from the handlers below),
+//!   `GET /metrics` (Prometheus, see [`metrics`]).
+//!
+//! [`router`] is a plain function of the state, so tests can drive it with or without a socket.
+
+pub mod callbacks;
+pub mod checkout;
+pub mod error;
+pub mod metrics;
+pub mod orders;
+pub mod trace_context;
+pub mod webhook_adapters;
+pub mod webhooks;
+
+use crate::webhook_adapters::WebhookAdapter;
+use crate::webhook_adapters::sandbox::SandboxWebhooks;
+use crate::webhook_adapters::stripe::StripeWebhooks;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use error::ApiError;
+use orderflow_client::orders::Orders;
+use orderflow_worker::settings::ExposeSecret;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+/// Largest request body accepted anywhere (`413` above it).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The shim's settings live with every other setting, in `orderflow_worker::settings`.
+pub use orderflow_worker::settings::{DEV_SANDBOX_WEBHOOK_SECRET, ServeSettings};
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub orders: Orders,
+    pub adapters: Arc<BTreeMap<&'static str, Arc<dyn WebhookAdapter>>>,
+    pub settings: Arc<ServeSettings>,
+    pub http: reqwest::Client,
+    pub metrics: Arc<metrics::ShimMetrics>,
+}
+
+impl AppState {
+    pub fn new(orders: Orders, settings: ServeSettings) -> Self {
+        let sandbox: Arc<dyn WebhookAdapter> = Arc::new(SandboxWebhooks::new(
+            settings
+                .sandbox_webhook_secret
+                .expose_secret()
+                .as_bytes()
+                .to_vec(),
+        ));
+        let mut adapters = BTreeMap::from([(sandbox.provider(), sandbox)]);
+        let secrets: Vec<Vec<u8>> = settings
+            .stripe_webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret().trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        if !secrets.is_empty() {
+            let mut stripe = StripeWebhooks::new(secrets);
+            if let Some(account) = &settings.stripe_account_id {
+                stripe = stripe.with_account_id(account.clone());
+            }
+            let stripe: Arc<dyn WebhookAdapter> = Arc::new(stripe);
+            adapters.insert(stripe.provider(), stripe);
+        }
+        AppState {
+            orders,
+            adapters: Arc::new(adapters),
+            settings: Arc::new(settings),
+            metrics: Arc::new(metrics::ShimMetrics::new()),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("an HTTP client"),
+        }
+    }
+
+    pub fn with_adapter(mut self, adapter: Arc<dyn WebhookAdapter>) -> Self {
+        let mut adapters = (*self.adapters).clone();
+        adapters.insert(adapter.provider(), adapter);
+        self.adapters = Arc::new(adapters);
+        self
+    }
+
+    pub fn sandbox_webhook_url(&self) -> String {
+        self.settings
+            .sandbox_webhook_url
+            .clone()
+            .unwrap_or_else(|| {
+                format!(
+                    "{}/v1/webhooks/sandbox",
+                    self.orders.public_url.trim_end_matches('/')
+                )
+            })
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Orderflow API",
+        description = "Start and follow orders; receive payment-provider webhooks."
+    ),
+    paths(
+        orders::create_order,
+        orders::get_order,
+        orders::cancel_order,
+        webhooks::receive_webhook,
+        healthz,
+        readyz
+    ),
+    components(schemas(
+        orders::CreateOrderRequest,
+        orders::OrderLineRequest,
+        orders::CancelOrderRequest,
+        orders::OrderResponse,
+        error::ErrorBody,
+        error::ErrorDetail
+    ))
+)]
+pub struct ApiDoc;
+
+pub fn router(state: AppState) -> Router {
+    let timeout = Duration::from_secs(state.settings.request_timeout_secs);
+    Router::new()
+        .route("/v1/orders", post(orders::create_order))
+        .route("/v1/orders/{order_id}", get(orders::get_order))
+        .route("/v1/orders/{order_id}/cancel", post(orders::cancel_order))
+        .route("/v1/webhooks/{provider}", post(webhooks::receive_webhook))
+        .route("/sandbox/checkout/{payment_no}", get(checkout::page))
+        .route("/sandbox/checkout/{payment_no}/pay", post(checkout::pay))
+        .route(
+            "/sandbox/checkout/{payment_no}/decline",
+            post(checkout::decline),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics::serve_metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(trace_context::make_span))
+        .with_state(state)
+}
+
+/// Serves until ctrl-c / SIGTERM, then finishes in-flight requests.
+pub async fn serve(state: AppState) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&state.settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", state.settings.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "orderflow serve listening");
+    // Orders reserved at the edge whose start did not happen (a crash, an outage) are started
+    // here, also when edge reservation has since been turned off.
+    let relay = tokio::spawn(orderflow_client::outbox::run(
+        state.orders.clone(),
+        Default::default(),
+        std::time::Duration::from_secs(1),
+        orderflow_client::outbox::MAX_HOLD,
+    ));
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(orderflow_worker::shutdown_signal())
+        .await?;
+    relay.abort();
+    Ok(())
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "up")))]
+pub async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Temporal and the database answer.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "ready"),
+    (status = 503, description = "a dependency is down", body = error::ErrorBody)
+))]
+pub async fn readyz(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    app.orders.db.ping().await.map_err(ApiError::database)?;
+    app.orders
+        .client
+        .connection()
+        .workflow_service()
+        .get_system_info(tonic::Request::new(Default::default()))
+        .await
+        .map_err(|e| {
+            ApiError::unavailable("TEMPORAL_UNAVAILABLE", format!("Temporal: {}", e.message()))
+        })?;
+    Ok(Json(serde_json::json!({"status": "ready"})))
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+/// A JSON body: `413` over the limit, `400` for anything that is not exactly the expected shape
+/// (malformed JSON, wrong types, unknown fields).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = raw_body(req, state).await?;
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            ApiError::bad_request("INVALID_JSON", format!("invalid request body: {e}"))
+        })
+    }
+}
+
+/// The raw body with the size limit turned into our `413`.
+pub async fn raw_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::bad_request("UNREADABLE_BODY", rejection.body_text())
+        }
+    })
+}

@@ -1,0 +1,286 @@
+//! The orders API.
+
+use super::error::{ApiError, ErrorBody};
+use super::{ApiJson, AppState, raw_body};
+use crate::callbacks::{self, KeyClaim};
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use orderflow_client::orders::{EdgePlaced, OrderOpError, order_id_for_key};
+use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, OrderView};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, UNIX_EPOCH};
+use utoipa::ToSchema;
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_KEY_LEN: usize = 255;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderRequest {
+    pub customer_id: String,
+    pub lines: Vec<OrderLineRequest>,
+    /// `sandbox` unless the deployment configures other providers.
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    /// Seconds the customer has to pay (1..=604800); the worker's default when absent.
+    #[serde(default)]
+    pub payment_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLineRequest {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+fn default_provider() -> String {
+    "sandbox".to_owned()
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelOrderRequest {
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderResponse {
+    pub order_id: String,
+    /// `PENDING`, `AWAITING_PAYMENT`, `PAID`, `CLOSED`, `CANCELLED`, `REJECTED`, `NEEDS_REVIEW`, `REFUNDED`.
+    pub status: Option<String>,
+    pub customer_id: String,
+    pub provider: String,
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+    /// Display form, e.g. `52.48 USD`.
+    pub amount: Option<String>,
+    pub payment_no: Option<String>,
+    /// Where the customer pays (a hosted page), if the provider has one.
+    pub checkout_url: Option<String>,
+    pub qr_payload: Option<String>,
+    /// RFC 3339.
+    pub payment_deadline: Option<String>,
+    pub payment_deadline_ms: Option<i64>,
+    pub reason: Option<String>,
+    pub waiting_for: Option<String>,
+}
+
+impl From<OrderView> for OrderResponse {
+    fn from(v: OrderView) -> Self {
+        let amount = match (v.amount_minor, v.currency.as_deref().map(Currency::parse)) {
+            (Some(minor), Some(Ok(c))) => Money::new(minor, c).ok().map(|m| m.to_string()),
+            _ => None,
+        };
+        OrderResponse {
+            order_id: v.order_id,
+            status: v.status.map(|s| s.to_string()),
+            customer_id: v.customer_id,
+            provider: v.provider,
+            amount_minor: v.amount_minor,
+            currency: v.currency,
+            amount,
+            payment_no: v.payment_no,
+            checkout_url: v.checkout_url,
+            qr_payload: v.qr_payload,
+            payment_deadline: v.payment_deadline_ms.map(|ms| {
+                let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+                humantime::format_rfc3339_millis(at).to_string()
+            }),
+            payment_deadline_ms: v.payment_deadline_ms,
+            reason: v.reason,
+            waiting_for: v.waiting_for,
+        }
+    }
+}
+
+/// Start an order. Same `Idempotency-Key` and body: the same order (`200`); same key, different
+/// body: `409`. Answers once the payment parameters exist (`201`), or `202` if that takes longer
+/// than the configured wait.
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = String, Header, description = "Required. The same key always means the same order.")),
+    responses(
+        (status = 201, description = "order created", body = OrderResponse),
+        (status = 200, description = "the order this key created before", body = OrderResponse),
+        (status = 202, description = "created; payment parameters not ready yet", body = OrderResponse),
+        (status = 400, description = "missing key, malformed JSON, unknown fields", body = ErrorBody),
+        (status = 409, description = "key reused with a different body", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody),
+        (status = 422, description = "invalid order", body = ErrorBody)
+    )
+)]
+pub async fn create_order(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateOrderRequest>,
+) -> Result<(StatusCode, Json<OrderResponse>), ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "MISSING_IDEMPOTENCY_KEY",
+                "the Idempotency-Key header is required: the same key always means the same order",
+            )
+        })?
+        .to_str()
+        .map_err(|_| {
+            ApiError::bad_request("INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be ASCII")
+        })?
+        .trim()
+        .to_owned();
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(ApiError::bad_request(
+            "INVALID_IDEMPOTENCY_KEY",
+            format!("Idempotency-Key must be 1..={MAX_KEY_LEN} characters"),
+        ));
+    }
+    let order_id = order_id_for_key(&key);
+    tracing::Span::current()
+        .record("order_id", order_id.as_str())
+        .record("provider", body.provider.as_str());
+    let input = OrderInput {
+        order_id: order_id.to_string(),
+        customer_id: body.customer_id.clone(),
+        lines: body
+            .lines
+            .iter()
+            .map(|l| OrderLineInput {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+            })
+            .collect(),
+        provider: body.provider.clone(),
+        payment_timeout_secs: body.payment_timeout_secs,
+    };
+    // The workflow validates too; checking here answers a client mistake with a 422 instead of
+    // a rejected order.
+    input.validate().map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_ORDER",
+            e.to_string(),
+        )
+    })?;
+
+    let fingerprint = hex::encode(Sha256::digest(
+        serde_json::to_vec(&body).expect("request serializes"),
+    ));
+    let claim =
+        callbacks::claim_idempotency_key(&app.orders.db, &key, &fingerprint, order_id.as_str())
+            .await
+            .map_err(ApiError::database)?;
+    let created = match claim {
+        KeyClaim::Claimed => true,
+        KeyClaim::Repeat { .. } => false,
+        KeyClaim::Conflict { order_id } => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "IDEMPOTENCY_KEY_REUSED",
+                format!(
+                    "this Idempotency-Key was used for order {order_id} with a different request"
+                ),
+            ));
+        }
+    };
+    if app.settings.reserve_at_edge {
+        // Stock decided here; a refused order has no workflow to wait for. A repeat of a
+        // request whose start failed starts it now (or the relay does).
+        match app.orders.place_at_edge(input, true).await? {
+            EdgePlaced::Started | EdgePlaced::Reserved => {}
+            EdgePlaced::Refused { .. } | EdgePlaced::Decided => {
+                let status = if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                return Ok((
+                    status,
+                    Json(app.orders.view(order_id.as_str()).await?.into()),
+                ));
+            }
+        }
+    } else {
+        // Always (re)start: if an earlier attempt claimed the key but failed to start, this
+        // heals it. The start itself is idempotent (UseExisting + RejectDuplicate).
+        app.orders.ensure_started(input).await?;
+    }
+    let wait = Duration::from_secs(app.settings.create_wait_secs);
+    let (status, view) = match app.orders.wait_ready(order_id.as_str(), wait).await {
+        Ok(view) if created => (StatusCode::CREATED, view),
+        Ok(view) => (StatusCode::OK, view),
+        Err(OrderOpError::Timeout { .. }) => (
+            StatusCode::ACCEPTED,
+            app.orders.view(order_id.as_str()).await?,
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    Ok((status, Json(view.into())))
+}
+
+/// An order: from its running workflow, or from the database once it has finished.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{order_id}",
+    params(("order_id" = String, Path)),
+    responses(
+        (status = 200, body = OrderResponse),
+        (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn get_order(
+    State(app): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Json<OrderResponse>, ApiError> {
+    Ok(Json(app.orders.view(&order_id).await?.into()))
+}
+
+/// Cancel an order awaiting payment. `409` with the reason when it can no longer be cancelled.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/cancel",
+    params(("order_id" = String, Path)),
+    request_body(content = Option<CancelOrderRequest>, description = "optional"),
+    responses(
+        (status = 200, description = "cancelled (or paid first: see status)", body = OrderResponse),
+        (status = 202, description = "cancel accepted, still closing", body = OrderResponse),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "not cancellable", body = ErrorBody)
+    )
+)]
+pub async fn cancel_order(
+    State(app): State<AppState>,
+    Path(order_id): Path<String>,
+    req: Request,
+) -> Result<(StatusCode, Json<OrderResponse>), ApiError> {
+    let bytes = raw_body(req, &()).await?;
+    let body: CancelOrderRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        CancelOrderRequest::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request("INVALID_JSON", format!("invalid request body: {e}"))
+        })?
+    };
+    let accepted = app
+        .orders
+        .cancel(&order_id, &body.reason)
+        .await
+        .map_err(|e| match e {
+            OrderOpError::Refused(reason) => {
+                ApiError::new(StatusCode::CONFLICT, "ORDER_NOT_CANCELLABLE", reason)
+            }
+            other => other.into(),
+        })?;
+    let wait = Duration::from_secs(app.settings.create_wait_secs);
+    match app.orders.wait_final(&order_id, wait).await {
+        Ok(view) => Ok((StatusCode::OK, Json(view.into()))),
+        Err(OrderOpError::Timeout { .. }) => Ok((StatusCode::ACCEPTED, Json(accepted.into()))),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,397 @@
+//! `POST /v1/webhooks/{provider}`: one pipeline for every provider.
+//!
+//! 1. Verify the signature on the raw bytes with the provider's adapter (stale timestamps too).
+//! 2. Record the request in `webhook_callbacks` before acting; a verified event is stored once
+//!    per (provider, event id) and a repeat of a finished one is acknowledged and does nothing.
+//! 3. Check the payment exists, belongs to this provider and this merchant; compare amount and
+//!    currency (a mismatch is still handed to the workflow, which parks the order for review).
+//! 4. Signal the order's workflow with the provider's event id (the workflow de-duplicates), or,
+//!    when the order is already over, start the one `LatePaymentWorkflow` that refunds it.
+//! 5. Answer in the provider's format. A failure we can recover from (Temporal or the database
+//!    down) answers 5xx so the provider retries; the event stays `RECEIVED` and is redone.
+//!
+//! A forged signature, stale timestamp, malformed body, unknown provider or unknown payment
+//! changes no order and sends no signal; it is still recorded with its verdict.
+
+use super::error::ErrorBody;
+use super::{AppState, raw_body};
+use crate::callbacks::{self, Arrival, Callback, verdict};
+use crate::webhook_adapters::{
+    VerifiedWebhook, WebhookAdapter, WebhookEventKind, WebhookRejection, WebhookReply,
+    WebhookRequest,
+};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use orderflow_activities::payments;
+use orderflow_client::orders::OrderOpError;
+use orderflow_domain::{OrderStatus, PaymentOutcome, PaymentSignal};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Receive a provider's payment callback.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{provider}",
+    params(("provider" = String, Path, description = "`sandbox`, `stripe`, ...")),
+    request_body(content = String, description = "the provider's raw payload, signed"),
+    responses(
+        (status = 200, description = "accepted (or a repeat of an accepted event)"),
+        (status = 400, description = "malformed request or signature header", body = ErrorBody),
+        (status = 401, description = "signature does not match, or stale timestamp", body = ErrorBody),
+        (status = 404, description = "unknown provider or payment", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody),
+        (status = 503, description = "try again later", body = ErrorBody)
+    )
+)]
+pub async fn receive_webhook(
+    State(app): State<AppState>,
+    Path(provider): Path<String>,
+    req: Request,
+) -> Response {
+    tracing::Span::current().record("provider", provider.as_str());
+    let (response, verdict) = receive(&app, &provider, req).await;
+    app.metrics.webhook(&provider, &verdict);
+    response
+}
+
+/// The pipeline; returns the answer and the verdict (for the metrics).
+async fn receive(app: &AppState, provider: &str, req: Request) -> (Response, String) {
+    let provider = provider.to_owned();
+    let headers = lowercase_headers(req.headers());
+    let body = match raw_body(req, &()).await {
+        Ok(body) => body,
+        Err(e) => {
+            let code = e.code.to_owned();
+            return (e.into_response(), code);
+        }
+    };
+    let callback = Callback {
+        provider: &provider,
+        headers: &headers,
+        body: &body,
+    };
+    let Some(adapter) = app.adapters.get(provider.as_str()).cloned() else {
+        let _ = callbacks::record_refused(
+            &app.orders.db,
+            &callback,
+            verdict::UNKNOWN_PROVIDER,
+            "no adapter for this provider",
+        )
+        .await;
+        let response = super::error::ApiError::not_found(
+            "UNKNOWN_PROVIDER",
+            format!("no payment provider named {provider:?}"),
+        )
+        .into_response();
+        return (response, verdict::UNKNOWN_PROVIDER.to_owned());
+    };
+    // Only the headers that matter are kept in the log.
+    let kept: BTreeMap<String, String> = headers
+        .iter()
+        .filter(|(k, _)| adapter.recorded_headers().contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let recorded = Callback {
+        provider: &provider,
+        headers: &kept,
+        body: &body,
+    };
+    let request = WebhookRequest {
+        headers: &headers,
+        body: &body,
+    };
+    let verified = match adapter.verify(&request, now_unix()) {
+        Ok(v) => v,
+        Err(rejection) => {
+            tracing::warn!(
+                provider,
+                verdict = rejection.code(),
+                "webhook refused: {rejection}"
+            );
+            if let Err(e) = callbacks::record_refused(
+                &app.orders.db,
+                &recorded,
+                rejection.code(),
+                &rejection.to_string(),
+            )
+            .await
+            {
+                return unavailable(adapter.as_ref(), &e);
+            }
+            let status = match rejection {
+                WebhookRejection::SignatureMismatch | WebhookRejection::StaleTimestamp { .. } => {
+                    401
+                }
+                _ => 400,
+            };
+            let response = reply(adapter.nack(status, rejection.code(), &rejection.to_string()));
+            return (response, rejection.code().to_owned());
+        }
+    };
+
+    match callbacks::record_verified(
+        &app.orders.db,
+        &recorded,
+        &verified.event_id,
+        verified.payment_no.as_deref(),
+    )
+    .await
+    {
+        Ok(Arrival::Duplicate { verdict }) => {
+            tracing::info!(provider, event_id = %verified.event_id, verdict, "repeat of a handled event");
+            return (reply(adapter.ack()), "DUPLICATE".to_owned());
+        }
+        Ok(Arrival::New | Arrival::Unfinished) => {}
+        Err(e) => return unavailable(adapter.as_ref(), &e),
+    }
+
+    match handle(app, adapter.as_ref(), &verified).await {
+        Ok(Handled {
+            verdict,
+            detail,
+            answer,
+        }) => {
+            if let Err(e) = callbacks::set_verdict(
+                &app.orders.db,
+                &provider,
+                &verified.event_id,
+                verdict,
+                detail.as_deref(),
+            )
+            .await
+            {
+                return unavailable(adapter.as_ref(), &e);
+            }
+            tracing::info!(provider, event_id = %verified.event_id, verdict, "webhook handled");
+            let response = match answer {
+                Answer::Ack => reply(adapter.ack()),
+                Answer::Refuse(status, code) => {
+                    reply(adapter.nack(status, code, detail.as_deref().unwrap_or(code)))
+                }
+            };
+            (response, verdict.to_owned())
+        }
+        Err(Retry(message)) => {
+            tracing::warn!(provider, event_id = %verified.event_id, "webhook deferred: {message}");
+            (
+                reply(adapter.nack(503, "TRY_AGAIN", &message)),
+                "TRY_AGAIN".to_owned(),
+            )
+        }
+    }
+}
+
+struct Handled {
+    verdict: &'static str,
+    detail: Option<String>,
+    answer: Answer,
+}
+
+enum Answer {
+    Ack,
+    Refuse(u16, &'static str),
+}
+
+/// A failure the provider's retry will fix.
+struct Retry(String);
+
+impl From<sqlx::Error> for Retry {
+    fn from(e: sqlx::Error) -> Self {
+        Retry(format!("database: {e}"))
+    }
+}
+
+async fn handle(
+    app: &AppState,
+    adapter: &dyn WebhookAdapter,
+    event: &VerifiedWebhook,
+) -> Result<Handled, Retry> {
+    let outcome = match &event.kind {
+        WebhookEventKind::PaymentSucceeded => PaymentOutcome::Paid,
+        WebhookEventKind::PaymentFailed => PaymentOutcome::Failed,
+        WebhookEventKind::Ignored(kind) => {
+            return Ok(Handled {
+                verdict: verdict::IGNORED,
+                detail: Some(format!("event type {kind} is not acted on")),
+                answer: Answer::Ack,
+            });
+        }
+    };
+    let unknown = |detail: String| Handled {
+        verdict: verdict::UNKNOWN_PAYMENT,
+        detail: Some(detail),
+        answer: Answer::Refuse(404, "UNKNOWN_PAYMENT"),
+    };
+    let Some(payment_no) = event.payment_no.as_deref() else {
+        return Ok(unknown("the event names no payment number".to_owned()));
+    };
+    let Some(payment) = payments::load(&app.orders.db, payment_no).await? else {
+        return Ok(unknown(format!("no payment {payment_no}")));
+    };
+    if payment.provider != adapter.provider() {
+        return Ok(unknown(format!(
+            "payment {payment_no} belongs to {}, not {}",
+            payment.provider,
+            adapter.provider()
+        )));
+    }
+    if let (Some(expected), Some(got)) = (adapter.merchant_id(), event.merchant_id.as_deref())
+        && expected != got
+    {
+        return Ok(Handled {
+            verdict: verdict::MERCHANT_MISMATCH,
+            detail: Some(format!(
+                "event for merchant {got:?}, this deployment is {expected:?}"
+            )),
+            answer: Answer::Refuse(400, "MERCHANT_MISMATCH"),
+        });
+    }
+    let matches = event.amount_minor == payment.amount_minor && event.currency == payment.currency;
+    let signal = PaymentSignal {
+        event_id: event.event_id.clone(),
+        provider: adapter.provider().to_owned(),
+        payment_no: payment_no.to_owned(),
+        outcome,
+        amount_minor: event.amount_minor,
+        currency: event.currency.clone(),
+        provider_txn_id: event.provider_txn_id.clone(),
+    };
+    match app.orders.signal_payment(&payment.order_id, signal).await {
+        Ok(())
+            if outcome == PaymentOutcome::Paid
+                && !still_settles(app, &payment.order_id).await? =>
+        {
+            // The workflow is past its wait: it will not read this signal.
+            settle_after_close(app, adapter, event, &payment, outcome).await
+        }
+        Ok(()) => Ok(Handled {
+            verdict: match (outcome, matches) {
+                (PaymentOutcome::Failed, _) => verdict::FAILED_ATTEMPT_SIGNALLED,
+                (PaymentOutcome::Paid, true) => verdict::SIGNALLED,
+                (PaymentOutcome::Paid, false) => verdict::MISMATCH_SIGNALLED,
+            },
+            detail: (!matches).then(|| {
+                format!(
+                    "paid {} {}, payment is {} {}",
+                    event.amount_minor, event.currency, payment.amount_minor, payment.currency
+                )
+            }),
+            answer: Answer::Ack,
+        }),
+        // The order's workflow is over.
+        Err(OrderOpError::UnknownOrder(_) | OrderOpError::Refused(_)) => {
+            settle_after_close(app, adapter, event, &payment, outcome).await
+        }
+        Err(e) => Err(Retry(e.to_string())),
+    }
+}
+
+/// Whether the order's workflow will still act on a payment signal: it is waiting for one, or its
+/// close path is still running (and will find the money when it asks the provider). Once the
+/// order is final, a payment it did not keep is late.
+async fn still_settles(app: &AppState, order_id: &str) -> Result<bool, Retry> {
+    let decided = |v: &orderflow_domain::OrderView| {
+        v.accepting_payments
+            || v.status
+                .is_some_and(|s| s.is_final() || s == OrderStatus::NeedsReview)
+    };
+    // Short: providers want an answer within seconds; a 503 makes them retry later.
+    let view = app
+        .orders
+        .wait_until(
+            order_id,
+            "a decision on the payment",
+            Duration::from_secs(4),
+            decided,
+        )
+        .await
+        .map_err(|e| Retry(e.to_string()))?;
+    Ok(view.accepting_payments
+        || matches!(
+            view.status,
+            Some(OrderStatus::Paid | OrderStatus::NeedsReview)
+        ))
+}
+
+/// A callback for an order whose workflow has finished: a repeat of what it already knew, or money
+/// that arrived too late and must go back.
+async fn settle_after_close(
+    app: &AppState,
+    adapter: &dyn WebhookAdapter,
+    event: &VerifiedWebhook,
+    payment: &payments::StoredPayment,
+    outcome: PaymentOutcome,
+) -> Result<Handled, Retry> {
+    let order_status = orderflow_activities::orders::load(&app.orders.db, &payment.order_id)
+        .await?
+        .and_then(|o| o.status.parse::<OrderStatus>().ok());
+    let same_payment_kept = order_status == Some(OrderStatus::Paid)
+        && payment.provider_txn_id.as_deref() == Some(event.provider_txn_id.as_str());
+    if outcome == PaymentOutcome::Failed || same_payment_kept {
+        return Ok(Handled {
+            verdict: verdict::ALREADY_SETTLED,
+            detail: Some(format!(
+                "order {} is already {}",
+                payment.order_id,
+                order_status.map(|s| s.to_string()).unwrap_or_default()
+            )),
+            answer: Answer::Ack,
+        });
+    }
+    app.orders
+        .start_late_payment_refund(
+            &payment.order_id,
+            &payment.payment_no,
+            adapter.provider(),
+            &event.event_id,
+        )
+        .await
+        .map_err(|e| Retry(e.to_string()))?;
+    Ok(Handled {
+        verdict: verdict::LATE_PAYMENT_REFUND,
+        detail: Some(format!(
+            "order {} was {} when the payment arrived; refunding",
+            payment.order_id,
+            order_status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "over".to_owned())
+        )),
+        answer: Answer::Ack,
+    })
+}
+
+fn unavailable(adapter: &dyn WebhookAdapter, err: &sqlx::Error) -> (Response, String) {
+    tracing::warn!(error = %err, "callback log unavailable");
+    (
+        reply(adapter.nack(
+            503,
+            "DATABASE_UNAVAILABLE",
+            "the orders database is unavailable",
+        )),
+        "DATABASE_UNAVAILABLE".to_owned(),
+    )
+}
+
+fn reply(r: WebhookReply) -> Response {
+    Response::builder()
+        .status(StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, r.content_type)
+        .body(Body::from(r.body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn lowercase_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
