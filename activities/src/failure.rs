@@ -38,13 +38,26 @@ pub fn to_activity_error<E: Classified>(err: E) -> ActivityError {
     ActivityError::application(failure)
 }
 
-/// Database errors are retryable (connection loss, `SQLITE_BUSY`, serialization failures) unless
-/// a CHECK constraint fired: that means our own code tried to break a stock or money invariant,
-/// and retrying the same statement cannot fix it.
-pub fn db_is_retryable(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Database(db) => !matches!(db.kind(), sqlx::error::ErrorKind::CheckViolation),
-        _ => true,
+/// The one rule for database errors, wherever they surface (activities, providers' own stores,
+/// the HTTP server): retryable (connection loss, `SQLITE_BUSY`, serialization failures, code
+/// `DATABASE`) unless a CHECK constraint fired — our own code tried to break a stock or money
+/// invariant, and retrying the same statement cannot fix it (`INVARIANT_VIOLATION`).
+impl Classified for sqlx::Error {
+    fn code(&self) -> &'static str {
+        if self.retryable() {
+            DATABASE
+        } else {
+            INVARIANT_VIOLATION
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            sqlx::Error::Database(db) => {
+                !matches!(db.kind(), sqlx::error::ErrorKind::CheckViolation)
+            }
+            _ => true,
+        }
     }
 }
 
@@ -84,4 +97,38 @@ pub fn message_of(failure: &Failure) -> &str {
         current = cause;
     }
     current.message.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::ProviderError;
+
+    /// A CHECK constraint that fires is our own bug: final, wherever the error surfaces. Anything
+    /// else the database says (here: a pool that timed out) is worth retrying.
+    #[tokio::test]
+    async fn database_errors_follow_one_rule_wherever_they_surface() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE stock (available INTEGER NOT NULL CHECK (available >= 0))")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let check = sqlx::query("INSERT INTO stock VALUES (-1)")
+            .execute(&pool)
+            .await
+            .expect_err("the CHECK fires");
+        assert_eq!(
+            (check.code(), check.retryable()),
+            (INVARIANT_VIOLATION, false)
+        );
+        let in_a_provider_store = ProviderError::from(check);
+        assert_eq!(
+            (in_a_provider_store.code(), in_a_provider_store.retryable()),
+            (INVARIANT_VIOLATION, false)
+        );
+
+        let busy = ProviderError::from(sqlx::Error::PoolTimedOut);
+        assert_eq!((busy.code(), busy.retryable()), (DATABASE, true));
+        assert_eq!(sqlx::Error::PoolTimedOut.code(), DATABASE);
+    }
 }

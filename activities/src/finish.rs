@@ -10,7 +10,7 @@
 //! idempotent like the steps it replaces.
 
 use crate::db::Db;
-use crate::failure::{self, Classified, db_is_retryable};
+use crate::failure::Classified;
 use crate::inventory::{self, Delta, InventoryError, StockMoved};
 use crate::orders::{self, OrderError, StatusChange};
 use crate::payments::{self, PaymentError, PaymentRef, ReceivedPayment};
@@ -59,8 +59,7 @@ impl Classified for StepError {
             StepError::Order(e) => e.code(),
             StepError::Inventory(e) => e.code(),
             StepError::Payment(e) => e.code(),
-            StepError::Db(e) if !db_is_retryable(e) => failure::INVARIANT_VIOLATION,
-            StepError::Db(_) => failure::DATABASE,
+            StepError::Db(e) => e.code(),
         }
     }
 
@@ -69,7 +68,7 @@ impl Classified for StepError {
             StepError::Order(e) => e.retryable(),
             StepError::Inventory(e) => e.retryable(),
             StepError::Payment(e) => e.retryable(),
-            StepError::Db(e) => db_is_retryable(e),
+            StepError::Db(e) => e.retryable(),
         }
     }
 }

@@ -9,7 +9,7 @@
 //! 'RESERVED'`. A retried activity finds the work done and does nothing.
 
 use crate::db::{Db, now_ms};
-use crate::failure::{self, Classified, db_is_retryable};
+use crate::failure::{self, Classified};
 use orderflow_domain::{OrderId, Sku, ValidOrderLine};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
@@ -40,14 +40,13 @@ impl Classified for InventoryError {
             }
             InventoryError::BelowCommitted { .. } => failure::INVALID_ORDER,
             InventoryError::Invariant { .. } => failure::INVARIANT_VIOLATION,
-            InventoryError::Db(e) if !db_is_retryable(e) => failure::INVARIANT_VIOLATION,
-            InventoryError::Db(_) => failure::DATABASE,
+            InventoryError::Db(e) => e.code(),
         }
     }
 
     fn retryable(&self) -> bool {
         match self {
-            InventoryError::Db(e) => db_is_retryable(e),
+            InventoryError::Db(e) => e.retryable(),
             _ => false,
         }
     }

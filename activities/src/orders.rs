@@ -1,7 +1,7 @@
 //! Orders: the catalog that prices them, the order rows, and the status log.
 
 use crate::db::{Db, Engine, now_ms};
-use crate::failure::{self, Classified, db_is_retryable};
+use crate::failure::{self, Classified};
 use crate::providers::Providers;
 use orderflow_domain::{Currency, Money, MoneyError, OrderStatus, Sku, ValidOrder};
 use serde::{Deserialize, Serialize};
@@ -28,14 +28,13 @@ impl Classified for OrderError {
             OrderError::UnknownProvider(_) => failure::UNKNOWN_PROVIDER,
             OrderError::Pricing(_) => failure::PRICING,
             OrderError::Conflict(_) => failure::INVALID_ORDER,
-            OrderError::Db(e) if !db_is_retryable(e) => failure::INVARIANT_VIOLATION,
-            OrderError::Db(_) => failure::DATABASE,
+            OrderError::Db(e) => e.code(),
         }
     }
 
     fn retryable(&self) -> bool {
         match self {
-            OrderError::Db(e) => db_is_retryable(e),
+            OrderError::Db(e) => e.retryable(),
             _ => false,
         }
     }

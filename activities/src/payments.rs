@@ -5,7 +5,7 @@
 //! provider returns the charge it already has.
 
 use crate::db::{Db, now_ms};
-use crate::failure::{self, Classified, db_is_retryable};
+use crate::failure::{self, Classified};
 use crate::providers::{
     ChargeRequest, ChargeState, CloseResult, PayParams, ProviderError, Providers, RefundRequest,
     RefundResult,
@@ -34,8 +34,7 @@ impl Classified for PaymentError {
         match self {
             PaymentError::Provider(p) => p.code(),
             PaymentError::Invariant { .. } => failure::INVARIANT_VIOLATION,
-            PaymentError::Db(e) if !db_is_retryable(e) => failure::INVARIANT_VIOLATION,
-            PaymentError::Db(_) => failure::DATABASE,
+            PaymentError::Db(e) => e.code(),
         }
     }
 
@@ -43,7 +42,7 @@ impl Classified for PaymentError {
         match self {
             PaymentError::Provider(p) => p.retryable(),
             PaymentError::Invariant { .. } => false,
-            PaymentError::Db(e) => db_is_retryable(e),
+            PaymentError::Db(e) => e.retryable(),
         }
     }
 }

@@ -10,6 +10,7 @@ use orderflow_activities::failure::{self, Classified};
 use orderflow_activities::finish::StepError;
 use orderflow_activities::orders as order_rows;
 use orderflow_activities::payments as payment_rows;
+use orderflow_activities::providers::ProviderError;
 use orderflow_activities::providers::sandbox::{self, SandboxPayment, SandboxProvider};
 use orderflow_domain::{
     CancelRequest, OrderId, OrderInput, OrderOutcome, OrderStatus, OrderView, PaymentNo,
@@ -28,12 +29,16 @@ use temporalio_client::{
     WorkflowStartOptions,
 };
 
+/// Why an order operation failed, as its callers (the CLI, the HTTP server, the tests) branch on
+/// it: by variant and [`Refusal`] code, never by message text.
 #[derive(Debug, thiserror::Error)]
 pub enum OrderOpError {
     #[error("unknown order {0}")]
     UnknownOrder(String),
-    #[error("{0}")]
-    Refused(String),
+    /// The request, or the order's state, does not allow the operation. Final: asking again gets
+    /// the same answer.
+    #[error("{message}")]
+    Refused { refusal: Refusal, message: String },
     #[error("order {order_id} did not reach {what} within {waited:?} (it is {status})")]
     Timeout {
         order_id: String,
@@ -41,12 +46,52 @@ pub enum OrderOpError {
         waited: Duration,
         status: String,
     },
+    /// Temporal did not answer or failed: worth retrying later.
     #[error("Temporal: {0}")]
-    Temporal(String),
+    Temporal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The sandbox gateway refused or failed to take a payment.
     #[error("sandbox: {0}")]
-    Sandbox(String),
+    Sandbox(#[source] ProviderError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+}
+
+/// What kind of refusal an [`OrderOpError::Refused`] is, with its stable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request is not a valid order; the code is the rule it broke (`INVALID_ORDER`,
+    /// `UNKNOWN_SKU`, `PRICING`, … from `orderflow_activities::failure`).
+    InvalidInput(&'static str),
+    /// The order's state does not allow it now (cancel a paid order, resolve one not in review).
+    WrongState,
+    /// The order is over: its workflow has finished.
+    Finished,
+    /// The operation needs another payment provider (paying at the sandbox from here).
+    WrongProvider,
+}
+
+impl Refusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::InvalidInput(code) => code,
+            Refusal::WrongState => "ORDER_STATE_CONFLICT",
+            Refusal::Finished => "ORDER_FINISHED",
+            Refusal::WrongProvider => "WRONG_PROVIDER",
+        }
+    }
+}
+
+impl OrderOpError {
+    pub fn refused(refusal: Refusal, message: impl Into<String>) -> Self {
+        OrderOpError::Refused {
+            refusal,
+            message: message.into(),
+        }
+    }
+
+    fn temporal(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        OrderOpError::Temporal(Box::new(err))
+    }
 }
 
 /// What [`Orders::place_at_edge`] did.
@@ -71,7 +116,10 @@ fn step_error(err: StepError) -> OrderOpError {
         | StepError::Inventory(orderflow_activities::inventory::InventoryError::Db(e)) => {
             OrderOpError::Db(e)
         }
-        other => OrderOpError::Refused(format!("{}: {other}", other.code())),
+        other => OrderOpError::refused(
+            Refusal::InvalidInput(other.code()),
+            format!("{}: {other}", other.code()),
+        ),
     }
 }
 
@@ -172,7 +220,7 @@ impl Orders {
         {
             Ok(_) => Ok(true),
             Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(false),
-            Err(e) => Err(OrderOpError::Temporal(e.to_string())),
+            Err(e) => Err(OrderOpError::temporal(e)),
         }
     }
 
@@ -185,9 +233,12 @@ impl Orders {
         input: OrderInput,
         start_now: bool,
     ) -> Result<EdgePlaced, OrderOpError> {
-        let order = input
-            .validate()
-            .map_err(|e| OrderOpError::Refused(format!("{}: {e}", failure::INVALID_ORDER)))?;
+        let order = input.validate().map_err(|e| {
+            OrderOpError::refused(
+                Refusal::InvalidInput(failure::INVALID_ORDER),
+                format!("{}: {e}", failure::INVALID_ORDER),
+            )
+        })?;
         let start = match edge::reserve_at_edge(&self.db, &order, &input)
             .await
             .map_err(step_error)?
@@ -230,7 +281,7 @@ impl Orders {
                 .ok_or_else(|| OrderOpError::UnknownOrder(order_id.to_owned())),
             Err(e) => match self.stored_view(order_id).await? {
                 Some(view) => Ok(view),
-                None => Err(OrderOpError::Temporal(e.to_string())),
+                None => Err(OrderOpError::temporal(e)),
             },
         }
     }
@@ -365,7 +416,7 @@ impl Orders {
                 let stored = self
                     .stored_view(order_id)
                     .await?
-                    .ok_or_else(|| OrderOpError::Temporal(e.to_string()))?;
+                    .ok_or_else(|| OrderOpError::temporal(e))?;
                 Ok(OrderOutcome {
                     order_id: stored.order_id,
                     status: stored.status.unwrap_or(OrderStatus::Pending),
@@ -391,16 +442,19 @@ impl Orders {
             .await?
             .ok_or_else(|| OrderOpError::UnknownOrder(order_id.to_owned()))?;
         if stored.provider != sandbox::NAME {
-            return Err(OrderOpError::Refused(format!(
-                "order {order_id} pays with {}; only sandbox payments can be made from here",
-                stored.provider
-            )));
+            return Err(OrderOpError::refused(
+                Refusal::WrongProvider,
+                format!(
+                    "order {order_id} pays with {}; only sandbox payments can be made from here",
+                    stored.provider
+                ),
+            ));
         }
         let gateway = SandboxProvider::new(self.db.clone(), &self.public_url);
         let paid = gateway
             .pay(&payment_no, amount_minor)
             .await
-            .map_err(|e| OrderOpError::Sandbox(e.to_string()))?;
+            .map_err(OrderOpError::Sandbox)?;
         let signal = PaymentSignal {
             event_id: paid.event_id.clone(),
             provider: sandbox::NAME.to_owned(),
@@ -478,12 +532,15 @@ impl Orders {
     ) -> Result<T, OrderOpError> {
         match result {
             Err(OrderOpError::UnknownOrder(_)) => match self.stored_view(order_id).await? {
-                Some(view) => Err(OrderOpError::Refused(format!(
-                    "order {order_id} can no longer be {action}: it is {}",
-                    view.status
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "unknown".into())
-                ))),
+                Some(view) => Err(OrderOpError::refused(
+                    Refusal::Finished,
+                    format!(
+                        "order {order_id} can no longer be {action}: it is {}",
+                        view.status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "unknown".into())
+                    ),
+                )),
                 None => Err(OrderOpError::UnknownOrder(order_id.to_owned())),
             },
             other => other,
@@ -548,10 +605,7 @@ impl Orders {
                 .limit(limit)
                 .build(),
         );
-        let rows: Vec<_> = stream
-            .try_collect()
-            .await
-            .map_err(|e| OrderOpError::Temporal(e.to_string()))?;
+        let rows: Vec<_> = stream.try_collect().await.map_err(OrderOpError::temporal)?;
         Ok(rows
             .into_iter()
             .map(|w| {
@@ -603,7 +657,7 @@ impl Orders {
             .await
         {
             Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
-            Err(e) => Err(OrderOpError::Temporal(e.to_string())),
+            Err(e) => Err(OrderOpError::temporal(e)),
         }
     }
 
@@ -629,7 +683,7 @@ impl Orders {
                 temporalio_client::WorkflowHistoryError::Fetch(
                     WorkflowInteractionError::NotFound(_),
                 ) => OrderOpError::UnknownOrder(order_id.to_owned()),
-                other => OrderOpError::Temporal(other.to_string()),
+                other => OrderOpError::temporal(other),
             })
     }
 }
@@ -695,33 +749,38 @@ pub fn workflow_id_for_str(order_id: &str) -> String {
     }
 }
 
+/// Temporal answers a signal or update to a finished workflow with this status message (no
+/// distinct gRPC code).
+fn already_completed(status: &tonic::Status) -> bool {
+    status
+        .message()
+        .contains("workflow execution already completed")
+}
+
 fn interaction_error(order_id: &str, e: WorkflowInteractionError) -> OrderOpError {
     match e {
         WorkflowInteractionError::NotFound(_) => OrderOpError::UnknownOrder(order_id.to_owned()),
-        other => {
-            let text = other.to_string();
-            if text.contains("workflow execution already completed") {
-                OrderOpError::Refused(format!("order {order_id} has already finished"))
-            } else {
-                OrderOpError::Temporal(text)
-            }
+        WorkflowInteractionError::Rpc(status) if already_completed(&status) => {
+            OrderOpError::refused(
+                Refusal::Finished,
+                format!("order {order_id} has already finished"),
+            )
         }
+        other => OrderOpError::temporal(other),
     }
 }
 
 fn update_error(order_id: &str, e: WorkflowUpdateError) -> OrderOpError {
     match e {
         WorkflowUpdateError::NotFound(_) => OrderOpError::UnknownOrder(order_id.to_owned()),
-        WorkflowUpdateError::Failed(failure) => OrderOpError::Refused(failure.message.clone()),
-        other => {
-            let text = other.to_string();
-            if text.contains("workflow execution already completed") {
-                OrderOpError::Refused(format!(
-                    "order {order_id} has already finished; it can no longer be changed"
-                ))
-            } else {
-                OrderOpError::Temporal(text)
-            }
+        // The update's validator refused: the order's state does not allow it.
+        WorkflowUpdateError::Failed(failure) => {
+            OrderOpError::refused(Refusal::WrongState, failure.message.clone())
         }
+        WorkflowUpdateError::Rpc(status) if already_completed(&status) => OrderOpError::refused(
+            Refusal::Finished,
+            format!("order {order_id} has already finished; it can no longer be changed"),
+        ),
+        other => OrderOpError::temporal(other),
     }
 }

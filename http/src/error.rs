@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use orderflow_client::orders::OrderOpError;
+use orderflow_activities::failure::Classified;
+use orderflow_client::orders::{OrderOpError, Refusal};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -23,8 +24,10 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `MISSING_IDEMPOTENCY_KEY`, `INVALID_JSON`, `INVALID_ORDER`,
-    /// `IDEMPOTENCY_KEY_REUSED`, `ORDER_NOT_FOUND`, `ORDER_NOT_CANCELLABLE`, `PAYLOAD_TOO_LARGE`,
-    /// `TEMPORAL_UNAVAILABLE`, `DATABASE_UNAVAILABLE`, ...
+    /// `UNKNOWN_SKU`, `UNKNOWN_PROVIDER`, `PRICING` (422), `IDEMPOTENCY_KEY_REUSED`,
+    /// `ORDER_NOT_FOUND`, `ORDER_NOT_CANCELLABLE`, `ORDER_STATE_CONFLICT`, `ORDER_FINISHED`,
+    /// `WRONG_PROVIDER`, `SANDBOX_REFUSED` (409), `PAYLOAD_TOO_LARGE`, `TEMPORAL_UNAVAILABLE`,
+    /// `DATABASE_UNAVAILABLE`, `PROVIDER_UNAVAILABLE` (503), ...
     pub code: String,
     /// For people; may change wording between versions.
     pub message: String,
@@ -78,23 +81,35 @@ impl From<OrderOpError> for ApiError {
             OrderOpError::UnknownOrder(id) => {
                 ApiError::not_found("ORDER_NOT_FOUND", format!("unknown order {id}"))
             }
-            OrderOpError::Refused(reason) => {
-                ApiError::new(StatusCode::CONFLICT, "ORDER_CONFLICT", reason)
+            // The caller's mistake in the request itself; the rest conflict with the order's state.
+            OrderOpError::Refused {
+                refusal: refusal @ Refusal::InvalidInput(_),
+                message,
+            } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, refusal.code(), message),
+            OrderOpError::Refused { refusal, message } => {
+                ApiError::new(StatusCode::CONFLICT, refusal.code(), message)
             }
             OrderOpError::Timeout { .. } => ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "ORDER_TIMEOUT",
                 err.to_string(),
             ),
-            OrderOpError::Temporal(message) => {
-                tracing::warn!(error = %message, "Temporal error");
+            OrderOpError::Temporal(source) => {
+                tracing::warn!(error = %source, "Temporal error");
                 ApiError::unavailable(
                     "TEMPORAL_UNAVAILABLE",
                     "the workflow service is unavailable; retry later",
                 )
             }
-            OrderOpError::Sandbox(message) => {
-                ApiError::new(StatusCode::CONFLICT, "SANDBOX_REFUSED", message)
+            OrderOpError::Sandbox(err) if err.retryable() => {
+                tracing::warn!(error = %err, "sandbox gateway error");
+                ApiError::unavailable(
+                    err.code(),
+                    "the payment gateway is unavailable; retry later",
+                )
+            }
+            OrderOpError::Sandbox(err) => {
+                ApiError::new(StatusCode::CONFLICT, "SANDBOX_REFUSED", err.to_string())
             }
             OrderOpError::Db(e) => ApiError::database(e),
         }

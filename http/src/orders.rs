@@ -6,7 +6,7 @@ use crate::callbacks::{self, KeyClaim};
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use orderflow_client::orders::{EdgePlaced, OrderOpError, order_id_for_key};
+use orderflow_client::orders::{EdgePlaced, OrderOpError, Refusal, order_id_for_key};
 use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, OrderView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -272,9 +272,10 @@ pub async fn cancel_order(
         .cancel(&order_id, &body.reason)
         .await
         .map_err(|e| match e {
-            OrderOpError::Refused(reason) => {
-                ApiError::new(StatusCode::CONFLICT, "ORDER_NOT_CANCELLABLE", reason)
-            }
+            OrderOpError::Refused {
+                refusal: Refusal::WrongState | Refusal::Finished,
+                message,
+            } => ApiError::new(StatusCode::CONFLICT, "ORDER_NOT_CANCELLABLE", message),
             other => other.into(),
         })?;
     let wait = Duration::from_secs(app.settings.create_wait_secs);

@@ -281,7 +281,7 @@ async fn handle(
             answer: Answer::Ack,
         }),
         // The order's workflow is over.
-        Err(OrderOpError::UnknownOrder(_) | OrderOpError::Refused(_)) => {
+        Err(OrderOpError::UnknownOrder(_) | OrderOpError::Refused { .. }) => {
             settle_after_close(app, adapter, event, &payment, outcome).await
         }
         Err(e) => Err(Retry(e.to_string())),

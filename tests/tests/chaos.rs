@@ -139,10 +139,10 @@ async fn pay(orders: &Orders, id: &str, give_up: Duration) -> Result<u32, OrderO
         match tokio::time::timeout(Duration::from_secs(20), orders.pay_sandbox(id, None, 1)).await {
             // Refused: the workflow finished before the callback got through (it found the
             // money by asking the provider); the final audit judges the outcome.
-            Ok(Ok(_)) | Ok(Err(OrderOpError::Refused(_))) => return Ok(attempts),
+            Ok(Ok(_)) | Ok(Err(OrderOpError::Refused { .. })) => return Ok(attempts),
             Ok(Err(OrderOpError::Temporal(_))) | Err(_) if start.elapsed() < give_up => {}
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(OrderOpError::Temporal("pay: no answer".to_owned())),
+            Err(_) => return Err(OrderOpError::Temporal("pay: no answer".into())),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -180,12 +180,14 @@ async fn cancel(orders: &Orders, id: &str, give_up: Duration) -> anyhow::Result<
                     refusal: None,
                 });
             }
-            Ok(Err(OrderOpError::Refused(reason)))
-                if reason.contains("has not started yet") && start.elapsed() < give_up =>
-            {
+            Ok(Err(OrderOpError::Refused {
+                message: reason, ..
+            })) if reason.contains("has not started yet") && start.elapsed() < give_up => {
                 not_started_refusals += 1;
             }
-            Ok(Err(OrderOpError::Refused(reason))) => {
+            Ok(Err(OrderOpError::Refused {
+                message: reason, ..
+            })) => {
                 return Ok(Cancelled {
                     attempts,
                     not_started_refusals,

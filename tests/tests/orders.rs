@@ -1,7 +1,7 @@
 //! Every path of OrderWorkflow, against a real Temporal dev server and a real worker, each on
 //! SQLite and on PostgreSQL.
 
-use orderflow_client::orders::{NewOrder, OrderOpError};
+use orderflow_client::orders::{NewOrder, OrderOpError, Refusal};
 use orderflow_domain::{
     OrderId, OrderInput, OrderLineInput, OrderStatus, PaymentNo, PaymentOutcome, PaymentSignal,
     ResolveAction, ResolveRequest,
@@ -132,7 +132,10 @@ async fn cancelled(app: TestApp) {
     assert_eq!(app.stock("HOODIE-BLK-L").await.available, 20);
     // A second cancel is refused with a reason, not an error about Temporal.
     match app.orders.cancel(&id, "again").await {
-        Err(OrderOpError::Refused(reason)) => assert!(reason.contains("CANCELLED"), "{reason}"),
+        Err(OrderOpError::Refused {
+            refusal: Refusal::Finished,
+            message,
+        }) => assert!(message.contains("CANCELLED"), "{message}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     app.assert_stock_invariants().await;
@@ -144,7 +147,10 @@ async fn cancel_after_paid_is_rejected(app: TestApp) {
     app.orders.pay_sandbox(&id, None, 1).await.unwrap();
     app.wait_status(&id, OrderStatus::Paid).await;
     match app.orders.cancel(&id, "too late").await {
-        Err(OrderOpError::Refused(reason)) => assert!(reason.contains("PAID"), "{reason}"),
+        Err(OrderOpError::Refused {
+            refusal: Refusal::Finished,
+            message,
+        }) => assert!(message.contains("PAID"), "{message}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(app.final_view(&id).await.status, Some(OrderStatus::Paid));
@@ -317,7 +323,10 @@ async fn amount_mismatch_then_accept(app: TestApp) {
     // Only NEEDS_REVIEW orders can be cancelled? No: a cancel is refused here.
     assert!(matches!(
         app.orders.cancel(&id, "no").await,
-        Err(OrderOpError::Refused(_))
+        Err(OrderOpError::Refused {
+            refusal: Refusal::WrongState,
+            ..
+        })
     ));
     app.orders
         .resolve(

@@ -454,7 +454,7 @@ async fn run(ctx: &Ctx<'_>, script: &Script) -> Facts {
                         ));
                     }
                 }
-                Err(OrderOpError::Refused(_)) => f.cancels_refused += 1,
+                Err(OrderOpError::Refused { .. }) => f.cancels_refused += 1,
                 Err(e) => f.problems.push(format!("cancel failed: {e}")),
             },
             Action::Pause { ms } => tokio::time::sleep(Duration::from_millis(*ms)).await,
@@ -550,7 +550,7 @@ async fn deliver(
                 provider_txn_id: paid.txn_id.clone(),
             };
             match ctx.app.orders.signal_payment(&f.order_id, signal).await {
-                Ok(()) | Err(OrderOpError::Refused(_) | OrderOpError::UnknownOrder(_)) => {}
+                Ok(()) | Err(OrderOpError::Refused { .. } | OrderOpError::UnknownOrder(_)) => {}
                 Err(e) => f.problems.push(format!("signal failed: {e}")),
             }
         }

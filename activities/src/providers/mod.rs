@@ -82,6 +82,10 @@ pub enum ProviderError {
     /// Timeouts, 5xx, connection failures: try again later.
     #[error("the provider is unavailable: {0}")]
     Unavailable(String),
+    /// The provider's own store in our database (the sandbox's charges, Stripe's intent ids):
+    /// classified by the same rule as every database error.
+    #[error("the provider's store: {0}")]
+    Store(#[from] sqlx::Error),
 }
 
 impl Classified for ProviderError {
@@ -91,18 +95,16 @@ impl Classified for ProviderError {
             ProviderError::NotFound(_) => failure::PAYMENT_NOT_FOUND,
             ProviderError::Rejected(_) => failure::PAYMENT_REJECTED,
             ProviderError::Unavailable(_) => failure::PROVIDER_UNAVAILABLE,
+            ProviderError::Store(e) => e.code(),
         }
     }
 
     fn retryable(&self) -> bool {
-        matches!(self, ProviderError::Unavailable(_))
-    }
-}
-
-impl From<sqlx::Error> for ProviderError {
-    /// A provider whose own store is down is an unavailable provider.
-    fn from(err: sqlx::Error) -> Self {
-        ProviderError::Unavailable(err.to_string())
+        match self {
+            ProviderError::Unavailable(_) => true,
+            ProviderError::Store(e) => e.retryable(),
+            _ => false,
+        }
     }
 }
 

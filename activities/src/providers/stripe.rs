@@ -640,6 +640,7 @@ mod tests {
             ProviderError::Rejected(_) => "rejected",
             ProviderError::NotFound(_) => "not found",
             ProviderError::UnknownProvider(_) => "unknown",
+            ProviderError::Store(_) => "store",
         };
         assert_eq!(kind(api(500, None)), "unavailable");
         assert_eq!(kind(api(503, Some(false))), "unavailable");
