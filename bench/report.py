@@ -194,6 +194,25 @@ for name, what in changes:
         w(f"| {what} | {fmt(get(name, 'orders_per_s'))} | {fmt(ratio(get(name, 'orders_per_s'), ceiling) and ratio(get(name, 'orders_per_s'), ceiling) * 100, '%')} | "
           f"{fmt(get(name, 'state_transitions_per_order'))} | {fmt(cpu(name, 'worker'))} | {fmt(cpu(name, 'server'))} |")
 w("")
+pairs = [name[: -len("-baseline")] for name in runs if name.endswith("-baseline") and name[: -len("-baseline")] in runs]
+if pairs:
+    base = open(os.path.join(out_dir, "baseline")).read().strip() if os.path.exists(os.path.join(out_dir, "baseline")) else "?"
+    w(f"## Against the baseline ({base}), same run")
+    w("")
+    w(f"Each scenario run with this build's worker, then with the worker of `{base}` (`BENCH_BASELINE`), on a")
+    w("fresh database each, one after the other on the same server; the load driver is this build's for both.")
+    w("")
+    w("| scenario | worker | orders/s | transitions/order | worker CPU ms/order | server CPU ms/order | paid p50 / p99 ms | close lateness p50 / p99 ms | reservations/s |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for name in pairs:
+        for label, run_name in (("this build", name), (base, name + "-baseline")):
+            r = runs[run_name]
+            p, c = r["payment_to_paid"], r["close_lateness"]
+            w(f"| {name} | {label} | {fmt(r['orders_per_s'])} | {fmt(r.get('state_transitions_per_order'))} | "
+              f"{fmt(cpu(run_name, 'worker'))} | {fmt(cpu(run_name, 'server'))} | "
+              + (f"{fmt(p['p50_ms'])} / {fmt(p['p99_ms'])}" if p["n"] else "") + " | "
+              + (f"{fmt(c['p50_ms'])} / {fmt(c['p99_ms'])}" if c["n"] else "") + f" | {fmt(r.get('reservations_per_s'))} |")
+    w("")
 hold = [
     ("hot-sku-postgres-raw", "the raw conditional update, no order written (the ceiling the edge is measured against)"),
     ("hot-sku-postgres-edge-no-hold", "stock decided at the edge, each winner's workflow started at once (`--relay-hold-secs 0`)"),

@@ -5,6 +5,10 @@
 #   BENCH_SCALE=0.1 bench/run.sh   # every order count scaled down, to try the script quickly
 #   BENCH_ONLY=hot-sku bench/run.sh # only the scenarios whose name matches (grep -E); prints the
 #                                   # figures, leaves BENCHMARKS.md alone
+#   BENCH_BASELINE=<git ref> bench/run.sh  # also runs the order scenarios that a change to the
+#                                   # workflow or its activities moves (burst, paced, hot SKU) with
+#                                   # that ref's worker, each right after this build's: a same-run
+#                                   # comparison ("Against the baseline" in the report)
 #
 # Builds in release, starts a fresh Temporal dev server (in memory, SQLite WAL) on a free port,
 # and runs every scenario with `orderflow-load` against a fresh worker each time. Writes the
@@ -27,8 +31,25 @@ n() { python3 -c "import sys; print(max(10, int(round($1 * $SCALE))))"; }
 ensure_temporal_tools
 echo "==> building release binaries"
 cargo build --release --quiet -p orderflow-starter -p orderflow-worker -p orderflow-load
-BIN=target/release
+BIN=${CARGO_TARGET_DIR:-target}/release
 export ORDERFLOW_BIN=$BIN/orderflow
+
+# The baseline's worker: that ref's source (git archive), built in a target directory of its own
+# (the same workspace in two places would overwrite each other's artifacts in one), seeded with
+# this build's dependencies. The load driver is this build's for both.
+BASELINE_BIN=""
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  base_ref=$(git rev-parse --short "$BENCH_BASELINE^{commit}")
+  echo "==> building the baseline worker ($BENCH_BASELINE = $base_ref) in release"
+  base_src=$OUT/baseline-src
+  base_target=bench/baseline-target
+  mkdir -p "$base_src" "$base_target/release"
+  git archive "$base_ref" | tar -x -C "$base_src"
+  rsync -a --ignore-existing --exclude '*orderflow*' "$BIN/.fingerprint" "$BIN/build" "$BIN/deps" "$base_target/release/"
+  (cd "$base_src" && CARGO_TARGET_DIR="$PWD/../../baseline-target" cargo build --release --quiet -p orderflow-worker)
+  BASELINE_BIN=$base_target/release
+  echo "$base_ref" >"$OUT/baseline"
+fi
 
 port=$(free_port)
 # shellcheck disable=SC2046
@@ -68,7 +89,7 @@ run() {
   fi
   local queue="bench-$name"
   # shellcheck disable=SC2086
-  DATABASE_URL=$db ORDERFLOW_TASK_QUEUE=$queue $BIN/orderflow-worker $wflags >"$OUT/$name.worker.log" 2>&1 &
+  DATABASE_URL=$db ORDERFLOW_TASK_QUEUE=$queue "${WORKER_BIN:-$BIN}/orderflow-worker" $wflags >"$OUT/$name.worker.log" 2>&1 &
   worker=$!
   local cmd="orderflow-load $* --database-url <db> --task-queue $queue --worker-pid <worker> --server-pid <server> --json"
   echo "==> $name: $cmd"
@@ -98,6 +119,16 @@ print(f"    {r['finished']}/{r['orders']} in {r['window_s']} s = {r['orders_per_
 PY
 }
 
+# baseline NAME DATABASE_URL "WORKER FLAGS" LOAD FLAGS...: the same scenario with the baseline's
+# worker (BENCH_BASELINE), as NAME-baseline, on a fresh PostgreSQL database.
+baseline() {
+  [ -n "$BASELINE_BIN" ] || return 0
+  local name=$1
+  shift
+  fresh_pg
+  WORKER_BIN=$BASELINE_BIN run "$name-baseline" "$@"
+}
+
 B=$(n 2000)
 # 1. The server's ceiling: workflows that complete at once.
 run ceiling "$(sqlite_url ceiling)" "$TUNED" --workflow noop --orders "$B" --concurrency 500
@@ -106,6 +137,7 @@ run ceiling "$(sqlite_url ceiling)" "$TUNED" --workflow noop --orders "$B" --con
 run burst-sqlite "$(sqlite_url burst)" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 fresh_pg
 run burst-postgres "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+baseline burst-postgres "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 # The same burst with each setting put back, in the same run: gzip on, the SDK's default
 # poller tuning.
 fresh_pg
@@ -116,6 +148,7 @@ run burst-postgres-default-tuning "$PG_URL" "" --orders "$B" --concurrency 1000 
 # 3. Latency at a fixed load: 10 orders/s for 40 s.
 fresh_pg
 run paced-postgres "$PG_URL" "$TUNED" --orders "$(n 400)" --rate 10 --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+baseline paced-postgres "$PG_URL" "$TUNED" --orders "$(n 400)" --rate 10 --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 
 # 4. Mass expiry: every deadline in the same second. Started at 40/s (what the server sustains
 # for new orders with room to spare) so that all are open before the common deadline.
@@ -136,7 +169,10 @@ run hot-sku-postgres-raw "$PG_URL" "" --workflow raw-reserve --orders "$H" --con
 run hot-sku-postgres-edge "$PG_URL" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60 --reserve-at-edge
 # The same with every winner's workflow started at once (what the relay's hold buys).
 run hot-sku-postgres-edge-no-hold "$PG_URL" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60 --reserve-at-edge --relay-hold-secs 0
+# With a baseline, the default flow and its baseline each start on a fresh database.
+[ -n "$BASELINE_BIN" ] && fresh_pg
 run hot-sku-postgres "$PG_URL" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
+baseline hot-sku-postgres "$PG_URL" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
 run hot-sku-sqlite-raw "$(sqlite_url hot)" "" --workflow raw-reserve --orders "$H" --concurrency 64 --skus 1 --stock "$HS"
 run hot-sku-sqlite-edge "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60 --reserve-at-edge
 run hot-sku-sqlite "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
