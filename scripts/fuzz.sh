@@ -31,6 +31,8 @@ CARGO_FUZZ_VERSION=0.13.2
 sanitizer=${FUZZ_SANITIZER:-none}
 timeout_secs=${FUZZ_TIMEOUT_SECS:-10}
 export RUSTC_BOOTSTRAP=1
+# The fuzz workspace builds into fuzz/target, where the targets are run from below.
+unset CARGO_TARGET_DIR
 started=$(date +%s)
 
 if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
