@@ -10,7 +10,7 @@
 //! workspace forbids `unsafe`, so no `libc::kill`).
 
 pub use crate::unique;
-use crate::{free_port, fresh_database, temporal_bin, workspace_root};
+use crate::{Wait, eventually, free_port, fresh_database, temporal_bin, workspace_root};
 use anyhow::{Context, bail};
 use orderflow_activities::db::{Db, Engine};
 use orderflow_activities::inventory;
@@ -304,15 +304,12 @@ impl WorkerSpec {
 /// Waits (polling) until something listens on 127.0.0.1:`port`.
 pub async fn wait_port(port: u16, timeout: Duration) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > timeout {
-            bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(timeout, || async {
+        TcpStream::connect(("127.0.0.1", port)).await.map(drop)
+    })
+    .await
+    .with_context(|| format!("nothing listens on 127.0.0.1:{port} after {timeout:?}"))?;
+    Ok(start.elapsed())
 }
 
 /// A Temporal dev server of the scenario's own, on a persistent SQLite file, that can be stopped
@@ -1031,12 +1028,14 @@ impl TcpProxy {
     pub async fn cut(&self) {
         self.up.send_replace(false);
         // The accept loop has closed its listener once it answers connections with a refusal.
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
-            && start.elapsed() < Duration::from_secs(5)
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let wait = Wait::up_to(Duration::from_secs(5)).every(Duration::from_millis(20));
+        let _ = eventually(wait, || async {
+            match TcpStream::connect(("127.0.0.1", self.port)).await {
+                Ok(_) => Err(()),
+                Err(_) => Ok(()),
+            }
+        })
+        .await;
     }
 
     pub async fn restore(&self) -> anyhow::Result<()> {

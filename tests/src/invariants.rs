@@ -327,14 +327,12 @@ impl Sampler {
     /// Waits until at least `n` more samples than now have been taken (up to 30 s).
     pub async fn wait_for_more(&self, n: u64) {
         let target = self.samples() + n;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while self.samples() < target {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the sampler took no sample for 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let wait = crate::Wait::up_to(Duration::from_secs(30)).every(Duration::from_millis(5));
+        crate::eventually(wait, || async {
+            (self.samples() >= target).then_some(()).ok_or(())
+        })
+        .await
+        .unwrap_or_else(|()| panic!("the sampler took no sample for 30 s"));
     }
 
     pub async fn stop(self) -> SamplerReport {

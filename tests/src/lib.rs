@@ -10,7 +10,7 @@
 //! * PostgreSQL: `TEST_POSTGRES_URL` (CI exports `postgres://postgres@127.0.0.1:5432/test`).
 //!   Without it the PostgreSQL variants print that they were skipped and return.
 //! * [`TestApp::spawn`] returns handles: the order operations, the database, the task queue.
-//!   Nothing sleeps to wait for state: helpers poll with a deadline.
+//!   Nothing sleeps to wait for state: [`eventually`] polls with a deadline.
 
 use anyhow::Context;
 use orderflow_activities::db::Db;
@@ -136,6 +136,55 @@ pub fn temporal_address() -> String {
             format!("127.0.0.1:{port}")
         })
         .clone()
+}
+
+/// How long [`eventually`] keeps looking, and how often. A bare `Duration` converts into one that
+/// looks every 100 ms.
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    pub within: Duration,
+    pub every: Duration,
+}
+
+impl Wait {
+    pub fn up_to(within: Duration) -> Wait {
+        Wait {
+            within,
+            every: Duration::from_millis(100),
+        }
+    }
+
+    /// Looks this often instead (a race a test wants to catch early, or a cheap check).
+    pub fn every(self, every: Duration) -> Wait {
+        Wait { every, ..self }
+    }
+}
+
+impl From<Duration> for Wait {
+    fn from(within: Duration) -> Wait {
+        Wait::up_to(within)
+    }
+}
+
+/// Polls `check` until it returns `Ok`, for at most `wait.within`: the one way the tests wait for
+/// state (nothing sleeps and hopes). `Err` means "not yet" and says what was seen; once the time
+/// is up the last one is returned, for the failure message. `check` runs at least once.
+pub async fn eventually<T, E, Fut>(
+    wait: impl Into<Wait>,
+    mut check: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let wait = wait.into();
+    let deadline = tokio::time::Instant::now() + wait.within;
+    loop {
+        match check().await {
+            Ok(done) => return Ok(done),
+            Err(seen) if tokio::time::Instant::now() >= deadline => return Err(seen),
+            Err(_) => tokio::time::sleep(wait.every).await,
+        }
+    }
 }
 
 /// A name no other test run uses.

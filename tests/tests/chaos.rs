@@ -25,7 +25,7 @@ use orderflow_tests::chaos::{
     self, DevServer, Rng, Shop, StatusBoard, TcpProxy, WorkerSpec, audit, check_workflow_results,
     history_stats, now_ms, percentile, scratch_dir, secs, size, unique,
 };
-use orderflow_tests::{Engine, TestApp, temporal_address};
+use orderflow_tests::{Engine, TestApp, eventually, temporal_address};
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -1066,15 +1066,9 @@ async fn db_outage() -> anyhow::Result<()> {
 
     // The shim's pool recovers.
     let start = Instant::now();
-    loop {
-        if app.db.ping().await.is_ok() {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("the pool behind the proxy did not recover within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(60), || app.db.ping())
+        .await
+        .context("the pool behind the proxy did not recover within 60 s")?;
     let pool_back = start.elapsed();
 
     // Providers retry after the outage until they get a 2xx; orders started during it are paid.

@@ -24,10 +24,10 @@ use orderflow_domain::{
 };
 use orderflow_starter::http::DEV_SANDBOX_WEBHOOK_SECRET;
 use orderflow_starter::orders::OrderOpError;
-use orderflow_tests::TestApp;
 use orderflow_tests::invariants::{
     self, Rng, Sampler, Seed, check_inventory, check_reservations, engine_name, read_inventory,
 };
+use orderflow_tests::{TestApp, Wait, eventually};
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -755,18 +755,19 @@ async fn check(ctx: &Ctx<'_>, script: &Script, f: &mut Facts) {
 /// Waits (polling, up to [`WAIT`]) until the order's payment row has left `PENDING`: the order has
 /// closed the charge at the gateway (or settled it) and is finishing.
 async fn closing_begun(app: &TestApp, payment_no: &str) -> Result<(), String> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if charge_status(app, "payments", payment_no).await != "PENDING" {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "payment {payment_no} was still PENDING after {WAIT:?}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    // Looked at often: the payment is meant to arrive while the order is closing.
+    eventually(
+        Wait::up_to(WAIT).every(Duration::from_millis(2)),
+        || async {
+            match charge_status(app, "payments", payment_no).await {
+                status if status != "PENDING" => Ok(()),
+                _ => Err(format!(
+                    "payment {payment_no} was still PENDING after {WAIT:?}"
+                )),
+            }
+        },
+    )
+    .await
 }
 
 /// True when the order's history shows its deadline timer firing before the cancel update was

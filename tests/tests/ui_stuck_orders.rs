@@ -25,7 +25,8 @@ use futures::TryStreamExt;
 use orderflow_domain::OrderStatus;
 use orderflow_tests::browser::{is_png, png_size, require_browser_tools, run_node_script};
 use orderflow_tests::{
-    Engine, TestApp, free_port, spawn_watched, temporal_bin, wait_for_port, workspace_root,
+    Engine, TestApp, eventually, free_port, spawn_watched, temporal_bin, wait_for_port,
+    workspace_root,
 };
 use orderflow_workflows::search_attributes::{self as sa, REGISTRATION};
 use std::collections::BTreeSet;
@@ -127,19 +128,17 @@ async fn list(app: &TestApp, query: &str) -> Vec<WorkflowExecution> {
 /// Polls `query` until it lists exactly `expected` (visibility is eventually consistent).
 async fn wait_listed(app: &TestApp, query: &str, expected: &[&str]) -> Vec<WorkflowExecution> {
     let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
-    let start = Instant::now();
-    loop {
+    eventually(VISIBILITY_TIMEOUT, || async {
         let rows = list(app, query).await;
         let ids: BTreeSet<String> = rows.iter().map(|w| w.id().to_owned()).collect();
-        if ids == expected {
-            return rows;
-        }
-        assert!(
-            start.elapsed() < VISIBILITY_TIMEOUT,
+        if ids == expected { Ok(rows) } else { Err(ids) }
+    })
+    .await
+    .unwrap_or_else(|ids| {
+        panic!(
             "after {VISIBILITY_TIMEOUT:?} the query {query:?} lists {ids:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,18 +193,16 @@ async fn a_stuck_order_is_found_in_the_temporal_ui() {
     eprintln!("A = {wa}, B = {wb} (worker stopped {stopped_after:?} after it started), C = {wc}");
 
     // B's deadline timer fires on the server; with no worker, nothing acts on it.
-    let start = Instant::now();
-    let events = loop {
+    let events = eventually(Duration::from_secs(SHORT_WINDOW_SECS + 30), || async {
         let events = app.history_event_types(&b).await;
         if events.iter().any(|e| e == "TimerFired") {
-            break events;
+            Ok(events)
+        } else {
+            Err(events)
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(SHORT_WINDOW_SECS + 30),
-            "B's payment deadline timer never fired: {events:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    })
+    .await
+    .unwrap_or_else(|events| panic!("B's payment deadline timer never fired: {events:?}"));
     let fired = events.iter().rposition(|e| e == "TimerFired").unwrap();
     eprintln!("B's history after its deadline: {:?}", &events[fired..]);
     assert!(
@@ -217,13 +214,14 @@ async fn a_stuck_order_is_found_in_the_temporal_ui() {
     );
 
     // "Now": whole seconds, past both short deadlines.
-    let now_secs = loop {
+    let now_secs = eventually(Duration::from_secs(5), || async {
         let secs = unix_ms(SystemTime::now()) / 1000;
-        if secs * 1000 > b_deadline_ms.max(c_deadline_ms) {
-            break secs;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        (secs * 1000 > b_deadline_ms.max(c_deadline_ms))
+            .then_some(secs)
+            .ok_or(secs)
+    })
+    .await
+    .unwrap_or_else(|secs| panic!("{secs} s is not past both deadlines"));
     let now = rfc3339_seconds(now_secs);
     let query = format!(r#"OrderStatus = "AWAITING_PAYMENT" AND PaymentDeadline < "{now}""#);
     eprintln!("query: {query}");
