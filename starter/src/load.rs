@@ -33,6 +33,9 @@ use orderflow_activities::inventory;
 use orderflow_activities::orders::{self as order_rows, CatalogItem};
 use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, OrderStatus, Sku};
 use orderflow_workflows::NoopWorkflow;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -231,22 +234,10 @@ impl Mix {
             .iter()
             .flat_map(|(i, c, _)| std::iter::repeat_n(*i, *c))
             .collect();
-        // Fisher–Yates with splitmix64: the same seed gives the same run.
-        let mut state = seed;
-        for i in (1..intents.len()).rev() {
-            let j = (splitmix64(&mut state) % (i as u64 + 1)) as usize;
-            intents.swap(i, j);
-        }
+        // The same seed gives the same run.
+        intents.shuffle(&mut StdRng::seed_from_u64(seed));
         intents
     }
-}
-
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// One order's (or no-op workflow's) story, as the driver saw it.

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use temporalio_common::protos::constants::LOCAL_ACTIVITY_MARKER_NAME;
 use temporalio_common::protos::coresdk::common::extract_local_activity_marker_data;
 use temporalio_common::protos::temporal::api::history::v1::History;
@@ -45,52 +45,14 @@ pub fn size<T>(small: T, long: T) -> T {
     if long_run() { long } else { small }
 }
 
-/// A small seeded random source (splitmix64): the same seed replays the same chaos schedule.
-pub struct Rng(u64);
+pub use crate::invariants::Rng;
 
-impl Rng {
-    /// Seed from `ORDERFLOW_CHAOS_SEED`, or from the clock; printed so a run can be repeated.
-    pub fn from_env(scenario: &str) -> Rng {
-        let seed = std::env::var("ORDERFLOW_CHAOS_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(42)
-            });
-        println!("[{scenario}] seed {seed} (repeat with ORDERFLOW_CHAOS_SEED={seed})");
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// Uniform in `lo..=hi` milliseconds.
-    pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi.saturating_sub(lo) + 1))
-    }
-
-    /// `k` distinct items of `items`, in random order.
-    pub fn pick<'a, T>(&mut self, items: &'a [T], k: usize) -> Vec<&'a T> {
-        let mut idx: Vec<usize> = (0..items.len()).collect();
-        for i in (1..idx.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            idx.swap(i, j);
-        }
-        idx.into_iter().take(k).map(|i| &items[i]).collect()
-    }
+/// The scenario's random source, seeded from `ORDERFLOW_CHAOS_SEED` or at random; the seed is
+/// printed so a run can be repeated.
+pub fn rng_from_env(scenario: &str) -> Rng {
+    let seed = crate::invariants::seed_from_env("ORDERFLOW_CHAOS_SEED");
+    println!("[{scenario}] seed {seed} (repeat with ORDERFLOW_CHAOS_SEED={seed})");
+    crate::invariants::seeded(seed)
 }
 
 pub fn now_ms() -> i64 {

@@ -26,6 +26,8 @@ use orderflow_tests::chaos::{
     history_stats, now_ms, percentile, scratch_dir, secs, size, unique,
 };
 use orderflow_tests::{Engine, TestApp, eventually, temporal_address};
+use rand::Rng as _;
+use rand::seq::IndexedRandom;
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -92,10 +94,10 @@ impl Intent {
 }
 
 fn random_lines(rng: &mut Rng) -> Vec<(String, i64)> {
-    let k = 1 + rng.below(3) as usize;
-    rng.pick(&chaos::SKUS, k)
-        .into_iter()
-        .map(|sku| (sku.to_string(), 1 + rng.below(3) as i64))
+    let k = rng.random_range(1..=3);
+    let skus: Vec<&str> = chaos::SKUS.choose_multiple(rng, k).copied().collect();
+    skus.into_iter()
+        .map(|sku| (sku.to_string(), rng.random_range(1..=3)))
         .collect()
 }
 
@@ -305,7 +307,7 @@ async fn worker_kills() -> anyhow::Result<()> {
     let n = size(60, 500);
     let min_kills = size(3, 25);
     let arrival = Duration::from_millis(size(100, 100));
-    let mut rng = Rng::from_env(S);
+    let mut rng = chaos::rng_from_env(S);
     let dir = scratch_dir("kill")?;
     let address = temporal_address();
     let shop = Shop::new(Engine::Sqlite, &address, 1_000_000)
@@ -320,7 +322,7 @@ async fn worker_kills() -> anyhow::Result<()> {
 
     let plans: Vec<Planned> = (0..n)
         .map(|i| {
-            let intent = match rng.below(4) {
+            let intent = match rng.random_range(0..4) {
                 0 | 1 => Intent::Pay,
                 2 => Intent::Cancel,
                 _ => Intent::Timeout,
@@ -332,11 +334,11 @@ async fn worker_kills() -> anyhow::Result<()> {
                 // Paid and cancelled orders must not time out first; the others close on their
                 // deadline while the worker keeps dying.
                 timeout_secs: match intent {
-                    Intent::Timeout => 3 + rng.below(size(20, 40)),
+                    Intent::Timeout => 3 + rng.random_range(0..size(20, 40)),
                     _ => 3600,
                 },
                 start_after: arrival * i as u32,
-                act_after: rng.millis(0, 3000),
+                act_after: Duration::from_millis(rng.random_range(0..=3000)),
             }
         })
         .collect();
@@ -394,7 +396,7 @@ async fn worker_kills() -> anyhow::Result<()> {
     let mut kill_at = Vec::new();
     let mut last_kill = Instant::now();
     loop {
-        let pause = rng.millis(size(300, 300), size(4000, 5000));
+        let pause = Duration::from_millis(rng.random_range(size(300, 300)..=size(4000, 5000)));
         tokio::time::sleep(pause).await;
         if drivers.is_finished() && kill_at.len() >= min_kills {
             break;
@@ -505,7 +507,7 @@ async fn server_restarts() -> anyhow::Result<()> {
     let per_round = size(30, 100);
     let rounds = size(1, 2);
     let down_for = Duration::from_secs(size(5, 10));
-    let mut rng = Rng::from_env(S);
+    let mut rng = chaos::rng_from_env(S);
     let dir = scratch_dir("restart")?;
     let mut server = DevServer::start(&dir).await?;
     let address = server.address();
@@ -532,7 +534,7 @@ async fn server_restarts() -> anyhow::Result<()> {
         // A wave of orders with short payment windows, all awaiting payment.
         let wave: Vec<(PayWhen, u64, String)> = (0..per_round)
             .map(|i| {
-                let when = match rng.below(5) {
+                let when = match rng.random_range(0..5) {
                     0 => PayWhen::Before,
                     1 => PayWhen::During,
                     2 => PayWhen::After,
@@ -541,7 +543,7 @@ async fn server_restarts() -> anyhow::Result<()> {
                 // Deadlines spread from just after the stop to a little after the restart.
                 (
                     when,
-                    8 + rng.below(down_for.as_secs() + 3),
+                    8 + rng.random_range(0..down_for.as_secs() + 3),
                     unique(&format!("restart-{round}-{i}-")),
                 )
             })
@@ -825,7 +827,7 @@ async fn db_outage() -> anyhow::Result<()> {
     };
     let outage = Duration::from_secs(30);
     let per_group = size(4, 10);
-    let mut rng = Rng::from_env(S);
+    let mut rng = chaos::rng_from_env(S);
     let proxy = TcpProxy::start(chaos::url_host_port(&base)?).await?;
     let mut direct_url = None;
     let app = TestApp::spawn_on(Engine::Postgres, &temporal_address(), |s| {
@@ -871,7 +873,7 @@ async fn db_outage() -> anyhow::Result<()> {
             let timeout = match group {
                 // Deadlines land inside the outage (it starts a few seconds from now).
                 Group::ExpiresDuring => {
-                    4 + rng.below(outage.as_secs().saturating_sub(4).max(1) / 2 + 1)
+                    4 + rng.random_range(0..outage.as_secs().saturating_sub(4).max(1) / 2 + 1)
                 }
                 _ => 3600,
             };
