@@ -294,22 +294,26 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    pub fn of(mut samples_ms: Vec<f64>) -> Percentiles {
-        if samples_ms.is_empty() {
+    /// Through an HDR histogram of microseconds at 3 significant digits: a figure is off by at
+    /// most 0.1% (below the 0.1 ms it is printed with up to 100 ms). A negative sample (a close
+    /// before its deadline, which the order tests rule out) counts as 0.
+    pub fn of(samples_ms: impl IntoIterator<Item = f64>) -> Percentiles {
+        let mut histogram =
+            hdrhistogram::Histogram::<u64>::new(3).expect("3 significant digits are supported");
+        for ms in samples_ms {
+            let us = (ms * 1000.0).round().max(0.0) as u64;
+            histogram.record(us).expect("the histogram grows as needed");
+        }
+        if histogram.is_empty() {
             return Percentiles::default();
         }
-        samples_ms.sort_by(f64::total_cmp);
-        // Nearest rank: the smallest sample with at least p% of the samples at or below it.
-        let rank = |p: f64| {
-            let k = ((p / 100.0) * samples_ms.len() as f64).ceil() as usize;
-            round1(samples_ms[k.clamp(1, samples_ms.len()) - 1])
-        };
+        let ms = |us: u64| round1(us as f64 / 1000.0);
         Percentiles {
-            n: samples_ms.len(),
-            p50_ms: rank(50.0),
-            p95_ms: rank(95.0),
-            p99_ms: rank(99.0),
-            max_ms: round1(*samples_ms.last().expect("not empty")),
+            n: histogram.len() as usize,
+            p50_ms: ms(histogram.value_at_quantile(0.50)),
+            p95_ms: ms(histogram.value_at_quantile(0.95)),
+            p99_ms: ms(histogram.value_at_quantile(0.99)),
+            max_ms: ms(histogram.max()),
         }
     }
 }
@@ -921,9 +925,7 @@ async fn summarize(
         mix = BTreeMap::from([("noop".to_owned(), records.len())]);
     }
 
-    let pct = |f: &dyn Fn(&Record) -> Option<f64>| {
-        Percentiles::of(records.iter().filter_map(f).collect())
-    };
+    let pct = |f: &dyn Fn(&Record) -> Option<f64>| Percentiles::of(records.iter().filter_map(f));
     let last_reserved = records.iter().filter_map(|r| r.reserved).max();
     let decided = records.iter().filter(|r| r.reserved.is_some()).count();
     let reservations_per_s = (!noop)
@@ -1473,14 +1475,18 @@ mod tests {
 
     #[test]
     fn percentiles_use_nearest_rank() {
-        let p = Percentiles::of((1..=100).map(f64::from).collect());
+        let p = Percentiles::of((1..=100).map(f64::from));
         assert_eq!(
             (p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms),
             (50.0, 95.0, 99.0, 100.0)
         );
-        let one = Percentiles::of(vec![7.0]);
+        let one = Percentiles::of([7.0]);
         assert_eq!((one.p50_ms, one.p99_ms), (7.0, 7.0));
-        assert_eq!(Percentiles::of(vec![]).n, 0);
+        assert_eq!(Percentiles::of([]).n, 0);
+        // Small figures keep their tenth of a millisecond; large ones are within 0.1%.
+        assert_eq!(Percentiles::of([0.4, 1.2, 1.3]).p50_ms, 1.2);
+        let large = Percentiles::of([39_576.4]).p50_ms;
+        assert!((large - 39_576.4).abs() <= 39.6, "{large}");
     }
 
     #[test]

@@ -683,12 +683,12 @@ async fn server_restarts() -> anyhow::Result<()> {
         "[{S}] timer lateness over {timers} closed orders: max {}, p95 {}, p50 {}; over the {} \
          whose deadline fell while the server was down: max {} (closed at most {} after the \
          server was back)",
-        fmt(percentile(&mut lateness, 100)),
-        fmt(percentile(&mut lateness, 95)),
-        fmt(percentile(&mut lateness, 50)),
+        fmt(percentile(&lateness, 100)),
+        fmt(percentile(&lateness, 95)),
+        fmt(percentile(&lateness, 50)),
         during_outage.len(),
-        fmt(percentile(&mut during_outage, 100)),
-        fmt(percentile(&mut after_restart, 100)),
+        fmt(percentile(&during_outage, 100)),
+        fmt(percentile(&after_restart, 100)),
     );
     println!(
         "[{S}] payments signalled while the server was down: {} orders, accepted at most {} \
