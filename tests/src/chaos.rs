@@ -266,11 +266,7 @@ impl WorkerSpec {
 /// Waits (polling) until something listens on 127.0.0.1:`port`.
 pub async fn wait_port(port: u16, timeout: Duration) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    eventually(timeout, || async {
-        TcpStream::connect(("127.0.0.1", port)).await.map(drop)
-    })
-    .await
-    .with_context(|| format!("nothing listens on 127.0.0.1:{port} after {timeout:?}"))?;
+    orderflow_worker::dev_server::wait_listening(port, timeout).await?;
     Ok(start.elapsed())
 }
 
@@ -300,28 +296,10 @@ impl DevServer {
     }
 
     fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--log-level",
-            "error",
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(["--port".into(), self.port.to_string()]);
-        args.extend(["--db-filename".into(), self.db_file.display().to_string()]);
-        for (name, kind) in orderflow_workflows::search_attributes::REGISTRATION {
-            args.extend(["--search-attribute".into(), format!("{name}={kind}")]);
-        }
-        args
+        orderflow_worker::dev_server::DevServer::on(self.port)
+            .persistent(self.db_file.clone())
+            .wal()
+            .args()
     }
 
     /// Starts the server process and waits for its port; returns the time that took.

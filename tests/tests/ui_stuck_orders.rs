@@ -28,7 +28,8 @@ use orderflow_tests::{
     Engine, TestApp, eventually, free_port, spawn_watched, temporal_bin, wait_for_port,
     workspace_root,
 };
-use orderflow_workflows::search_attributes::{self as sa, REGISTRATION};
+use orderflow_worker::dev_server::DevServer;
+use orderflow_workflows::search_attributes as sa;
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -68,30 +69,12 @@ fn require_tools() {
 
 /// A dev server of this test's own, with the Web UI: `(frontend address, UI base URL)`.
 fn start_dev_server_with_ui() -> (String, String) {
-    let port = free_port();
     let ui_port = free_port();
-    let mut args: Vec<String> = vec![
-        "server".into(),
-        "start-dev".into(),
-        "--ip".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        port.to_string(),
-        "--ui-port".into(),
-        ui_port.to_string(),
-        "--log-level".into(),
-        "error".into(),
-    ];
-    for (name, kind) in REGISTRATION {
-        args.extend(["--search-attribute".into(), format!("{name}={kind}")]);
-    }
-    spawn_watched(&temporal_bin(), &args).expect("start the Temporal dev server");
-    wait_for_port(port, Duration::from_secs(60)).expect("the dev server's frontend is up");
+    let server = DevServer::on(free_port()).with_ui(ui_port);
+    spawn_watched(&temporal_bin(), &server.args()).expect("start the Temporal dev server");
+    wait_for_port(server.port, Duration::from_secs(60)).expect("the dev server's frontend is up");
     wait_for_port(ui_port, Duration::from_secs(60)).expect("the dev server's Web UI is up");
-    (
-        format!("127.0.0.1:{port}"),
-        format!("http://127.0.0.1:{ui_port}"),
-    )
+    (server.address(), format!("http://127.0.0.1:{ui_port}"))
 }
 
 /// `2026-01-01T00:00:00Z`: whole seconds, UTC, as operators type it.

@@ -12,6 +12,7 @@
 //! * [`run`]: build and run until ctrl-c / SIGTERM, then drain gracefully.
 //! * [`telemetry`]: the one tracing setup for all binaries.
 
+pub mod dev_server;
 pub mod telemetry;
 
 use anyhow::Context;
