@@ -247,12 +247,7 @@ async fn forged_and_broken_webhooks_change_nothing(app: TestApp) {
     // Every request is on record with its verdict (the handler writes it before answering; a
     // signal it sent would be in the history before the answer too)...
     let verdicts: Vec<String> = eventually(Duration::from_secs(30), || async {
-        let verdicts: Vec<String> = callbacks::list(&app.db)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.verdict)
-            .collect();
+        let verdicts = verdicts(&app).await;
         if verdicts.len() >= 9 {
             Ok(verdicts)
         } else {
@@ -283,6 +278,16 @@ async fn forged_and_broken_webhooks_change_nothing(app: TestApp) {
         );
     }
     assert_eq!(verdicts.len(), 9, "{verdicts:?}");
+}
+
+/// The verdicts of the webhook requests on record, oldest first.
+async fn verdicts(app: &TestApp) -> Vec<String> {
+    callbacks::list(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.verdict)
+        .collect()
 }
 
 async fn repeated_webhooks_change_state_once(app: TestApp) {
@@ -633,12 +638,7 @@ async fn stripe_webhooks_are_verified_with_the_configured_secrets() {
         .webhook("stripe", &[("Stripe-Signature", forged)], body.clone())
         .await;
     assert_eq!(status, 401);
-    let verdicts: Vec<String> = callbacks::list(&app.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.verdict)
-        .collect();
+    let verdicts = verdicts(&app).await;
     assert_eq!(
         verdicts,
         ["UNKNOWN_PAYMENT", "SIGNATURE_MISMATCH"],
