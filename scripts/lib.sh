@@ -42,5 +42,5 @@ wait_port() { # port seconds what
 
 # `--search-attribute NAME=TYPE ...` from the one list in the code (workflows/src/search_attributes.rs).
 search_attribute_flags() {
-  "${ORDERFLOW_BIN:-target/debug/orderflow}" dev search-attributes
+  "${ORDERFLOW_BIN:-${CARGO_TARGET_DIR:-target}/debug/orderflow}" dev search-attributes
 }

@@ -10,7 +10,7 @@
 //! workspace forbids `unsafe`, so no `libc::kill`).
 
 pub use crate::unique;
-use crate::{free_port, fresh_database, temporal_bin, workspace_root};
+use crate::{Wait, eventually, free_port, fresh_database, temporal_bin, workspace_root};
 use anyhow::{Context, bail};
 use orderflow_activities::db::{Db, Engine};
 use orderflow_activities::inventory;
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use temporalio_common::protos::constants::LOCAL_ACTIVITY_MARKER_NAME;
 use temporalio_common::protos::coresdk::common::extract_local_activity_marker_data;
 use temporalio_common::protos::temporal::api::history::v1::History;
@@ -45,52 +45,14 @@ pub fn size<T>(small: T, long: T) -> T {
     if long_run() { long } else { small }
 }
 
-/// A small seeded random source (splitmix64): the same seed replays the same chaos schedule.
-pub struct Rng(u64);
+pub use crate::invariants::Rng;
 
-impl Rng {
-    /// Seed from `ORDERFLOW_CHAOS_SEED`, or from the clock; printed so a run can be repeated.
-    pub fn from_env(scenario: &str) -> Rng {
-        let seed = std::env::var("ORDERFLOW_CHAOS_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(42)
-            });
-        println!("[{scenario}] seed {seed} (repeat with ORDERFLOW_CHAOS_SEED={seed})");
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// Uniform in `lo..=hi` milliseconds.
-    pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi.saturating_sub(lo) + 1))
-    }
-
-    /// `k` distinct items of `items`, in random order.
-    pub fn pick<'a, T>(&mut self, items: &'a [T], k: usize) -> Vec<&'a T> {
-        let mut idx: Vec<usize> = (0..items.len()).collect();
-        for i in (1..idx.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            idx.swap(i, j);
-        }
-        idx.into_iter().take(k).map(|i| &items[i]).collect()
-    }
+/// The scenario's random source, seeded from `ORDERFLOW_CHAOS_SEED` or at random; the seed is
+/// printed so a run can be repeated.
+pub fn rng_from_env(scenario: &str) -> Rng {
+    let seed = crate::invariants::seed_from_env("ORDERFLOW_CHAOS_SEED");
+    println!("[{scenario}] seed {seed} (repeat with ORDERFLOW_CHAOS_SEED={seed})");
+    crate::invariants::seeded(seed)
 }
 
 pub fn now_ms() -> i64 {
@@ -304,15 +266,8 @@ impl WorkerSpec {
 /// Waits (polling) until something listens on 127.0.0.1:`port`.
 pub async fn wait_port(port: u16, timeout: Duration) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > timeout {
-            bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    orderflow_worker::dev_server::wait_listening(port, timeout).await?;
+    Ok(start.elapsed())
 }
 
 /// A Temporal dev server of the scenario's own, on a persistent SQLite file, that can be stopped
@@ -341,28 +296,10 @@ impl DevServer {
     }
 
     fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--log-level",
-            "error",
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(["--port".into(), self.port.to_string()]);
-        args.extend(["--db-filename".into(), self.db_file.display().to_string()]);
-        for (name, kind) in orderflow_workflows::search_attributes::REGISTRATION {
-            args.extend(["--search-attribute".into(), format!("{name}={kind}")]);
-        }
-        args
+        orderflow_worker::dev_server::DevServer::on(self.port)
+            .persistent(self.db_file.clone())
+            .wal()
+            .args()
     }
 
     /// Starts the server process and waits for its port; returns the time that took.
@@ -1031,12 +968,14 @@ impl TcpProxy {
     pub async fn cut(&self) {
         self.up.send_replace(false);
         // The accept loop has closed its listener once it answers connections with a refusal.
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
-            && start.elapsed() < Duration::from_secs(5)
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let wait = Wait::up_to(Duration::from_secs(5)).every(Duration::from_millis(20));
+        let _ = eventually(wait, || async {
+            match TcpStream::connect(("127.0.0.1", self.port)).await {
+                Ok(_) => Err(()),
+                Err(_) => Ok(()),
+            }
+        })
+        .await;
     }
 
     pub async fn restore(&self) -> anyhow::Result<()> {
@@ -1150,12 +1089,14 @@ pub fn secs(ms: i64) -> String {
     format!("{sign}{}.{}s", ms / 1000, (ms % 1000) / 100)
 }
 
-/// The `p`-th percentile (0..=100) of `values` (sorted in place).
-pub fn percentile(values: &mut [i64], p: usize) -> Option<i64> {
-    if values.is_empty() {
-        return None;
+/// The `p`-th percentile (0..=100) of `values` in ms, through an HDR histogram (3 significant
+/// digits, finer than the tenth of a second [`secs`] prints). A negative value counts as 0.
+pub fn percentile(values: &[i64], p: u8) -> Option<i64> {
+    let mut histogram = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant digits");
+    for v in values {
+        let ms = u64::try_from(*v).unwrap_or(0);
+        histogram.record(ms).expect("the histogram grows as needed");
     }
-    values.sort_unstable();
-    let idx = (values.len() - 1) * p.min(100) / 100;
-    Some(values[idx])
+    (!histogram.is_empty())
+        .then(|| i64::try_from(histogram.value_at_percentile(f64::from(p))).unwrap_or(i64::MAX))
 }

@@ -7,7 +7,7 @@ use orderflow_activities::db::Db;
 use sqlx::Row;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// `sqlite` or `postgres`: the module `on_both_engines!` puts a test in.
 pub fn engine_name(engine: crate::Engine) -> &'static str {
@@ -27,8 +27,8 @@ pub fn sized(default: usize, long: usize) -> usize {
     if long_run() { long } else { default }
 }
 
-/// The seed of a randomised test: `ORDERFLOW_SEED` (decimal or `0x` hex) when set, otherwise one
-/// derived from the clock. Printed at once, with the command that replays it.
+/// The seed of a randomised test: `ORDERFLOW_SEED` (decimal or `0x` hex) when set, otherwise a
+/// random one. Printed at once, with the command that replays it.
 #[derive(Debug, Clone)]
 pub struct Seed {
     pub value: u64,
@@ -39,20 +39,7 @@ pub struct Seed {
 
 impl Seed {
     pub fn pick(test_file: &str, test: &str) -> Seed {
-        let value = match std::env::var("ORDERFLOW_SEED") {
-            Ok(text) => parse_seed(&text).unwrap_or_else(|| {
-                panic!("ORDERFLOW_SEED={text:?} is not a u64 (decimal or 0x hex)")
-            }),
-            Err(_) => {
-                let nanos = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos();
-                let mut mix =
-                    Rng::new((nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ hash(test));
-                mix.next_u64()
-            }
-        };
+        let value = seed_from_env("ORDERFLOW_SEED");
         let seed = Seed {
             value,
             test: test.to_owned(),
@@ -82,7 +69,7 @@ impl Seed {
     }
 
     pub fn rng(&self) -> Rng {
-        Rng::new(self.value)
+        seeded(self.value)
     }
 
     /// Prints the seed and the replay command again if the test panics after this point.
@@ -106,6 +93,16 @@ impl Drop for SeedGuard {
     }
 }
 
+/// The seed that `var` holds (decimal or `0x` hex; anything else fails the test), or a fresh
+/// random one. The caller prints it, so any run can be repeated.
+pub fn seed_from_env(var: &str) -> u64 {
+    match std::env::var(var) {
+        Ok(text) => parse_seed(&text)
+            .unwrap_or_else(|| panic!("{var}={text:?} is not a u64 (decimal or 0x hex)")),
+        Err(_) => rand::random(),
+    }
+}
+
 fn parse_seed(text: &str) -> Option<u64> {
     let text = text.trim();
     match text.strip_prefix("0x") {
@@ -114,48 +111,13 @@ fn parse_seed(text: &str) -> Option<u64> {
     }
 }
 
-fn hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
+/// The tests' random source: `rand`'s `StdRng`, the same sequence for the same seed with this
+/// lockfile (a `rand` upgrade may change the sequence, not the replay of a seed it prints).
+pub type Rng = rand::rngs::StdRng;
 
-/// splitmix64: small, fast, and the same sequence for the same seed on every machine.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        assert!(lo <= hi, "empty range {lo}..={hi}");
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-
-    /// True `percent` times in a hundred.
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.next_u64() % 100 < percent
-    }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.range(0, items.len() as u64 - 1) as usize]
-    }
-
-    /// An independent stream (one per order or workflow, so one script does not shift the next).
-    pub fn fork(&mut self) -> Rng {
-        Rng::new(self.next_u64())
-    }
+/// The one way a test seeds its randomness.
+pub fn seeded(seed: u64) -> Rng {
+    rand::SeedableRng::seed_from_u64(seed)
 }
 
 /// One SKU as a single statement sees it: the inventory row and what its reservations hold.
@@ -327,14 +289,12 @@ impl Sampler {
     /// Waits until at least `n` more samples than now have been taken (up to 30 s).
     pub async fn wait_for_more(&self, n: u64) {
         let target = self.samples() + n;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while self.samples() < target {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the sampler took no sample for 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let wait = crate::Wait::up_to(Duration::from_secs(30)).every(Duration::from_millis(5));
+        crate::eventually(wait, || async {
+            (self.samples() >= target).then_some(()).ok_or(())
+        })
+        .await
+        .unwrap_or_else(|()| panic!("the sampler took no sample for 30 s"));
     }
 
     pub async fn stop(self) -> SamplerReport {
@@ -433,19 +393,15 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_numbers() {
-        let a: Vec<u64> = (0..5).map(|_| Rng::new(42).next_u64()).collect();
-        assert!(a.windows(2).all(|w| w[0] == w[1]));
-        let mut r = Rng::new(7);
-        let mut s = Rng::new(7);
-        for _ in 0..100 {
-            assert_eq!(r.range(1, 6), s.range(1, 6));
-        }
-        let mut r = Rng::new(1);
-        assert!(
-            (0..1000)
-                .map(|_| r.range(1, 4))
-                .all(|x| (1..=4).contains(&x))
-        );
+        use rand::Rng as _;
+        let draw = |seed| {
+            let mut rng = seeded(seed);
+            (0..100)
+                .map(|_| rng.random_range(1..=6))
+                .collect::<Vec<u64>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
         assert_eq!(parse_seed("0x10"), Some(16));
         assert_eq!(parse_seed("16"), Some(16));
     }

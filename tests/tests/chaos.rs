@@ -25,7 +25,9 @@ use orderflow_tests::chaos::{
     self, DevServer, Rng, Shop, StatusBoard, TcpProxy, WorkerSpec, audit, check_workflow_results,
     history_stats, now_ms, percentile, scratch_dir, secs, size, unique,
 };
-use orderflow_tests::{Engine, TestApp, temporal_address};
+use orderflow_tests::{Engine, TestApp, eventually, temporal_address};
+use rand::Rng as _;
+use rand::seq::IndexedRandom;
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -92,10 +94,10 @@ impl Intent {
 }
 
 fn random_lines(rng: &mut Rng) -> Vec<(String, i64)> {
-    let k = 1 + rng.below(3) as usize;
-    rng.pick(&chaos::SKUS, k)
-        .into_iter()
-        .map(|sku| (sku.to_string(), 1 + rng.below(3) as i64))
+    let k = rng.random_range(1..=3);
+    let skus: Vec<&str> = chaos::SKUS.choose_multiple(rng, k).copied().collect();
+    skus.into_iter()
+        .map(|sku| (sku.to_string(), rng.random_range(1..=3)))
         .collect()
 }
 
@@ -151,20 +153,18 @@ async fn pay(orders: &Orders, id: &str, give_up: Duration) -> Result<u32, OrderO
 /// What became of a customer's cancel request.
 struct Cancelled {
     attempts: u32,
-    /// Refusals saying "the order has not started yet" although the database already showed the
-    /// order AWAITING_PAYMENT (see the report: the workflow's history can lag the local steps'
-    /// effects when a worker dies mid-task). The customer presses cancel again.
-    not_started_refusals: u32,
-    /// The refusal that ended it, if any (an earlier attempt got through, or the order is
-    /// decided): the final audit judges the outcome.
+    /// The refusal that ended it, if any: after an earlier attempt got through (its answer was
+    /// lost to a dying worker), the workflow says it is already being cancelled, or the order is
+    /// already CANCELLED. The report checks that no first attempt was refused.
     refusal: Option<String>,
 }
 
-/// Sends the cancel update until the workflow has taken it or refuses it for good.
+/// Sends the cancel update until the workflow has taken it or refuses it. The workflow accepts a
+/// cancel from the start (`validate_cancel` takes one before the order awaits payment, too), so
+/// a refusal is final.
 async fn cancel(orders: &Orders, id: &str, give_up: Duration) -> anyhow::Result<Cancelled> {
     let start = Instant::now();
     let mut attempts = 0;
-    let mut not_started_refusals = 0;
     loop {
         attempts += 1;
         match tokio::time::timeout(
@@ -176,21 +176,14 @@ async fn cancel(orders: &Orders, id: &str, give_up: Duration) -> anyhow::Result<
             Ok(Ok(_)) => {
                 return Ok(Cancelled {
                     attempts,
-                    not_started_refusals,
                     refusal: None,
                 });
-            }
-            Ok(Err(OrderOpError::Refused {
-                message: reason, ..
-            })) if reason.contains("has not started yet") && start.elapsed() < give_up => {
-                not_started_refusals += 1;
             }
             Ok(Err(OrderOpError::Refused {
                 message: reason, ..
             })) => {
                 return Ok(Cancelled {
                     attempts,
-                    not_started_refusals,
                     refusal: Some(reason),
                 });
             }
@@ -316,7 +309,7 @@ async fn worker_kills() -> anyhow::Result<()> {
     let n = size(60, 500);
     let min_kills = size(3, 25);
     let arrival = Duration::from_millis(size(100, 100));
-    let mut rng = Rng::from_env(S);
+    let mut rng = chaos::rng_from_env(S);
     let dir = scratch_dir("kill")?;
     let address = temporal_address();
     let shop = Shop::new(Engine::Sqlite, &address, 1_000_000)
@@ -331,7 +324,7 @@ async fn worker_kills() -> anyhow::Result<()> {
 
     let plans: Vec<Planned> = (0..n)
         .map(|i| {
-            let intent = match rng.below(4) {
+            let intent = match rng.random_range(0..4) {
                 0 | 1 => Intent::Pay,
                 2 => Intent::Cancel,
                 _ => Intent::Timeout,
@@ -343,11 +336,11 @@ async fn worker_kills() -> anyhow::Result<()> {
                 // Paid and cancelled orders must not time out first; the others close on their
                 // deadline while the worker keeps dying.
                 timeout_secs: match intent {
-                    Intent::Timeout => 3 + rng.below(size(20, 40)),
+                    Intent::Timeout => 3 + rng.random_range(0..size(20, 40)),
                     _ => 3600,
                 },
                 start_after: arrival * i as u32,
-                act_after: rng.millis(0, 3000),
+                act_after: Duration::from_millis(rng.random_range(0..=3000)),
             }
         })
         .collect();
@@ -373,7 +366,6 @@ async fn worker_kills() -> anyhow::Result<()> {
                     let id = start_order(&orders, &p.key, p.lines, p.timeout_secs, give_up).await?;
                     let mut client_retries = 0;
                     let mut refusal = None;
-                    let mut not_started = 0;
                     if p.intent != Intent::Timeout {
                         board
                             .wait_for(&id, "AWAITING_PAYMENT", give_up, |s| s != "PENDING")
@@ -386,13 +378,12 @@ async fn worker_kills() -> anyhow::Result<()> {
                                 .with_context(|| format!("paying {id}"))?,
                             _ => {
                                 let c = cancel(&orders, &id, give_up).await?;
-                                refusal = c.refusal.map(|r| format!("cancel of {id} refused: {r}"));
-                                not_started = c.not_started_refusals;
+                                refusal = c.refusal.map(|r| (c.attempts, r));
                                 c.attempts
                             }
                         } - 1;
                     }
-                    anyhow::Ok((id, p.intent, client_retries, refusal, not_started))
+                    anyhow::Ok((id, p.intent, client_retries, refusal))
                 });
             }
             let mut done = Vec::new();
@@ -407,7 +398,7 @@ async fn worker_kills() -> anyhow::Result<()> {
     let mut kill_at = Vec::new();
     let mut last_kill = Instant::now();
     loop {
-        let pause = rng.millis(size(300, 300), size(4000, 5000));
+        let pause = Duration::from_millis(rng.random_range(size(300, 300)..=size(4000, 5000)));
         tokio::time::sleep(pause).await;
         if drivers.is_finished() && kill_at.len() >= min_kills {
             break;
@@ -431,34 +422,31 @@ async fn worker_kills() -> anyhow::Result<()> {
     let mut client_retries = 0;
     let mut failures = Vec::new();
     let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
-    let (mut not_started, mut not_started_orders) = (0, 0);
+    let mut refused_at_once = Vec::new();
     for r in results {
         match r {
-            Ok((id, intent, retries, refusal, spurious)) => {
-                expected.insert(id, intent.expected().to_owned());
+            Ok((id, intent, retries, refusal)) => {
+                expected.insert(id.clone(), intent.expected().to_owned());
                 client_retries += retries;
-                if let Some(r) = refusal {
-                    let reason = r.split(": ").skip(1).collect::<Vec<_>>().join(": ");
+                if let Some((attempts, reason)) = refusal {
+                    if attempts == 1 {
+                        refused_at_once.push(format!("{id}: {reason}"));
+                    }
                     *refusals.entry(reason).or_default() += 1;
                 }
-                not_started += spurious;
-                not_started_orders += usize::from(spurious > 0);
             }
             Err(e) => failures.push(format!("{e:#}")),
         }
     }
     assert!(failures.is_empty(), "order drivers failed: {failures:#?}");
-    // The workflow accepts a cancel before its first task is recorded (a worker died in it);
-    // a refusal saying the order has not started would contradict what the API already showed.
-    assert_eq!(
-        not_started, 0,
-        "cancels refused as 'not started' on {not_started_orders} orders that were open"
+    // Each cancel was sent once the database showed the order AWAITING_PAYMENT, with an hour left
+    // to pay and no payment: the workflow must take the first attempt. A refusal can only answer
+    // a later attempt, after one that got through lost its answer to a dying worker.
+    assert!(
+        refused_at_once.is_empty(),
+        "cancels of open orders refused at the first attempt: {refused_at_once:#?}"
     );
-    println!(
-        "[{S}] cancels refused after an earlier attempt got through: {refusals:?}; refused as \
-         \"the order has not started yet\" while the database showed AWAITING_PAYMENT: \
-         {not_started} times on {not_started_orders} orders (pressed again)"
-    );
+    println!("[{S}] cancels refused after an earlier attempt got through: {refusals:?}");
     let ids: Vec<String> = expected.keys().cloned().collect();
     wait_all_final(S, &board, &shop.orders, &expected, give_up).await?;
     let drain = last_kill.elapsed();
@@ -521,7 +509,7 @@ async fn server_restarts() -> anyhow::Result<()> {
     let per_round = size(30, 100);
     let rounds = size(1, 2);
     let down_for = Duration::from_secs(size(5, 10));
-    let mut rng = Rng::from_env(S);
+    let mut rng = chaos::rng_from_env(S);
     let dir = scratch_dir("restart")?;
     let mut server = DevServer::start(&dir).await?;
     let address = server.address();
@@ -548,7 +536,7 @@ async fn server_restarts() -> anyhow::Result<()> {
         // A wave of orders with short payment windows, all awaiting payment.
         let wave: Vec<(PayWhen, u64, String)> = (0..per_round)
             .map(|i| {
-                let when = match rng.below(5) {
+                let when = match rng.random_range(0..5) {
                     0 => PayWhen::Before,
                     1 => PayWhen::During,
                     2 => PayWhen::After,
@@ -557,7 +545,7 @@ async fn server_restarts() -> anyhow::Result<()> {
                 // Deadlines spread from just after the stop to a little after the restart.
                 (
                     when,
-                    8 + rng.below(down_for.as_secs() + 3),
+                    8 + rng.random_range(0..down_for.as_secs() + 3),
                     unique(&format!("restart-{round}-{i}-")),
                 )
             })
@@ -697,12 +685,12 @@ async fn server_restarts() -> anyhow::Result<()> {
         "[{S}] timer lateness over {timers} closed orders: max {}, p95 {}, p50 {}; over the {} \
          whose deadline fell while the server was down: max {} (closed at most {} after the \
          server was back)",
-        fmt(percentile(&mut lateness, 100)),
-        fmt(percentile(&mut lateness, 95)),
-        fmt(percentile(&mut lateness, 50)),
+        fmt(percentile(&lateness, 100)),
+        fmt(percentile(&lateness, 95)),
+        fmt(percentile(&lateness, 50)),
         during_outage.len(),
-        fmt(percentile(&mut during_outage, 100)),
-        fmt(percentile(&mut after_restart, 100)),
+        fmt(percentile(&during_outage, 100)),
+        fmt(percentile(&after_restart, 100)),
     );
     println!(
         "[{S}] payments signalled while the server was down: {} orders, accepted at most {} \
@@ -841,7 +829,7 @@ async fn db_outage() -> anyhow::Result<()> {
     };
     let outage = Duration::from_secs(30);
     let per_group = size(4, 10);
-    let mut rng = Rng::from_env(S);
+    let mut rng = chaos::rng_from_env(S);
     let proxy = TcpProxy::start(chaos::url_host_port(&base)?).await?;
     let mut direct_url = None;
     let app = TestApp::spawn_on(Engine::Postgres, &temporal_address(), |s| {
@@ -890,7 +878,7 @@ async fn db_outage() -> anyhow::Result<()> {
             let timeout = match group {
                 // Deadlines land inside the outage (it starts a few seconds from now).
                 Group::ExpiresDuring => {
-                    4 + rng.below(outage.as_secs().saturating_sub(4).max(1) / 2 + 1)
+                    4 + rng.random_range(0..outage.as_secs().saturating_sub(4).max(1) / 2 + 1)
                 }
                 _ => 3600,
             };
@@ -1071,15 +1059,9 @@ async fn db_outage() -> anyhow::Result<()> {
 
     // The shim's pool recovers.
     let start = Instant::now();
-    loop {
-        if app.db.ping().await.is_ok() {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("the pool behind the proxy did not recover within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(60), || app.db.ping())
+        .await
+        .context("the pool behind the proxy did not recover within 60 s")?;
     let pool_back = start.elapsed();
 
     // Providers retry after the outage until they get a 2xx; orders started during it are paid.

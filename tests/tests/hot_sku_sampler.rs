@@ -20,6 +20,8 @@ use orderflow_tests::invariants::{
     self, Sampler, Seed, check_inventory, check_reservations, engine_name, read_inventory,
 };
 use orderflow_tests::{TestApp, on_both_engines};
+use rand::Rng as _;
+use rand::seq::IndexedRandom;
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -60,7 +62,10 @@ async fn hot_skus_never_oversell_under_concurrency(app: TestApp) {
     let orders = invariants::sized(200, 2000);
     let mut rng = seed.rng();
     let drawn: Vec<(&'static str, i64)> = (0..orders)
-        .map(|_| (rng.pick(&HOT).0, rng.range(1, MAX_QUANTITY) as i64))
+        .map(|_| {
+            let sku = HOT.choose(&mut rng).expect("not empty").0;
+            (sku, rng.random_range(1..=MAX_QUANTITY) as i64)
+        })
         .collect();
     let mut stock: BTreeMap<&'static str, i64> = BTreeMap::new();
     for (sku, percent) in HOT {

@@ -10,7 +10,7 @@ use orderflow_http::webhook_adapters::sandbox::{
     MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
 };
 use orderflow_http::webhook_adapters::stripe_signature;
-use orderflow_tests::{TestApp, on_both_engines};
+use orderflow_tests::{TestApp, eventually, on_both_engines};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -244,21 +244,25 @@ async fn forged_and_broken_webhooks_change_nothing(app: TestApp) {
     let (status, _) = api.signed(&foreign).await;
     assert_eq!(status, 404, "unknown payment");
 
-    // Nothing changed and no signal reached the workflow...
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every request is on record with its verdict (the handler writes it before answering; a
+    // signal it sent would be in the history before the answer too)...
+    let verdicts: Vec<String> = eventually(Duration::from_secs(30), || async {
+        let verdicts = verdicts(&app).await;
+        if verdicts.len() >= 9 {
+            Ok(verdicts)
+        } else {
+            Err(verdicts)
+        }
+    })
+    .await
+    .unwrap_or_else(|seen| panic!("not every request is on record: {seen:?}"));
+    // ...and nothing changed, no signal reached the workflow.
     assert_eq!(
         app.view(&order_id).await.status,
         Some(OrderStatus::AwaitingPayment)
     );
     let events = app.history_event_types(&order_id).await;
     assert!(!events.iter().any(|e| e.contains("Signaled")), "{events:?}");
-    // ...and every request is on record with its verdict.
-    let verdicts: Vec<String> = callbacks::list(&app.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.verdict)
-        .collect();
     for expected in [
         "SIGNATURE_MISMATCH",
         "STALE_TIMESTAMP",
@@ -274,6 +278,16 @@ async fn forged_and_broken_webhooks_change_nothing(app: TestApp) {
         );
     }
     assert_eq!(verdicts.len(), 9, "{verdicts:?}");
+}
+
+/// The verdicts of the webhook requests on record, oldest first.
+async fn verdicts(app: &TestApp) -> Vec<String> {
+    callbacks::list(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.verdict)
+        .collect()
 }
 
 async fn repeated_webhooks_change_state_once(app: TestApp) {
@@ -624,12 +638,7 @@ async fn stripe_webhooks_are_verified_with_the_configured_secrets() {
         .webhook("stripe", &[("Stripe-Signature", forged)], body.clone())
         .await;
     assert_eq!(status, 401);
-    let verdicts: Vec<String> = callbacks::list(&app.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.verdict)
-        .collect();
+    let verdicts = verdicts(&app).await;
     assert_eq!(
         verdicts,
         ["UNKNOWN_PAYMENT", "SIGNATURE_MISMATCH"],
@@ -669,15 +678,14 @@ async fn a_declined_attempt_keeps_the_order_open(app: TestApp) {
     assert_eq!(noted.status, Some(OrderStatus::AwaitingPayment));
     // The handler records its verdict after the signal it sent, so the workflow can note the
     // attempt a moment before the callback row says so.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(Duration::from_secs(30), || async {
         let verdict = callbacks::list(&app.db).await.unwrap()[0].verdict.clone();
-        if verdict == "FAILED_ATTEMPT_SIGNALLED" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "verdict is {verdict}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (verdict == "FAILED_ATTEMPT_SIGNALLED")
+            .then_some(())
+            .ok_or(verdict)
+    })
+    .await
+    .unwrap_or_else(|verdict| panic!("verdict is {verdict}"));
     let r = api
         .http
         .post(format!(

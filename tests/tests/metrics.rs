@@ -7,7 +7,7 @@ use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
 use orderflow_http::webhook_adapters::sandbox::{
     MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
 };
-use orderflow_tests::{Engine, TestApp, free_port};
+use orderflow_tests::{Engine, TestApp, eventually, free_port};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -120,21 +120,15 @@ async fn counters_move_by_the_right_amounts() {
         ("REJECTED", 1.0),
         ("AWAITING_PAYMENT", 3.0),
     ];
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let text = loop {
+    let text = eventually(Duration::from_secs(20), || async {
         let text = scrape(&worker).await;
         let ok = expect
             .iter()
             .all(|(s, n)| sample(&text, "orderflow_orders_total", &[("status", s)]) == *n);
-        if ok {
-            break text;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker metrics never matched:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        if ok { Ok(text) } else { Err(text) }
+    })
+    .await
+    .unwrap_or_else(|text| panic!("worker metrics never matched:\n{text}"));
     assert_eq!(
         sample(
             &text,

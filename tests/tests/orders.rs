@@ -6,7 +6,7 @@ use orderflow_domain::{
     OrderId, OrderInput, OrderLineInput, OrderStatus, PaymentNo, PaymentOutcome, PaymentSignal,
     ResolveAction, ResolveRequest,
 };
-use orderflow_tests::{TestApp, on_both_engines};
+use orderflow_tests::{TestApp, eventually, on_both_engines};
 use std::time::Duration;
 use temporalio_client::{WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowExecutionStatus};
 
@@ -413,24 +413,20 @@ async fn cancelled_from_temporal_compensates(app: TestApp) {
         1
     );
     // The execution itself ends Canceled, as the operator who cancelled it expects.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(Duration::from_secs(30), || async {
         let described = app
             .orders
             .handle(&id)
             .describe(WorkflowDescribeOptions::default())
             .await
             .unwrap();
-        if described.status() == WorkflowExecutionStatus::Canceled {
-            break;
+        match described.status() {
+            WorkflowExecutionStatus::Canceled => Ok(()),
+            other => Err(other),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "status {:?}",
-            described.status()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|status| panic!("status {status:?}"));
     app.assert_stock_invariants().await;
     app.maybe_record_history(&id, "workflow_cancelled").await;
 }
@@ -564,27 +560,25 @@ async fn stuck_orders_are_found_through_visibility() {
     let waiting = app.order("patient", &[("MUG-LOGO", 1)], Some(3600)).await;
     let stuck = app.order("stranded", &[("MUG-LOGO", 1)], Some(1)).await;
     app.stop_worker();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let found = eventually(Duration::from_secs(30), || async {
         let query = stuck_query(None, Duration::from_secs(600), std::time::SystemTime::now());
         let found = app.orders.list(&query, 50).await.unwrap();
-        let ids: Vec<&str> = found.iter().map(|o| o.order_id.as_str()).collect();
-        if ids.contains(&stuck.as_str()) {
-            assert!(!ids.contains(&waiting.as_str()), "{ids:?}");
-            let row = found.iter().find(|o| o.order_id == stuck).unwrap();
-            assert_eq!(row.status.as_deref(), Some("AWAITING_PAYMENT"));
-            assert_eq!(row.customer_id.as_deref(), Some("stranded"));
-            assert_eq!(row.provider.as_deref(), Some("sandbox"));
-            assert_eq!(row.amount_minor, Some(1250));
-            assert!(row.payment_deadline_ms.is_some());
-            break;
+        if found.iter().any(|o| o.order_id == stuck) {
+            Ok(found)
+        } else {
+            Err(found)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "stuck order not listed: {ids:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|found| panic!("stuck order not listed: {found:?}"));
+    let ids: Vec<&str> = found.iter().map(|o| o.order_id.as_str()).collect();
+    assert!(!ids.contains(&waiting.as_str()), "{ids:?}");
+    let row = found.iter().find(|o| o.order_id == stuck).unwrap();
+    assert_eq!(row.status.as_deref(), Some("AWAITING_PAYMENT"));
+    assert_eq!(row.customer_id.as_deref(), Some("stranded"));
+    assert_eq!(row.provider.as_deref(), Some("sandbox"));
+    assert_eq!(row.amount_minor, Some(1250));
+    assert!(row.payment_deadline_ms.is_some());
     let all = app
         .orders
         .list(&status_query(OrderStatus::AwaitingPayment), 50)
@@ -632,18 +626,16 @@ async fn a_retrying_step_is_explained_and_recovers() {
         )
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let step = loop {
+    let step = eventually(Duration::from_secs(60), || async {
         let pending = app.orders.pending_steps(&id).await.unwrap();
-        if let Some(step) = pending.into_iter().find(|s| s.attempt >= 2) {
-            break step;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no retrying step seen"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        pending
+            .iter()
+            .find(|s| s.attempt >= 2)
+            .cloned()
+            .ok_or(pending)
+    })
+    .await
+    .unwrap_or_else(|pending| panic!("no retrying step seen: {pending:?}"));
     assert_eq!(step.activity, "finish_order");
     assert!(
         step.last_error

@@ -24,10 +24,12 @@ use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
 use orderflow_http::webhook_adapters::sandbox::{
     MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
 };
-use orderflow_tests::TestApp;
 use orderflow_tests::invariants::{
     self, Rng, Sampler, Seed, check_inventory, check_reservations, engine_name, read_inventory,
 };
+use orderflow_tests::{TestApp, Wait, eventually};
+use rand::seq::IndexedRandom;
+use rand::{Rng as _, SeedableRng};
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -101,31 +103,31 @@ struct Script {
 fn draw(index: usize, rng: &mut Rng) -> Script {
     let mut skus: Vec<&'static str> = SKUS.to_vec();
     let mut lines = Vec::new();
-    for _ in 0..rng.range(1, 2) {
-        let at = rng.range(0, skus.len() as u64 - 1) as usize;
-        lines.push((skus.remove(at), rng.range(1, 3) as i64));
+    for _ in 0..rng.random_range(1..=2) {
+        let at = rng.random_range(0..skus.len());
+        lines.push((skus.remove(at), rng.random_range(1..=3) as i64));
     }
-    let timeout_secs = *rng.pick(&[2, 3, 4, 6]);
+    let timeout_secs = *[2, 3, 4, 6].choose(rng).expect("not empty");
     let route = |rng: &mut Rng| {
-        if rng.chance(50) {
+        if rng.random_ratio(1, 2) {
             Route::Webhook
         } else {
             Route::Signal
         }
     };
-    let steps = (0..rng.range(1, 4))
+    let steps = (0..rng.random_range(1..=4))
         .map(|_| {
-            let delay_ms = rng.range(0, 400);
-            let action = match rng.range(0, 99) {
+            let delay_ms = rng.random_range(0..=400);
+            let action = match rng.random_range(0..=99) {
                 0..=29 => {
-                    let after_close = rng.chance(20);
+                    let after_close = rng.random_ratio(1, 5);
                     Action::Pay {
-                        wrong: !after_close && rng.chance(25),
+                        wrong: !after_close && rng.random_ratio(1, 4),
                         after_close,
                         deliveries: if after_close {
-                            rng.range(1, 2) as u32
+                            rng.random_range(1..=2) as u32
                         } else {
-                            rng.range(0, 3) as u32
+                            rng.random_range(0..=3) as u32
                         },
                         route: if after_close {
                             Route::Webhook
@@ -135,13 +137,13 @@ fn draw(index: usize, rng: &mut Rng) -> Script {
                     }
                 }
                 30..=37 => Action::PayWhileClosing {
-                    deliveries: rng.range(1, 2) as u32,
+                    deliveries: rng.random_range(1..=2) as u32,
                 },
                 38..=45 => Action::Repeat { route: route(rng) },
                 46..=54 => Action::SecondEvent { route: route(rng) },
                 55..=74 => Action::Cancel,
                 _ => Action::Pause {
-                    ms: rng.range(200, timeout_secs * 1000 + 1500),
+                    ms: rng.random_range(200..=timeout_secs * 1000 + 1500),
                 },
             };
             Step { delay_ms, action }
@@ -152,13 +154,13 @@ fn draw(index: usize, rng: &mut Rng) -> Script {
         lines,
         timeout_secs,
         steps,
-        resolution: if rng.chance(50) {
+        resolution: if rng.random_ratio(1, 2) {
             ResolveAction::Accept
         } else {
             ResolveAction::Refund
         },
-        late_deliveries: if rng.chance(20) {
-            rng.range(1, 2) as u32
+        late_deliveries: if rng.random_ratio(1, 5) {
+            rng.random_range(1..=2) as u32
         } else {
             0
         },
@@ -217,7 +219,9 @@ async fn random_scenarios_keep_the_invariants(app: TestApp) {
     let _replay_on_failure = seed.guard();
     let count = invariants::sized(60, 200);
     let mut rng = seed.rng();
-    let mut scripts: Vec<Script> = (0..count).map(|i| draw(i, &mut rng.fork())).collect();
+    let mut scripts: Vec<Script> = (0..count)
+        .map(|i| draw(i, &mut Rng::from_rng(&mut rng)))
+        .collect();
     if let Ok(only) = std::env::var("ORDERFLOW_SCENARIO") {
         let only: usize = only.parse().expect("ORDERFLOW_SCENARIO is a script number");
         scripts.retain(|s| s.index == only);
@@ -724,18 +728,19 @@ async fn check(ctx: &Ctx<'_>, script: &Script, f: &mut Facts) {
 /// Waits (polling, up to [`WAIT`]) until the order's payment row has left `PENDING`: the order has
 /// closed the charge at the gateway (or settled it) and is finishing.
 async fn closing_begun(app: &TestApp, payment_no: &str) -> Result<(), String> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if charge_status(app, "payments", payment_no).await != "PENDING" {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "payment {payment_no} was still PENDING after {WAIT:?}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    // Looked at often: the payment is meant to arrive while the order is closing.
+    eventually(
+        Wait::up_to(WAIT).every(Duration::from_millis(2)),
+        || async {
+            match charge_status(app, "payments", payment_no).await {
+                status if status != "PENDING" => Ok(()),
+                _ => Err(format!(
+                    "payment {payment_no} was still PENDING after {WAIT:?}"
+                )),
+            }
+        },
+    )
+    .await
 }
 
 /// True when the order's history shows its deadline timer firing before the cancel update was

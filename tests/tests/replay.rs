@@ -123,8 +123,7 @@ async fn a_changed_command_sequence_is_caught_as_nondeterminism() {
 /// failure policy) instead of retrying its workflow task forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nondeterministic_deploy_fails_the_workflow() {
-    use orderflow_tests::{Engine, TestApp};
-    use std::time::Instant;
+    use orderflow_tests::{Engine, TestApp, eventually};
     use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionStatus};
 
     let mut app = TestApp::spawn(Engine::Sqlite).await.unwrap();
@@ -138,8 +137,7 @@ async fn a_nondeterministic_deploy_fails_the_workflow() {
     }));
     // A new workflow task (the cancel request) makes the new code replay the history.
     let _ = app.orders.handle(&id).cancel(Default::default()).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), || async {
         let status = app
             .orders
             .handle(&id)
@@ -147,12 +145,12 @@ async fn a_nondeterministic_deploy_fails_the_workflow() {
             .await
             .unwrap()
             .status();
-        if status == WorkflowExecutionStatus::Failed {
-            break;
-        }
-        assert!(Instant::now() < deadline, "workflow is still {status:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (status == WorkflowExecutionStatus::Failed)
+            .then_some(())
+            .ok_or(status)
+    })
+    .await
+    .unwrap_or_else(|status| panic!("workflow is still {status:?}"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,9 +7,15 @@
 //! worker and the shim in a child process of this test binary (`exporting_child`), started with
 //! the variable pointing at the receiver this process runs.
 
-use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::StatusCode,
+    routing::{get, post},
+};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use orderflow_tests::{Engine, TestApp};
+use orderflow_tests::{Engine, TestApp, eventually};
 use prost::Message as _;
 use serde_json::json;
 use std::{
@@ -20,6 +26,8 @@ use std::{
 
 const CHILD_MARKER: &str = "ORDERFLOW_TRACING_EXPORT_CHILD";
 const TRACEPARENT_VAR: &str = "ORDERFLOW_TRACING_EXPORT_TRACEPARENT";
+/// Where the receiver lists the names of the spans it has (see [`received_names`]).
+const RECEIVED_PATH: &str = "/received-span-names";
 
 /// One exported span: (name, trace id hex, parent span id hex, service name).
 #[derive(Debug, Clone)]
@@ -58,6 +66,18 @@ async fn receive(State(spans): State<Arc<Mutex<Vec<Received>>>>, body: Bytes) ->
     StatusCode::OK
 }
 
+/// The names of the spans received so far, for the child to wait on.
+async fn received_names(State(spans): State<Arc<Mutex<Vec<Received>>>>) -> Json<Vec<String>> {
+    Json(
+        spans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_request_and_activities_export_in_the_callers_trace() {
     if std::env::var_os(CHILD_MARKER).is_some() {
@@ -68,6 +88,7 @@ async fn http_request_and_activities_export_in_the_callers_trace() {
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let app = Router::new()
         .route("/v1/traces", post(receive))
+        .route(RECEIVED_PATH, get(received_names))
         .with_state(spans.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -172,7 +193,26 @@ async fn exporting_child() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["status"], "AWAITING_PAYMENT", "{body}");
-    // Let the request span close (the response body is done) before the final flush.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The request span closes a moment after the response is sent: wait until the receiver has
+    // it (the batch exporter sends every 200 ms here), then flush the rest.
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").expect("the receiver's address");
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(30), || async {
+        let names: Vec<String> = http
+            .get(format!("{endpoint}{RECEIVED_PATH}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if names.iter().any(|n| n == "POST /v1/orders") {
+            Ok(())
+        } else {
+            Err(names)
+        }
+    })
+    .await
+    .unwrap_or_else(|names| panic!("the request span was never exported: {names:?}"));
     orderflow_worker::telemetry::shutdown();
 }

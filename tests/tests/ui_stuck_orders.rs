@@ -25,9 +25,11 @@ use futures::TryStreamExt;
 use orderflow_domain::OrderStatus;
 use orderflow_tests::browser::{is_png, png_size, require_browser_tools, run_node_script};
 use orderflow_tests::{
-    Engine, TestApp, free_port, spawn_watched, temporal_bin, wait_for_port, workspace_root,
+    Engine, TestApp, eventually, free_port, spawn_watched, temporal_bin, wait_for_port,
+    workspace_root,
 };
-use orderflow_workflows::search_attributes::{self as sa, REGISTRATION};
+use orderflow_worker::dev_server::DevServer;
+use orderflow_workflows::search_attributes as sa;
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -67,30 +69,12 @@ fn require_tools() {
 
 /// A dev server of this test's own, with the Web UI: `(frontend address, UI base URL)`.
 fn start_dev_server_with_ui() -> (String, String) {
-    let port = free_port();
     let ui_port = free_port();
-    let mut args: Vec<String> = vec![
-        "server".into(),
-        "start-dev".into(),
-        "--ip".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        port.to_string(),
-        "--ui-port".into(),
-        ui_port.to_string(),
-        "--log-level".into(),
-        "error".into(),
-    ];
-    for (name, kind) in REGISTRATION {
-        args.extend(["--search-attribute".into(), format!("{name}={kind}")]);
-    }
-    spawn_watched(&temporal_bin(), &args).expect("start the Temporal dev server");
-    wait_for_port(port, Duration::from_secs(60)).expect("the dev server's frontend is up");
+    let server = DevServer::on(free_port()).with_ui(ui_port);
+    spawn_watched(&temporal_bin(), &server.args()).expect("start the Temporal dev server");
+    wait_for_port(server.port, Duration::from_secs(60)).expect("the dev server's frontend is up");
     wait_for_port(ui_port, Duration::from_secs(60)).expect("the dev server's Web UI is up");
-    (
-        format!("127.0.0.1:{port}"),
-        format!("http://127.0.0.1:{ui_port}"),
-    )
+    (server.address(), format!("http://127.0.0.1:{ui_port}"))
 }
 
 /// `2026-01-01T00:00:00Z`: whole seconds, UTC, as operators type it.
@@ -127,19 +111,17 @@ async fn list(app: &TestApp, query: &str) -> Vec<WorkflowExecution> {
 /// Polls `query` until it lists exactly `expected` (visibility is eventually consistent).
 async fn wait_listed(app: &TestApp, query: &str, expected: &[&str]) -> Vec<WorkflowExecution> {
     let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
-    let start = Instant::now();
-    loop {
+    eventually(VISIBILITY_TIMEOUT, || async {
         let rows = list(app, query).await;
         let ids: BTreeSet<String> = rows.iter().map(|w| w.id().to_owned()).collect();
-        if ids == expected {
-            return rows;
-        }
-        assert!(
-            start.elapsed() < VISIBILITY_TIMEOUT,
+        if ids == expected { Ok(rows) } else { Err(ids) }
+    })
+    .await
+    .unwrap_or_else(|ids| {
+        panic!(
             "after {VISIBILITY_TIMEOUT:?} the query {query:?} lists {ids:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,18 +176,16 @@ async fn a_stuck_order_is_found_in_the_temporal_ui() {
     eprintln!("A = {wa}, B = {wb} (worker stopped {stopped_after:?} after it started), C = {wc}");
 
     // B's deadline timer fires on the server; with no worker, nothing acts on it.
-    let start = Instant::now();
-    let events = loop {
+    let events = eventually(Duration::from_secs(SHORT_WINDOW_SECS + 30), || async {
         let events = app.history_event_types(&b).await;
         if events.iter().any(|e| e == "TimerFired") {
-            break events;
+            Ok(events)
+        } else {
+            Err(events)
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(SHORT_WINDOW_SECS + 30),
-            "B's payment deadline timer never fired: {events:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    })
+    .await
+    .unwrap_or_else(|events| panic!("B's payment deadline timer never fired: {events:?}"));
     let fired = events.iter().rposition(|e| e == "TimerFired").unwrap();
     eprintln!("B's history after its deadline: {:?}", &events[fired..]);
     assert!(
@@ -217,13 +197,14 @@ async fn a_stuck_order_is_found_in_the_temporal_ui() {
     );
 
     // "Now": whole seconds, past both short deadlines.
-    let now_secs = loop {
+    let now_secs = eventually(Duration::from_secs(5), || async {
         let secs = unix_ms(SystemTime::now()) / 1000;
-        if secs * 1000 > b_deadline_ms.max(c_deadline_ms) {
-            break secs;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        (secs * 1000 > b_deadline_ms.max(c_deadline_ms))
+            .then_some(secs)
+            .ok_or(secs)
+    })
+    .await
+    .unwrap_or_else(|secs| panic!("{secs} s is not past both deadlines"));
     let now = rfc3339_seconds(now_secs);
     let query = format!(r#"OrderStatus = "AWAITING_PAYMENT" AND PaymentDeadline < "{now}""#);
     eprintln!("query: {query}");

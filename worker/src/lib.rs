@@ -13,6 +13,7 @@
 //! * [`run`]: build and run until ctrl-c / SIGTERM, then drain gracefully.
 //! * [`telemetry`]: the one tracing setup for all binaries.
 
+pub mod dev_server;
 pub mod settings;
 pub mod telemetry;
 
