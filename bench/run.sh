@@ -119,14 +119,22 @@ print(f"    {r['finished']}/{r['orders']} in {r['window_s']} s = {r['orders_per_
 PY
 }
 
-# baseline NAME DATABASE_URL "WORKER FLAGS" LOAD FLAGS...: the same scenario with the baseline's
-# worker (BENCH_BASELINE), as NAME-baseline, on a fresh PostgreSQL database.
-baseline() {
-  [ -n "$BASELINE_BIN" ] || return 0
+# pair NAME DATABASE_URL "WORKER FLAGS" LOAD FLAGS... (PostgreSQL): the scenario with this build's
+# worker and, with BENCH_BASELINE, again as NAME-baseline with the baseline's, each on a fresh
+# database; BENCH_BASELINE_FIRST=1 runs the baseline first (to see what going first is worth).
+pair() {
   local name=$1
   shift
+  if [ -n "$BASELINE_BIN" ] && [ -n "${BENCH_BASELINE_FIRST:-}" ]; then
+    fresh_pg
+    WORKER_BIN=$BASELINE_BIN run "$name-baseline" "$@"
+  fi
   fresh_pg
-  WORKER_BIN=$BASELINE_BIN run "$name-baseline" "$@"
+  run "$name" "$@"
+  if [ -n "$BASELINE_BIN" ] && [ -z "${BENCH_BASELINE_FIRST:-}" ]; then
+    fresh_pg
+    WORKER_BIN=$BASELINE_BIN run "$name-baseline" "$@"
+  fi
 }
 
 B=$(n 2000)
@@ -135,9 +143,7 @@ run ceiling "$(sqlite_url ceiling)" "$TUNED" --workflow noop --orders "$B" --con
 
 # 2. Order throughput: unpaced bursts, half paid, half timing out after 5 s.
 run burst-sqlite "$(sqlite_url burst)" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
-fresh_pg
-run burst-postgres "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
-baseline burst-postgres "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+pair burst-postgres "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 # The same burst with each setting put back, in the same run: gzip on, the SDK's default
 # poller tuning.
 fresh_pg
@@ -146,9 +152,7 @@ fresh_pg
 run burst-postgres-default-tuning "$PG_URL" "" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 
 # 3. Latency at a fixed load: 10 orders/s for 40 s.
-fresh_pg
-run paced-postgres "$PG_URL" "$TUNED" --orders "$(n 400)" --rate 10 --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
-baseline paced-postgres "$PG_URL" "$TUNED" --orders "$(n 400)" --rate 10 --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+pair paced-postgres "$PG_URL" "$TUNED" --orders "$(n 400)" --rate 10 --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 
 # 4. Mass expiry: every deadline in the same second. Started at 40/s (what the server sustains
 # for new orders with room to spare) so that all are open before the common deadline.
@@ -169,10 +173,7 @@ run hot-sku-postgres-raw "$PG_URL" "" --workflow raw-reserve --orders "$H" --con
 run hot-sku-postgres-edge "$PG_URL" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60 --reserve-at-edge
 # The same with every winner's workflow started at once (what the relay's hold buys).
 run hot-sku-postgres-edge-no-hold "$PG_URL" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60 --reserve-at-edge --relay-hold-secs 0
-# With a baseline, the default flow and its baseline each start on a fresh database.
-[ -n "$BASELINE_BIN" ] && fresh_pg
-run hot-sku-postgres "$PG_URL" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
-baseline hot-sku-postgres "$PG_URL" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
+pair hot-sku-postgres "$PG_URL" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
 run hot-sku-sqlite-raw "$(sqlite_url hot)" "" --workflow raw-reserve --orders "$H" --concurrency 64 --skus 1 --stock "$HS"
 run hot-sku-sqlite-edge "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60 --reserve-at-edge
 run hot-sku-sqlite "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
