@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use orderflow_activities::failure::Classified;
+use orderflow_activities::providers::ProviderError;
 use orderflow_client::orders::{OrderOpError, Refusal};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -100,6 +101,10 @@ impl From<OrderOpError> for ApiError {
                     "TEMPORAL_UNAVAILABLE",
                     "the workflow service is unavailable; retry later",
                 )
+            }
+            // The sandbox's own store is our database: the same answer as any database outage.
+            OrderOpError::Sandbox(ProviderError::Store(e)) if e.retryable() => {
+                ApiError::database(e)
             }
             OrderOpError::Sandbox(err) if err.retryable() => {
                 tracing::warn!(error = %err, "sandbox gateway error");

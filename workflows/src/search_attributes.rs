@@ -29,14 +29,9 @@ pub const REGISTRATION: &[(&str, &str)] = &[
     ("OrderAmountMinor", "Int"),
 ];
 
-/// Only the status, as the first recorded histories upserted it (see `order.rs`).
-pub fn for_status(status: OrderStatus) -> Vec<SearchAttributeUpdate> {
-    vec![ORDER_STATUS.value_set(status.as_str().to_owned())]
-}
-
 /// Every attribute the order has a value for.
 pub fn for_order(status: OrderStatus, view: &OrderView) -> Vec<SearchAttributeUpdate> {
-    let mut updates = for_status(status);
+    let mut updates = vec![ORDER_STATUS.value_set(status.as_str().to_owned())];
     if !view.customer_id.is_empty() {
         updates.push(CUSTOMER_ID.value_set(view.customer_id.clone()));
     }
