@@ -89,7 +89,9 @@ run() {
   fi
   local queue="bench-$name"
   # shellcheck disable=SC2086
-  DATABASE_URL=$db ORDERFLOW_TASK_QUEUE=$queue "${WORKER_BIN:-$BIN}/orderflow-worker" $wflags >"$OUT/$name.worker.log" 2>&1 &
+  # ORDERFLOW_SANDBOX: the load pays through the sandbox gateway (off by default; a baseline
+  # worker from before the switch ignores the variable and always had it).
+  DATABASE_URL=$db ORDERFLOW_TASK_QUEUE=$queue ORDERFLOW_SANDBOX=true "${WORKER_BIN:-$BIN}/orderflow-worker" $wflags >"$OUT/$name.worker.log" 2>&1 &
   worker=$!
   local cmd="orderflow-load $* --database-url <db> --task-queue $queue --worker-pid <worker> --server-pid <server> --json"
   echo "==> $name: $cmd"

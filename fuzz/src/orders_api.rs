@@ -17,7 +17,12 @@ pub const ORDER_ID: &str = "ord_0123456789abcdef01234567";
 const REQUEST_FIELDS: [&str; 4] = ["customer_id", "lines", "provider", "payment_timeout_secs"];
 const LINE_FIELDS: [&str; 2] = ["sku", "quantity"];
 
-/// What `create_order` hands the workflow for `request`, field by field.
+/// The provider the checks' shim is configured to give an order that names none
+/// (`ORDERFLOW_DEFAULT_PROVIDER`).
+pub const DEFAULT_PROVIDER: &str = "sandbox";
+
+/// What `create_order` hands the workflow for `request`, field by field, on a shim whose
+/// default provider is [`DEFAULT_PROVIDER`].
 pub fn order_input_for(request: &CreateOrderRequest, order_id: &str) -> OrderInput {
     OrderInput {
         order_id: order_id.to_owned(),
@@ -30,7 +35,10 @@ pub fn order_input_for(request: &CreateOrderRequest, order_id: &str) -> OrderInp
                 quantity: l.quantity,
             })
             .collect(),
-        provider: request.provider.clone(),
+        provider: request
+            .provider
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PROVIDER.to_owned()),
         payment_timeout_secs: request.payment_timeout_secs,
     }
 }
@@ -63,11 +71,12 @@ fn check_against_json(request: &CreateOrderRequest, value: &Value) {
         field(value, "customer_id", 0).and_then(Value::as_str),
         Some(request.customer_id.as_str())
     );
-    let provider = match field(value, "provider", 2) {
-        None => Some("sandbox"),
-        Some(v) => v.as_str(),
-    };
-    assert_eq!(provider, Some(request.provider.as_str()));
+    // Absent or null: none named (the shim's default then applies).
+    let provider = field(value, "provider", 2).filter(|v| !v.is_null());
+    assert_eq!(
+        provider.map(Value::as_str),
+        request.provider.as_deref().map(Some)
+    );
     let timeout = field(value, "payment_timeout_secs", 3).filter(|v| !v.is_null());
     assert_eq!(
         timeout.map(Value::as_u64),

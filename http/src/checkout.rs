@@ -14,10 +14,11 @@ use super::error::ApiError;
 use crate::webhook_adapters::sandbox::{
     FAILED, MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
 };
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Html;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use orderflow_activities::db::now_ms;
 use orderflow_activities::payments;
 use orderflow_activities::providers::PaymentProvider;
@@ -38,6 +39,14 @@ pub struct Knobs {
     pub deliveries: Option<u32>,
     pub delay_ms: Option<u64>,
     pub amount_minor: Option<i64>,
+}
+
+/// The page and its buttons, mounted by [`crate::router`] only while the sandbox is switched on.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sandbox/checkout/{payment_no}", get(page))
+        .route("/sandbox/checkout/{payment_no}/pay", post(pay))
+        .route("/sandbox/checkout/{payment_no}/decline", post(decline))
 }
 
 fn gateway(app: &AppState) -> SandboxProvider {

@@ -8,7 +8,8 @@
 //! * [`webhook_adapters`]: the [`webhook_adapters::WebhookAdapter`] trait that verifies and parses
 //!   a provider's callbacks on raw bytes: `sandbox`, `stripe`, and the `Stripe-Signature` scheme.
 //! * [`callbacks`]: the webhook callback log and the orders API's idempotency keys.
-//! * [`checkout`]: the sandbox gateway's hosted page, `GET /sandbox/checkout/{payment_no}`.
+//! * [`checkout`]: the sandbox gateway's hosted page, `GET /sandbox/checkout/{payment_no}`;
+//!   mounted only when the sandbox is switched on (`ORDERFLOW_SANDBOX`, development only).
 //! * `GET /healthz`, `GET /readyz`, `GET /openapi.json` (generated from the handlers below),
 //!   `GET /metrics` (Prometheus, see [`metrics`]).
 //!
@@ -61,14 +62,18 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(orders: Orders, settings: ServeSettings) -> Self {
-        let sandbox: Arc<dyn WebhookAdapter> = Arc::new(SandboxWebhooks::new(
-            settings
-                .sandbox_webhook_secret
-                .expose_secret()
-                .as_bytes()
-                .to_vec(),
-        ));
-        let mut adapters = BTreeMap::from([(sandbox.provider(), sandbox)]);
+        let mut adapters: BTreeMap<&'static str, Arc<dyn WebhookAdapter>> = BTreeMap::new();
+        // A development tool: only when switched on (`ORDERFLOW_SANDBOX`).
+        if settings.sandbox.enabled {
+            let sandbox: Arc<dyn WebhookAdapter> = Arc::new(SandboxWebhooks::new(
+                settings
+                    .sandbox_webhook_secret
+                    .expose_secret()
+                    .as_bytes()
+                    .to_vec(),
+            ));
+            adapters.insert(sandbox.provider(), sandbox);
+        }
         let secrets: Vec<Vec<u8>> = settings
             .stripe_webhook_secrets
             .iter()
@@ -101,6 +106,12 @@ impl AppState {
         adapters.insert(adapter.provider(), adapter);
         self.adapters = Arc::new(adapters);
         self
+    }
+
+    /// Whether orders may name `provider` here: the shim has its webhook adapter, so it can
+    /// hear that the order was paid.
+    pub fn has_provider(&self, provider: &str) -> bool {
+        self.adapters.contains_key(provider)
     }
 
     pub fn sandbox_webhook_url(&self) -> String {
@@ -143,17 +154,16 @@ pub struct ApiDoc;
 
 pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
-    Router::new()
+    let mut router = Router::new()
         .route("/v1/orders", post(orders::create_order))
         .route("/v1/orders/{order_id}", get(orders::get_order))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel_order))
-        .route("/v1/webhooks/{provider}", post(webhooks::receive_webhook))
-        .route("/sandbox/checkout/{payment_no}", get(checkout::page))
-        .route("/sandbox/checkout/{payment_no}/pay", post(checkout::pay))
-        .route(
-            "/sandbox/checkout/{payment_no}/decline",
-            post(checkout::decline),
-        )
+        .route("/v1/webhooks/{provider}", post(webhooks::receive_webhook));
+    // The sandbox's checkout page exists only while the sandbox is switched on.
+    if state.settings.sandbox.enabled {
+        router = router.merge(checkout::routes());
+    }
+    router
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
@@ -173,6 +183,15 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves until ctrl-c / SIGTERM, then finishes in-flight requests.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
+    state.settings.sandbox.warn_if_on("orderflow serve");
+    if let Some(provider) = &state.settings.default_provider
+        && !state.has_provider(provider)
+    {
+        anyhow::bail!(
+            "ORDERFLOW_DEFAULT_PROVIDER={provider:?} is not a provider configured here \
+             (sandbox needs ORDERFLOW_SANDBOX=true, stripe needs STRIPE_WEBHOOK_SECRETS)"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&state.settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", state.settings.listen))?;

@@ -21,9 +21,11 @@ const MAX_KEY_LEN: usize = 255;
 pub struct CreateOrderRequest {
     pub customer_id: String,
     pub lines: Vec<OrderLineRequest>,
-    /// `sandbox` unless the deployment configures other providers.
-    #[serde(default = "default_provider")]
-    pub provider: String,
+    /// `stripe`, or `sandbox` in development: one this deployment has configured (`422
+    /// UNKNOWN_PROVIDER` otherwise). Absent: the deployment's `ORDERFLOW_DEFAULT_PROVIDER`, or
+    /// `422 PROVIDER_REQUIRED` when it has none.
+    #[serde(default)]
+    pub provider: Option<String>,
     /// Seconds the customer has to pay (1..=604800); the worker's default when absent.
     #[serde(default)]
     pub payment_timeout_secs: Option<u64>,
@@ -34,10 +36,6 @@ pub struct CreateOrderRequest {
 pub struct OrderLineRequest {
     pub sku: String,
     pub quantity: i64,
-}
-
-fn default_provider() -> String {
-    "sandbox".to_owned()
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -113,13 +111,13 @@ impl From<OrderView> for OrderResponse {
         (status = 400, description = "missing key, malformed JSON, unknown fields", body = ErrorBody),
         (status = 409, description = "key reused with a different body", body = ErrorBody),
         (status = 413, description = "body over 64 KiB", body = ErrorBody),
-        (status = 422, description = "invalid order", body = ErrorBody)
+        (status = 422, description = "invalid order; `PROVIDER_REQUIRED`: no provider named and no default; `UNKNOWN_PROVIDER`: a provider not configured here", body = ErrorBody)
     )
 )]
 pub async fn create_order(
     State(app): State<AppState>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<CreateOrderRequest>,
+    ApiJson(mut body): ApiJson<CreateOrderRequest>,
 ) -> Result<(StatusCode, Json<OrderResponse>), ApiError> {
     let key = headers
         .get("idempotency-key")
@@ -142,9 +140,24 @@ pub async fn create_order(
         ));
     }
     let order_id = order_id_for_key(&key);
+    let provider = body
+        .provider
+        .clone()
+        .or_else(|| app.settings.default_provider.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "PROVIDER_REQUIRED",
+                "the order names no payment provider and this deployment has no default \
+                 (ORDERFLOW_DEFAULT_PROVIDER): set \"provider\"",
+            )
+        })?;
+    // The fingerprint below covers the provider the order really gets, as it did when the
+    // field had a fixed default: a repeat that leaves it out is the same request.
+    body.provider = Some(provider.clone());
     tracing::Span::current()
         .record("order_id", order_id.as_str())
-        .record("provider", body.provider.as_str());
+        .record("provider", provider.as_str());
     let input = OrderInput {
         order_id: order_id.to_string(),
         customer_id: body.customer_id.clone(),
@@ -156,7 +169,7 @@ pub async fn create_order(
                 quantity: l.quantity,
             })
             .collect(),
-        provider: body.provider.clone(),
+        provider,
         payment_timeout_secs: body.payment_timeout_secs,
     };
     // The workflow validates too; checking here answers a client mistake with a 422 instead of
@@ -168,6 +181,19 @@ pub async fn create_order(
             e.to_string(),
         )
     })?;
+    // A provider this shim has no webhook adapter for could never report the payment, and
+    // the worker may not offer it either: refuse before anything is claimed, reserved or
+    // started.
+    if !app.has_provider(&input.provider) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "UNKNOWN_PROVIDER",
+            format!(
+                "payment provider {:?} is not configured in this deployment",
+                input.provider
+            ),
+        ));
+    }
 
     let fingerprint = hex::encode(Sha256::digest(
         serde_json::to_vec(&body).expect("request serializes"),

@@ -119,7 +119,12 @@ fn shim() -> &'static Shim {
                 task_queue: "api-body-properties".to_owned(),
                 public_url: "http://127.0.0.1:9".to_owned(),
             };
-            router(AppState::new(orders, ServeSettings::defaults()))
+            // As in development (scripts/up.sh): the sandbox on and the default provider, which
+            // `order_input_for` fills in for a body that names none.
+            let mut settings = ServeSettings::defaults();
+            settings.sandbox.enabled = true;
+            settings.default_provider = Some(orders_api::DEFAULT_PROVIDER.to_owned());
+            router(AppState::new(orders, settings))
         });
         Shim {
             runtime,

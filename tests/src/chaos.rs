@@ -245,6 +245,8 @@ impl WorkerSpec {
             ("ORDERFLOW_TASK_QUEUE", shop.orders.task_queue.clone()),
             ("ORDERFLOW_PUBLIC_URL", shop.orders.public_url.clone()),
             ("ORDERFLOW_SHUTDOWN_GRACE_SECS", "1".to_owned()),
+            // The scenarios pay through the sandbox gateway.
+            ("ORDERFLOW_SANDBOX", "true".to_owned()),
             // Its own log file: warnings are kept whatever the test's RUST_LOG says.
             ("RUST_LOG", "warn".to_owned()),
         ]

@@ -331,6 +331,8 @@ impl TestApp {
         settings.shutdown_grace_secs = 1;
         // The port `serve_http` will bind: checkout links must point at it.
         settings.connection.public_url = format!("http://127.0.0.1:{}", free_port());
+        // The tests pay through the sandbox gateway; those of it switched off say so.
+        settings.sandbox.enabled = true;
         configure(&mut settings);
 
         let db = open_database(&settings.connection.database_url).await?;
@@ -435,11 +437,17 @@ impl TestApp {
 
     /// Serves the HTTP shim on `settings.connection.public_url` (real sockets) and returns its base URL.
     pub async fn serve_http(&self) -> String {
-        let state = orderflow_http::AppState::new(
-            self.orders.clone(),
-            orderflow_http::ServeSettings::defaults(),
-        );
+        let state = orderflow_http::AppState::new(self.orders.clone(), Self::serve_settings());
         self.serve_http_with(state).await
+    }
+
+    /// The shim's settings in the tests: the defaults, with the sandbox gateway switched on and
+    /// the default provider (as `scripts/up.sh` runs it).
+    pub fn serve_settings() -> orderflow_http::ServeSettings {
+        let mut settings = orderflow_http::ServeSettings::defaults();
+        settings.sandbox.enabled = true;
+        settings.default_provider = Some("sandbox".to_owned());
+        settings
     }
 
     pub async fn serve_http_with(&self, state: orderflow_http::AppState) -> String {

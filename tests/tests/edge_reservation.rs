@@ -164,7 +164,7 @@ async fn a_reservation_whose_start_was_lost_is_started_by_the_relay(app: TestApp
 
 async fn the_http_api_answers_a_sold_out_order_without_a_workflow(app: TestApp) {
     app.set_stock("HOODIE-BLK-L", 1).await;
-    let mut settings = orderflow_http::ServeSettings::defaults();
+    let mut settings = TestApp::serve_settings();
     settings.reserve_at_edge = true;
     let state = orderflow_http::AppState::new(app.orders.clone(), settings);
     let base = app.serve_http_with(state).await;

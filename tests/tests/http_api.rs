@@ -609,7 +609,7 @@ async fn stripe_webhooks_are_verified_with_the_configured_secrets() {
     let app = TestApp::spawn(orderflow_tests::Engine::Sqlite)
         .await
         .unwrap();
-    let mut settings = orderflow_http::ServeSettings::defaults();
+    let mut settings = TestApp::serve_settings();
     settings.stripe_webhook_secrets = vec!["whsec_old".into(), "whsec_new".into()];
     let state = orderflow_http::AppState::new(app.orders.clone(), settings);
     let base = app.serve_http_with(state).await;

@@ -88,13 +88,17 @@ pub async fn open_database(url: &DatabaseUrl) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// The payment providers this worker is configured for: always the sandbox, Stripe when a
-/// secret key is set.
+/// The payment providers this worker is configured for: the sandbox only when switched on
+/// (`ORDERFLOW_SANDBOX`, development only), Stripe when a secret key is set. An order naming
+/// any other is rejected `UNKNOWN_PROVIDER` by its workflow.
 pub fn providers(db: &Db, settings: &WorkerSettings) -> anyhow::Result<Providers> {
-    let mut providers = Providers::default().with(Arc::new(SandboxProvider::new(
-        db.clone(),
-        &settings.connection.public_url,
-    )));
+    let mut providers = Providers::default();
+    if settings.sandbox.enabled {
+        providers = providers.with(Arc::new(SandboxProvider::new(
+            db.clone(),
+            &settings.connection.public_url,
+        )));
+    }
     if let Some(key) = settings
         .stripe_secret_key
         .as_ref()
@@ -227,6 +231,7 @@ pub fn build_with(options: WorkerOptions, client: Client, db: Db) -> anyhow::Res
 
 /// Runs the worker until ctrl-c or SIGTERM, then lets in-flight tasks finish.
 pub async fn run(settings: WorkerSettings) -> anyhow::Result<()> {
+    settings.sandbox.warn_if_on("orderflow-worker");
     let connection = &settings.connection;
     let db = open_database(&connection.database_url).await?;
     let client = connect_temporal(

@@ -3,6 +3,8 @@
 //! * [`ConnectionSettings`]: where the pieces meet (the orders database, the task queue, the
 //!   shim's public URL, how to reach Temporal). Declared once, flattened into both binaries.
 //! * [`WorkerSettings`]: `orderflow-worker`, with its [`WorkerTuning`].
+//! * [`SandboxSettings`]: the sandbox gateway's switch (off by default; development only),
+//!   declared once, flattened into the worker and the shim.
 //! * [`CliSettings`]: the global flags of `orderflow`.
 //! * [`ServeSettings`]: `orderflow serve`, the HTTP shim.
 //!
@@ -110,6 +112,9 @@ pub struct WorkerSettings {
 
     #[command(flatten)]
     pub tuning: WorkerTuning,
+
+    #[command(flatten)]
+    pub sandbox: SandboxSettings,
 }
 
 impl WorkerSettings {
@@ -121,6 +126,42 @@ impl WorkerSettings {
     pub fn workflow_config(&self) -> OrderWorkflowConfig {
         OrderWorkflowConfig {
             search_attributes: self.search_attributes,
+        }
+    }
+}
+
+/// The sandbox payment gateway (provider `sandbox`: its charges, its checkout page and its
+/// signed webhooks) is a development tool that anyone can pay with. Off unless switched on:
+/// then the worker offers no provider `sandbox` (such an order is REJECTED `UNKNOWN_PROVIDER`)
+/// and the shim has neither its webhook adapter nor its `/sandbox/...` pages.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct SandboxSettings {
+    /// Switch on the sandbox payment gateway. Development only: never in production, where
+    /// anyone could mark an order paid.
+    #[arg(
+        long = "sandbox",
+        env = "ORDERFLOW_SANDBOX",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enabled: bool,
+}
+
+impl SandboxSettings {
+    pub fn on() -> Self {
+        SandboxSettings { enabled: true }
+    }
+
+    /// The warning a binary logs at start when the sandbox is on.
+    pub fn warn_if_on(&self, binary: &str) {
+        if self.enabled {
+            tracing::warn!(
+                binary,
+                "the sandbox payment gateway is ON (ORDERFLOW_SANDBOX / --sandbox): anyone can pay \
+                 any sandbox order with it; it must never be on in production"
+            );
         }
     }
 }
@@ -225,6 +266,14 @@ pub struct ServeSettings {
     /// How long POST /v1/orders waits for the payment parameters before answering 202.
     #[arg(long, env = "ORDERFLOW_CREATE_WAIT_SECS", default_value_t = DEFAULT_CREATE_WAIT_SECS)]
     pub create_wait_secs: u64,
+
+    /// Provider for an order that names none (e.g. `stripe`; `sandbox` in development). Unset:
+    /// such an order is refused (422 PROVIDER_REQUIRED).
+    #[arg(long, env = "ORDERFLOW_DEFAULT_PROVIDER")]
+    pub default_provider: Option<String>,
+
+    #[command(flatten)]
+    pub sandbox: SandboxSettings,
 
     /// Decide an order's stock when it is placed, before its workflow starts (for flash sales):
     /// a sold-out order is answered at once, recorded REJECTED, and costs no workflow. Off: the
@@ -431,10 +480,30 @@ mod tests {
         assert_eq!(serve.request_timeout_secs, DEFAULT_REQUEST_TIMEOUT_SECS);
         assert_eq!(serve.create_wait_secs, DEFAULT_CREATE_WAIT_SECS);
         assert!(!serve.reserve_at_edge);
+        assert_eq!(serve.default_provider, None);
+        // The sandbox gateway is off unless switched on, in both binaries.
+        assert!(!serve.sandbox.enabled);
+        assert!(!worker.sandbox.enabled);
 
         let cli: CliSettings = defaults();
         assert_eq!(cli.ui_url, DEFAULT_TEMPORAL_UI_URL);
         assert!(!cli.json);
+    }
+
+    #[test]
+    fn the_sandbox_switch_is_a_flag_with_an_optional_value() {
+        let on = |args: &[&str]| -> (bool, bool) {
+            let worker: WorkerSettings = parse(args);
+            let serve: ServeSettings = parse(args);
+            (worker.sandbox.enabled, serve.sandbox.enabled)
+        };
+        assert_eq!(on(&[]), (false, false));
+        assert_eq!(on(&["--sandbox"]), (true, true));
+        assert_eq!(on(&["--sandbox=true"]), (true, true));
+        assert_eq!(on(&["--sandbox", "false"]), (false, false));
+        let serve: ServeSettings = parse(&["--sandbox", "--default-provider", "sandbox"]);
+        assert!(serve.sandbox.enabled);
+        assert_eq!(serve.default_provider.as_deref(), Some("sandbox"));
     }
 
     /// House style: every variable a binary reads is in `.env.example`, set or commented out.

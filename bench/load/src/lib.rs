@@ -1233,6 +1233,8 @@ impl Spawned {
             .env("TEMPORAL_ADDRESS", &address)
             .env("DATABASE_URL", connection.database_url.expose_secret())
             .env("ORDERFLOW_TASK_QUEUE", &connection.task_queue)
+            // The load pays through the sandbox gateway, a development tool off by default.
+            .env("ORDERFLOW_SANDBOX", "true")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
