@@ -192,10 +192,17 @@ document.getElementById('decline').addEventListener('click', () => act('decline'
 fn check(knobs: &Knobs) -> Result<(u32, u64), ApiError> {
     let deliveries = knobs.deliveries.unwrap_or(1);
     let delay = knobs.delay_ms.unwrap_or(0);
-    if deliveries > MAX_DELIVERIES || delay > MAX_DELAY_MS {
+    // A negative payment is no payment: its webhook would be refused, leaving the charge
+    // paid in the sandbox's books with nobody told.
+    if deliveries > MAX_DELIVERIES
+        || delay > MAX_DELAY_MS
+        || knobs.amount_minor.is_some_and(|a| a < 0)
+    {
         return Err(ApiError::bad_request(
             "INVALID_KNOB",
-            format!("deliveries <= {MAX_DELIVERIES}, delay_ms <= {MAX_DELAY_MS}"),
+            format!(
+                "deliveries <= {MAX_DELIVERIES}, delay_ms <= {MAX_DELAY_MS}, amount_minor >= 0"
+            ),
         ));
     }
     Ok((deliveries, delay))

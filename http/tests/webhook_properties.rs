@@ -98,7 +98,7 @@ const BAD_AMOUNTS: &[&str] = &[
 ];
 
 #[test]
-fn sandbox_amounts_must_be_whole_i64() {
+fn sandbox_amounts_must_be_whole_and_non_negative() {
     for amount in BAD_AMOUNTS {
         assert!(
             malformed(sandbox_signed(&sandbox_body("e1", sandbox::PAID, amount))),
@@ -107,10 +107,18 @@ fn sandbox_amounts_must_be_whole_i64() {
     }
     let max = sandbox_signed(&sandbox_body("e1", sandbox::PAID, &i64::MAX.to_string())).unwrap();
     assert_eq!(max.amount_minor, i64::MAX);
-    // A negative amount is passed on as it is (the order then goes to review as a mismatch):
-    // never clamped, never turned into another number.
-    let negative = sandbox_signed(&sandbox_body("e1", sandbox::PAID, "-5")).unwrap();
-    assert_eq!(negative.amount_minor, -5);
+    // A negative amount is refused, signed or not (it is no payment), for a paid event and a
+    // failed one; never clamped, never turned into another number. Zero is a payment.
+    for kind in [sandbox::PAID, sandbox::FAILED] {
+        for amount in ["-5", "-1", "-9223372036854775808"] {
+            assert!(
+                malformed(sandbox_signed(&sandbox_body("e1", kind, amount))),
+                "{kind} {amount}"
+            );
+        }
+    }
+    let zero = sandbox_signed(&sandbox_body("e1", sandbox::PAID, "0")).unwrap();
+    assert_eq!(zero.amount_minor, 0);
 }
 
 #[test]
@@ -482,9 +490,11 @@ proptest! {
     }
 
     #[test]
-    fn a_signed_sandbox_amount_is_accepted_exactly_when_it_is_an_i64(amount in json_amount()) {
+    fn a_signed_sandbox_amount_is_accepted_exactly_when_whole_and_non_negative(
+        amount in json_amount(),
+    ) {
         let result = sandbox_signed(&sandbox_body("e1", sandbox::PAID, &amount));
-        match json_i64(&amount) {
+        match json_i64(&amount).filter(|n| *n >= 0) {
             Some(n) => prop_assert_eq!(result.map(|v| v.amount_minor), Ok(n)),
             None => prop_assert!(malformed(result), "{}", amount),
         }

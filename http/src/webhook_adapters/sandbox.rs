@@ -87,6 +87,14 @@ impl WebhookAdapter for SandboxWebhooks {
         )?;
         let event: SandboxEvent = serde_json::from_slice(req.body)
             .map_err(|e| WebhookRejection::MalformedBody(e.to_string()))?;
+        // A signature proves who sent the event, not that it makes sense. A negative amount is
+        // no payment (the sandbox never charges one); zero is one: a free order costs nothing.
+        if event.data.amount_minor < 0 {
+            return Err(WebhookRejection::MalformedBody(format!(
+                "data.amount_minor is {}; amounts are never negative",
+                event.data.amount_minor
+            )));
+        }
         let kind = match event.kind.as_str() {
             PAID => WebhookEventKind::PaymentSucceeded,
             FAILED => WebhookEventKind::PaymentFailed,
@@ -178,6 +186,33 @@ mod tests {
             adapter.verify(&req, 1_700_001_000),
             Err(WebhookRejection::StaleTimestamp { .. })
         ));
+
+        // Signed, fresh, and still refused: a negative amount is no payment, for a paid event
+        // and a failed one alike. Zero is a payment (a free order).
+        for kind in [PAID, FAILED] {
+            for (amount, accepted) in [(-1, false), (i64::MIN, false), (0, true)] {
+                let mut negative = event();
+                negative.kind = kind.into();
+                negative.data.amount_minor = amount;
+                let (header, body) = sign_event(b"s3cret", &negative, 1_700_000_000);
+                headers.insert(SIGNATURE_HEADER.to_owned(), header);
+                let req = WebhookRequest {
+                    headers: &headers,
+                    body: &body,
+                };
+                let verified = adapter.verify(&req, 1_700_000_005);
+                if accepted {
+                    assert_eq!(verified.map(|v| v.amount_minor), Ok(amount));
+                } else {
+                    let rejection = verified.expect_err("a negative amount is refused");
+                    assert!(
+                        matches!(rejection, WebhookRejection::MalformedBody(_)),
+                        "{rejection:?}"
+                    );
+                    assert_eq!(rejection.code(), "MALFORMED_BODY");
+                }
+            }
+        }
 
         let garbage = b"not json";
         let header = stripe_signature::sign(b"s3cret", 5, garbage);
