@@ -158,6 +158,13 @@ impl Orders {
             .get_workflow_handle::<OrderWorkflow>(workflow_id_for_str(order_id))
     }
 
+    /// The handle of an order named by a caller (a URL path, a command line), once its id has
+    /// the shape of an order id: see [`known_shape`].
+    fn checked_handle(&self, order_id: &str) -> Result<Handle, OrderOpError> {
+        known_shape(order_id)?;
+        Ok(self.handle(order_id))
+    }
+
     /// Starts the order's workflow, or finds the one already started for this key (running or
     /// finished). Returns the order id and whether this call started it.
     pub async fn start(&self, order: &NewOrder) -> Result<(OrderId, bool), OrderOpError> {
@@ -266,7 +273,7 @@ impl Orders {
     /// The order's state: from its workflow while it can answer, from the database otherwise.
     pub async fn view(&self, order_id: &str) -> Result<OrderView, OrderOpError> {
         match self
-            .handle(order_id)
+            .checked_handle(order_id)?
             .query(
                 OrderWorkflow::status_query,
                 (),
@@ -318,6 +325,8 @@ impl Orders {
         timeout: Duration,
         done: impl Fn(&OrderView) -> bool,
     ) -> Result<OrderView, OrderOpError> {
+        // Not a shape any order has: unknown now and always, so there is nothing to wait for.
+        known_shape(order_id)?;
         let start = Instant::now();
         let mut last_error = None;
         loop {
@@ -366,6 +375,7 @@ impl Orders {
         timeout: Duration,
     ) -> Result<OrderView, OrderOpError> {
         let ready = |v: &OrderView| v.status.is_some_and(|s| s != OrderStatus::Pending);
+        known_shape(order_id)?;
         let start = Instant::now();
         let stored = loop {
             let stored = self.stored_view(order_id).await?;
@@ -407,7 +417,7 @@ impl Orders {
     /// no result; its order is read from the database.
     pub async fn outcome(&self, order_id: &str) -> Result<OrderOutcome, OrderOpError> {
         match self
-            .handle(order_id)
+            .checked_handle(order_id)?
             .get_result(WorkflowGetResultOptions::default())
             .await
         {
@@ -435,8 +445,7 @@ impl Orders {
         amount_minor: Option<i64>,
         deliveries: u32,
     ) -> Result<SandboxPayment, OrderOpError> {
-        let order = OrderId::parse(order_id)
-            .map_err(|_| OrderOpError::UnknownOrder(order_id.to_owned()))?;
+        let order = known_shape(order_id)?;
         let payment_no = PaymentNo::for_order(&order);
         let stored = payment_rows::load_for_order(&self.db, order_id)
             .await?
@@ -476,7 +485,7 @@ impl Orders {
         signal: PaymentSignal,
     ) -> Result<(), OrderOpError> {
         let sent = self
-            .handle(order_id)
+            .checked_handle(order_id)?
             .signal(
                 OrderWorkflow::payment,
                 signal,
@@ -493,7 +502,7 @@ impl Orders {
     /// workflow's reason.
     pub async fn cancel(&self, order_id: &str, reason: &str) -> Result<OrderView, OrderOpError> {
         let result = self
-            .handle(order_id)
+            .checked_handle(order_id)?
             .execute_update(
                 OrderWorkflow::cancel,
                 CancelRequest {
@@ -553,7 +562,7 @@ impl Orders {
         req: ResolveRequest,
     ) -> Result<OrderView, OrderOpError> {
         let result = self
-            .handle(order_id)
+            .checked_handle(order_id)?
             .execute_update(
                 OrderWorkflow::resolve,
                 req,
@@ -568,7 +577,7 @@ impl Orders {
     /// error: why a stuck order is stuck. Empty for a finished or idle order.
     pub async fn pending_steps(&self, order_id: &str) -> Result<Vec<PendingStep>, OrderOpError> {
         let described = self
-            .handle(order_id)
+            .checked_handle(order_id)?
             .describe(Default::default())
             .await
             .map_err(|e| interaction_error(order_id, e))?;
@@ -742,6 +751,23 @@ pub fn status_query(status: OrderStatus) -> String {
     format!(r#"WorkflowType = "OrderWorkflow" AND OrderStatus = "{status}""#)
 }
 
+/// An order id as a caller gave it, checked before it goes to Temporal or the database. One
+/// that is not the shape of an order id ([`OrderId::parse`]: 1 to 64 ASCII letters, digits, `-`
+/// and `_`; no order is ever recorded under another) names no order, and is answered like any
+/// unknown order, rather than with whatever Temporal says of a 10 KB workflow id.
+pub fn known_shape(order_id: &str) -> Result<OrderId, OrderOpError> {
+    OrderId::parse(order_id).map_err(|_| {
+        // Not echoed in full: it may be kilobytes long.
+        let shown: String = order_id.chars().take(OrderId::MAX_LEN).collect();
+        let more = if shown.len() < order_id.len() {
+            "…"
+        } else {
+            ""
+        };
+        OrderOpError::UnknownOrder(format!("{shown}{more}"))
+    })
+}
+
 pub fn workflow_id_for_str(order_id: &str) -> String {
     match OrderId::parse(order_id) {
         Ok(id) => workflow_id_for(&id),
@@ -782,5 +808,25 @@ fn update_error(order_id: &str, e: WorkflowUpdateError) -> OrderOpError {
             format!("order {order_id} has already finished; it can no longer be changed"),
         ),
         other => OrderOpError::temporal(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_of_no_possible_order_are_unknown_orders_shown_short() {
+        let id = known_shape("ord_0123456789abcdef01234567").expect("an order id");
+        assert_eq!(id.as_str(), "ord_0123456789abcdef01234567");
+        let long = "A".repeat(10 * 1024);
+        for bad in [long.as_str(), "", "a b", "ord/../x", "ordé"] {
+            match known_shape(bad) {
+                Err(OrderOpError::UnknownOrder(shown)) => {
+                    assert!(shown.chars().count() <= OrderId::MAX_LEN + 1, "{shown}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 }
