@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings Orderflow up on the embedded defaults and shows it working:
 #   Temporal dev server (persisted in data/temporal.db) + its UI, SQLite orders database,
-#   the demo catalog, an orderflow-worker, the HTTP shim (`orderflow serve`) — then one order
+#   the demo catalog, an orderflow-worker, the HTTP shim (`orderflow serve`), both with the sandbox
+#   payment gateway switched on (ORDERFLOW_SANDBOX=true, development only) — then one order
 #   down each path (paid through the sandbox checkout and its signed webhook, timed out,
 #   cancelled) and one left open for you to pay in a browser. Keeps running until ctrl-c.
 #
@@ -19,6 +20,10 @@ export ORDERFLOW_LISTEN="127.0.0.1:${SHIM_PORT}"
 export ORDERFLOW_PUBLIC_URL="http://127.0.0.1:${SHIM_PORT}"
 export DATABASE_URL=${DATABASE_URL:-sqlite://data/orderflow.db}
 export TEMPORAL_ADDRESS="127.0.0.1:${TEMPORAL_PORT}"
+# The sandbox payment gateway: a development tool, off unless switched on (never in production).
+# The worker and the shim both log a warning that it is on; orders that name no provider use it.
+export ORDERFLOW_SANDBOX=true
+export ORDERFLOW_DEFAULT_PROVIDER=sandbox
 mkdir -p data .run
 
 ensure_temporal_tools

@@ -6,6 +6,7 @@
 //! * The services started from the Orderflow image run real subcommands (`<cmd> --help` exits
 //!   0 on this checkout's debug binaries), and every `ORDERFLOW_*`, `DATABASE_URL`,
 //!   `TEMPORAL_*` and `STRIPE_*` variable they set is one those binaries read.
+//! * No service switches the sandbox payment gateway on (a development tool).
 //! * Every long-running service has a healthcheck and a restart policy; one-shots do not
 //!   restart.
 //! * The setup service registers every search attribute in
@@ -353,15 +354,31 @@ fn worker_and_shim_get_the_settings_the_stack_needs() {
         shim.get("ORDERFLOW_LISTEN"),
         Some(&Some("0.0.0.0:8080".to_owned()))
     );
-    let secret = shim
-        .get("ORDERFLOW_SANDBOX_WEBHOOK_SECRET")
-        .cloned()
-        .flatten()
-        .expect("the shim's sandbox webhook secret is set");
-    assert!(
-        secret.starts_with("${ORDERFLOW_SANDBOX_WEBHOOK_SECRET:-CHANGE-ME"),
-        "the sandbox secret comes from the environment, with a loud placeholder: {secret}"
-    );
+}
+
+/// The sandbox payment gateway lets anyone pay: it is a development tool, off unless
+/// switched on, and this production-like stack never switches it on. No service sets
+/// ORDERFLOW_SANDBOX to anything but `false` (no `${...}` either, which a `.env` could turn
+/// on) or passes `--sandbox`, and none carries the sandbox's own settings, which mean nothing
+/// while it is off.
+#[test]
+fn no_service_switches_the_sandbox_on() {
+    let mut problems = Vec::new();
+    for name in service_names() {
+        let svc = service(&name);
+        for (var, value) in environment(svc) {
+            if var == "ORDERFLOW_SANDBOX" && value.as_deref() != Some("false") {
+                problems.push(format!("{name}: ORDERFLOW_SANDBOX={value:?}"));
+            } else if var.starts_with("ORDERFLOW_SANDBOX_") {
+                problems.push(format!("{name}: {var} (the sandbox is off here)"));
+            }
+        }
+        let command = words(svc.get("command"));
+        if command.iter().any(|w| w.starts_with("--sandbox")) {
+            problems.push(format!("{name}: command {command:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]
