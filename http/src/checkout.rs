@@ -41,8 +41,12 @@ pub struct Knobs {
     pub amount_minor: Option<i64>,
 }
 
-/// The page and its buttons, mounted by [`crate::router`] only while the sandbox is switched on.
-pub fn routes() -> Router<AppState> {
+/// The page and its buttons; none of them unless the sandbox is switched on (`ORDERFLOW_SANDBOX`),
+/// so that `/sandbox/...` is then answered like any path the shim does not have.
+pub fn routes(sandbox_on: bool) -> Router<AppState> {
+    if !sandbox_on {
+        return Router::new();
+    }
     Router::new()
         .route("/sandbox/checkout/{payment_no}", get(page))
         .route("/sandbox/checkout/{payment_no}/pay", post(pay))

@@ -154,16 +154,12 @@ pub struct ApiDoc;
 
 pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
-    let mut router = Router::new()
+    Router::new()
         .route("/v1/orders", post(orders::create_order))
         .route("/v1/orders/{order_id}", get(orders::get_order))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel_order))
-        .route("/v1/webhooks/{provider}", post(webhooks::receive_webhook));
-    // The sandbox's checkout page exists only while the sandbox is switched on.
-    if state.settings.sandbox.enabled {
-        router = router.merge(checkout::routes());
-    }
-    router
+        .route("/v1/webhooks/{provider}", post(webhooks::receive_webhook))
+        .merge(checkout::routes(state.settings.sandbox.enabled))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
