@@ -20,9 +20,11 @@ use axum::http::{Request, header};
 use futures::future::BoxFuture;
 use orderflow_activities::db::Db;
 use orderflow_client::orders::{Orders, order_id_for_key};
-use orderflow_domain::{MAX_LINE_QUANTITY, OrderInput};
+use orderflow_domain::{ClientId, MAX_LINE_QUANTITY, OrderInput};
+use orderflow_http::api_keys;
 use orderflow_http::orders::CreateOrderRequest;
 use orderflow_http::{AppState, MAX_BODY_BYTES, ServeSettings, router};
+use orderflow_worker::settings::ExposeSecret;
 use orders_api::{check_order_body, order_input_for};
 use proptest::prelude::*;
 use prost::Message;
@@ -43,6 +45,8 @@ use tower::ServiceExt;
 struct Shim {
     runtime: tokio::runtime::Runtime,
     router: Router,
+    /// An API key of `client_id()` with the client scopes.
+    key: String,
     started: Arc<Mutex<BTreeMap<String, OrderInput>>>,
 }
 
@@ -94,7 +98,7 @@ fn shim() -> &'static Shim {
             .build()
             .expect("a runtime");
         let started: Started = Arc::default();
-        let router = runtime.block_on(async {
+        let (router, key) = runtime.block_on(async {
             let connection = Connection::connect(
                 ConnectionOptions::new(Url::parse("http://127.0.0.1:7233").unwrap())
                     .service_override(temporal_stand_in(started.clone()))
@@ -119,14 +123,29 @@ fn shim() -> &'static Shim {
                 task_queue: "api-body-properties".to_owned(),
                 public_url: "http://127.0.0.1:9".to_owned(),
             };
-            router(AppState::new(orders, ServeSettings::defaults()))
+            let created =
+                api_keys::create(&orders.db, &client_id(), &api_keys::Scope::CLIENT.into())
+                    .await
+                    .expect("an API key");
+            // Limits no property run reaches: these tests are about bodies.
+            let mut settings = ServeSettings::defaults();
+            settings.limits.api_rate_per_sec = u32::MAX;
+            settings.limits.api_burst = u32::MAX;
+            let key = created.key.expose_secret().to_owned();
+            (router(AppState::new(orders, settings)), key)
         });
         Shim {
             runtime,
             router,
+            key,
             started,
         }
     })
+}
+
+/// The API client these requests come from.
+fn client_id() -> ClientId {
+    ClientId::parse("props").expect("a valid client id")
 }
 
 /// A fresh Idempotency-Key, so no case sees another's order.
@@ -141,6 +160,7 @@ fn send(method: &str, uri: &str, key: Option<&[u8]>, body: Vec<u8>) -> (u16, Val
     let mut request = Request::builder()
         .method(method)
         .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {}", shim.key))
         .header(header::CONTENT_TYPE, "application/json");
     if let Some(key) = key {
         request = request.header("idempotency-key", key);
@@ -193,7 +213,7 @@ fn router_agrees(body: &[u8]) -> (u16, String) {
         "{error} for {}",
         String::from_utf8_lossy(&body[..body.len().min(300)])
     );
-    let order_id = order_id_for_key(&key);
+    let order_id = order_id_for_key(&client_id(), &key);
     let started = shim()
         .started
         .lock()

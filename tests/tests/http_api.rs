@@ -10,7 +10,7 @@ use orderflow_http::webhook_adapters::sandbox::{
     MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
 };
 use orderflow_http::webhook_adapters::stripe_signature;
-use orderflow_tests::{TestApp, eventually, on_both_engines};
+use orderflow_tests::{Shim, TestApp, eventually, on_both_engines};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,15 +36,23 @@ fn now() -> i64 {
 
 struct Api {
     base: String,
+    admin: String,
     http: reqwest::Client,
+}
+
+impl From<Shim> for Api {
+    fn from(shim: Shim) -> Api {
+        Api {
+            base: shim.base,
+            admin: shim.admin,
+            http: shim.http,
+        }
+    }
 }
 
 impl Api {
     async fn start(app: &TestApp) -> Api {
-        Api {
-            base: app.serve_http().await,
-            http: reqwest::Client::new(),
-        }
+        app.serve_http().await.into()
     }
 
     async fn create(&self, key: &str, body: Value) -> (u16, Value) {
@@ -581,18 +589,30 @@ async fn a_late_payment_is_refunded_once(app: TestApp) {
 
 async fn health_readiness_and_openapi(app: TestApp) {
     let api = Api::start(&app).await;
-    assert_eq!(api.get("/healthz").await.0, 200);
-    let (status, ready) = api.get("/readyz").await;
+    let admin = |path: &str| {
+        let url = format!("{}{path}", api.admin);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(admin("/healthz").await.0, 200);
+    let (status, ready) = admin("/readyz").await;
     assert_eq!(status, 200, "{ready}");
+    // The public listener serves none of them: they are for the orchestrator and Prometheus.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "NOT_FOUND", "{path}: {body}");
+    }
     let (status, doc) = api.get("/openapi.json").await;
     assert_eq!(status, 200);
     for path in [
         "/v1/orders",
         "/v1/orders/{order_id}",
         "/v1/orders/{order_id}/cancel",
+        "/v1/orders/{order_id}/resolve",
         "/v1/webhooks/{provider}",
-        "/healthz",
-        "/readyz",
     ] {
         assert!(
             doc["paths"][path].is_object(),
@@ -600,6 +620,18 @@ async fn health_readiness_and_openapi(app: TestApp) {
         );
     }
     assert!(doc["components"]["schemas"]["CreateOrderRequest"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+    let (status, metrics) = admin("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            r#"orderflow_http_requests_total{method="GET",route="/openapi.json",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
 }
 
 /// The shim routes `/v1/webhooks/stripe` to the Stripe adapter when endpoint secrets are
@@ -609,14 +641,10 @@ async fn stripe_webhooks_are_verified_with_the_configured_secrets() {
     let app = TestApp::spawn(orderflow_tests::Engine::Sqlite)
         .await
         .unwrap();
-    let mut settings = orderflow_http::ServeSettings::defaults();
+    let mut settings = app.shim_settings();
     settings.stripe_webhook_secrets = vec!["whsec_old".into(), "whsec_new".into()];
     let state = orderflow_http::AppState::new(app.orders.clone(), settings);
-    let base = app.serve_http_with(state).await;
-    let api = Api {
-        base,
-        http: reqwest::Client::new(),
-    };
+    let api: Api = app.serve_http_with(state).await.into();
     let event = json!({
         "id": "evt_1", "type": "payment_intent.succeeded", "object": "event",
         "data": {"object": {"id": "pi_1", "object": "payment_intent", "amount": 500, "amount_received": 500,
