@@ -98,13 +98,24 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let first_byte = limits.header_read_timeout;
         tokio::spawn(async move {
+            // hyper's header timeout starts at the first byte (and the HTTP/1-or-2 sniffing
+            // before it has none): a client that connects and says nothing is cut off here.
+            let mut probe = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(first_byte, stream.peek(&mut probe)).await,
+                Ok(Ok(1))
+            ) {
+                return;
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
             // Errors here are the client's: a reset, a header timeout, a malformed request.
-            let _ = connection.await;
+            let _ = watcher.watch(connection).await;
             drop(counted);
         });
     }
