@@ -317,6 +317,11 @@ async fn still_settles(app: &AppState, order_id: &str) -> Result<bool, Retry> {
 
 /// A callback for an order whose workflow has finished: a repeat of what it already knew, or money
 /// that arrived too late and must go back.
+///
+/// "Already kept" is decided by what our books say the order kept for this payment number, not
+/// by the transaction id: a `PAID` order's payment is acknowledged as settled whatever the event
+/// says (a differing transaction id is noted and logged), and never starts a refund of the kept
+/// money. `LatePaymentWorkflow` checks the same again before it refunds anything.
 async fn settle_after_close(
     app: &AppState,
     adapter: &dyn WebhookAdapter,
@@ -324,18 +329,42 @@ async fn settle_after_close(
     payment: &payments::StoredPayment,
     outcome: PaymentOutcome,
 ) -> Result<Handled, Retry> {
-    let order_status = orderflow_activities::orders::load(&app.orders.db, &payment.order_id)
-        .await?
-        .and_then(|o| o.status.parse::<OrderStatus>().ok());
-    let same_payment_kept = order_status == Some(OrderStatus::Paid)
-        && payment.provider_txn_id.as_deref() == Some(event.provider_txn_id.as_str());
-    if outcome == PaymentOutcome::Failed || same_payment_kept {
+    let holding = payments::kept_by_order(&app.orders.db, &payment.payment_no).await?;
+    let order_status = holding.order_status.as_deref().unwrap_or("over");
+    if let payments::Kept::Kept {
+        provider_txn_id, ..
+    } = &holding.kept
+    {
+        let mut detail = format!("order {} is already {order_status}", payment.order_id);
+        if outcome == PaymentOutcome::Paid
+            && provider_txn_id.as_deref() != Some(event.provider_txn_id.as_str())
+        {
+            tracing::warn!(
+                order_id = %payment.order_id,
+                payment_no = %payment.payment_no,
+                event_id = %event.event_id,
+                kept_txn_id = provider_txn_id.as_deref().unwrap_or(""),
+                event_txn_id = %event.provider_txn_id,
+                "a payment event for a kept payment names another transaction; nothing refunded"
+            );
+            detail.push_str(&format!(
+                "; it kept transaction {}, this event names {}: nothing refunded",
+                provider_txn_id.as_deref().unwrap_or("(none)"),
+                event.provider_txn_id
+            ));
+        }
+        return Ok(Handled {
+            verdict: verdict::ALREADY_SETTLED,
+            detail: Some(detail),
+            answer: Answer::Ack,
+        });
+    }
+    if outcome == PaymentOutcome::Failed {
         return Ok(Handled {
             verdict: verdict::ALREADY_SETTLED,
             detail: Some(format!(
-                "order {} is already {}",
-                payment.order_id,
-                order_status.map(|s| s.to_string()).unwrap_or_default()
+                "order {} is already {order_status}",
+                payment.order_id
             )),
             answer: Answer::Ack,
         });
@@ -352,11 +381,8 @@ async fn settle_after_close(
     Ok(Handled {
         verdict: verdict::LATE_PAYMENT_REFUND,
         detail: Some(format!(
-            "order {} was {} when the payment arrived; refunding",
+            "order {} was {order_status} when the payment arrived; refunding what it did not keep",
             payment.order_id,
-            order_status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "over".to_owned())
         )),
         answer: Answer::Ack,
     })
