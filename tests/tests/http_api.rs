@@ -25,6 +25,7 @@ on_both_engines!(
     a_late_payment_is_refunded_once,
     a_paid_orders_money_is_not_refunded_by_another_transaction,
     the_late_payment_workflow_refunds_no_kept_money,
+    an_oversized_webhook_is_recorded_truncated,
     health_readiness_and_openapi,
     a_declined_attempt_keeps_the_order_open,
 );
@@ -762,6 +763,32 @@ async fn the_late_payment_workflow_refunds_no_kept_money(app: TestApp) {
     assert_money_kept(&app, &payment_no).await;
     assert_money_kept(&app, &open_no).await;
     app.assert_stock_invariants().await;
+}
+
+/// Every webhook request is recorded, an oversized one too: its first 64 KiB, with how much
+/// arrived; it is still refused with `413`.
+async fn an_oversized_webhook_is_recorded_truncated(app: TestApp) {
+    let api = Api::start(&app).await;
+    let (status, body) = api
+        .webhook(
+            "sandbox",
+            &[("content-type", "application/json".to_owned())],
+            vec![b'x'; 100 * 1024],
+        )
+        .await;
+    assert_eq!(status, 413, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "PAYLOAD_TOO_LARGE", "{body}");
+    assert_eq!(verdicts(&app).await, vec!["PAYLOAD_TOO_LARGE".to_owned()]);
+    assert_eq!(
+        app.count(&format!(
+            "webhook_callbacks WHERE verdict = 'PAYLOAD_TOO_LARGE' AND LENGTH(body) = {} \
+             AND body_encoding = 'utf8' AND detail LIKE '%more than 65536 bytes arrived%'",
+            64 * 1024
+        ))
+        .await,
+        1
+    );
 }
 
 async fn health_readiness_and_openapi(app: TestApp) {
