@@ -21,6 +21,8 @@ pub mod verdict {
     pub const UNKNOWN_PAYMENT: &str = "UNKNOWN_PAYMENT";
     pub const MERCHANT_MISMATCH: &str = "MERCHANT_MISMATCH";
     pub const UNKNOWN_PROVIDER: &str = "UNKNOWN_PROVIDER";
+    /// The body was over the size limit: recorded truncated to its first 64 KiB, answered `413`.
+    pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
 }
 
 /// One inbound request as received.
