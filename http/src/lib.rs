@@ -32,6 +32,7 @@ pub mod server;
 pub mod trace_context;
 pub mod webhook_adapters;
 pub mod webhooks;
+pub mod whole_number;
 
 use crate::webhook_adapters::WebhookAdapter;
 use crate::webhook_adapters::sandbox::SandboxWebhooks;

@@ -24,6 +24,8 @@ pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"customer_id": "alice", "provider": "sandbox",
+    "lines": [{"sku": "TEE-RED-M", "quantity": 2}, {"sku": "MUG-LOGO", "quantity": 1}]}))]
 pub struct CreateOrderRequest {
     /// The shop's id for its customer.
     #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.@+-]+$")]
@@ -33,9 +35,13 @@ pub struct CreateOrderRequest {
     pub lines: Vec<OrderLineRequest>,
     /// `sandbox` unless the deployment configures other providers.
     #[serde(default = "default_provider")]
+    #[schema(min_length = 1, max_length = 32, pattern = "^[a-z0-9_]+$")]
     pub provider: String,
     /// Seconds the customer has to pay (1..=604800); the worker's default when absent.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::whole_number::deserialize_optional_u64"
+    )]
     #[schema(minimum = 1, maximum = 604800)]
     pub payment_timeout_secs: Option<u64>,
 }
@@ -45,6 +51,7 @@ pub struct CreateOrderRequest {
 pub struct OrderLineRequest {
     #[schema(min_length = 1, max_length = 40, pattern = "^[A-Z0-9_-]+$")]
     pub sku: String,
+    #[serde(deserialize_with = "crate::whole_number::deserialize")]
     #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
 }

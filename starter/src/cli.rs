@@ -753,6 +753,10 @@ fn deadline_text(deadline_ms: i64) -> String {
         Err(_) => format!("{stamp} (passed)"),
     }
 }
+fn parse_client(s: &str) -> Result<ClientId, String> {
+    ClientId::parse(s).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -787,8 +791,4 @@ mod tests {
             "{debug}"
         );
     }
-}
-
-fn parse_client(s: &str) -> Result<ClientId, String> {
-    ClientId::parse(s).map_err(|e| e.to_string())
 }

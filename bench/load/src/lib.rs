@@ -1393,6 +1393,11 @@ pub async fn command(
     Ok(())
 }
 
+/// The client the load generator's orders belong to (their ids are derived from it and the key).
+fn load_client() -> orderflow_domain::ClientId {
+    orderflow_domain::ClientId::parse("orderflow-load").expect("a valid client id")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1464,9 +1469,4 @@ mod tests {
     fn own_cpu_time_is_readable() {
         assert!(cpu_ms(std::process::id()).is_some());
     }
-}
-
-/// The client the load generator's orders belong to (their ids are derived from it and the key).
-fn load_client() -> orderflow_domain::ClientId {
-    orderflow_domain::ClientId::parse("orderflow-load").expect("a valid client id")
 }
