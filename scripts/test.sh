@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 . scripts/browser.sh
 
 ensure_temporal_tools
+# schemathesis (PyPI) for the OpenAPI contract test.
+ensure_contract_tools
 # Headless Chromium (Debian) and playwright-core (npm) for the checkout-page browser test.
 ensure_browser_tools
 

@@ -23,6 +23,8 @@ pub const PAYMENT_NOT_FOUND: &str = "PAYMENT_NOT_FOUND";
 pub const PROVIDER_UNAVAILABLE: &str = "PROVIDER_UNAVAILABLE";
 pub const DATABASE: &str = "DATABASE";
 pub const INVARIANT_VIOLATION: &str = "INVARIANT_VIOLATION";
+/// A late payment's order is still open: retried until the order has decided (not an error).
+pub const ORDER_UNDECIDED: &str = "ORDER_UNDECIDED";
 
 /// A typed activity error that knows its stable code and whether a retry could help.
 pub trait Classified: std::error::Error + Send + Sync + 'static {

@@ -38,8 +38,8 @@ use metrics::OrderMetrics;
 use open::OpenedOrder;
 use orderflow_domain::{OrderStatus, ValidOrder};
 use orders::StatusChange;
-use payments::{PaymentRef, RefundPayment};
-use providers::{ChargeState, CloseResult, Providers, RefundResult};
+use payments::{PaymentInquiry, PaymentRef, RefundPayment};
+use providers::{CloseResult, Providers, RefundResult};
 use std::sync::Arc;
 use std::time::Duration;
 use temporalio_macros::activities;
@@ -237,13 +237,15 @@ fn fail<'m, E: failure::Classified>(
 
 #[activities]
 impl PaymentActivities {
+    /// What the provider holds for a payment number and how much of it our order kept (see
+    /// [`payments::inquire`]); retried while the order is still open.
     #[activity(name = "query_payment")]
     pub async fn query_payment(
         self: Arc<Self>,
         _ctx: ActivityContext,
         payment: PaymentRef,
-    ) -> Result<ChargeState, ActivityError> {
-        payments::query(&self.providers, &payment)
+    ) -> Result<PaymentInquiry, ActivityError> {
+        payments::inquire(&self.db, &self.providers, &payment)
             .instrument(tracing::info_span!("query_payment", payment_no = %payment.payment_no, provider = %payment.provider))
             .await
             .map_err(fail(&self.metrics, "query_payment"))

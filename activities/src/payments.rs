@@ -10,7 +10,7 @@ use crate::providers::{
     ChargeRequest, ChargeState, CloseResult, PayParams, ProviderError, Providers, RefundRequest,
     RefundResult,
 };
-use orderflow_domain::{Money, OrderId, PaymentNo, PaymentStatus, ProviderName};
+use orderflow_domain::{Money, OrderId, OrderStatus, PaymentNo, PaymentStatus, ProviderName};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 
@@ -27,6 +27,14 @@ pub enum PaymentError {
         status: String,
         detail: String,
     },
+    /// The payment's order is not over yet (awaiting payment, in review): its own workflow still
+    /// decides whether it keeps the money. Retryable: asked again once the order is decided.
+    #[error("order {order_id} of payment {payment_no} is still {order_status}: it decides first")]
+    OrderUndecided {
+        payment_no: String,
+        order_id: String,
+        order_status: String,
+    },
 }
 
 impl Classified for PaymentError {
@@ -34,6 +42,7 @@ impl Classified for PaymentError {
         match self {
             PaymentError::Provider(p) => p.code(),
             PaymentError::Invariant { .. } => failure::INVARIANT_VIOLATION,
+            PaymentError::OrderUndecided { .. } => failure::ORDER_UNDECIDED,
             PaymentError::Db(e) => e.code(),
         }
     }
@@ -42,6 +51,7 @@ impl Classified for PaymentError {
         match self {
             PaymentError::Provider(p) => p.retryable(),
             PaymentError::Invariant { .. } => false,
+            PaymentError::OrderUndecided { .. } => true,
             PaymentError::Db(e) => e.retryable(),
         }
     }
@@ -167,6 +177,136 @@ pub async fn query(
         .await?)
 }
 
+/// What our books say the payment's order kept of its money.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    pub order_id: Option<String>,
+    /// The order's status as recorded (`None`: no order row).
+    pub order_status: Option<String>,
+    pub kept: Kept,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// The order is not over (pending, awaiting payment, in review): its own workflow will decide.
+    Undecided,
+    /// The order kept this payment: it is `PAID` (directly, or accepted after review), or its
+    /// payment is recorded received and was never given back.
+    Kept {
+        minor: i64,
+        currency: String,
+        provider_txn_id: Option<String>,
+    },
+    /// No order holds this payment's money: the order closed, was cancelled, rejected or
+    /// refunded, or there is no payment row.
+    Nothing,
+}
+
+/// What the order of `payment_no` kept, from our `payments` and `orders` rows. A final order does
+/// not change what it kept, so the answer stands once it is not [`Kept::Undecided`].
+pub async fn kept_by_order(db: &Db, payment_no: &str) -> Result<Holding, sqlx::Error> {
+    let Some(r) = sqlx::query(
+        "SELECT p.status, p.amount_minor, p.currency, p.paid_amount_minor, p.paid_currency,
+                p.provider_txn_id, o.status, p.order_id
+           FROM payments p LEFT JOIN orders o ON o.order_id = p.order_id
+          WHERE p.payment_no = $1",
+    )
+    .bind(payment_no)
+    .fetch_optional(db.pool())
+    .await?
+    else {
+        return Ok(Holding {
+            order_id: None,
+            order_status: None,
+            kept: Kept::Nothing,
+        });
+    };
+    let payment_status: String = r.try_get(0)?;
+    let order_status: Option<String> = r.try_get(6)?;
+    let parsed = order_status.as_deref().map(str::parse::<OrderStatus>);
+    let open = match &parsed {
+        Some(Ok(status)) => !status.is_final(),
+        // A status we cannot read counts as undecided: never refund on a guess.
+        Some(Err(_)) => true,
+        // No order row: the payment row alone decides.
+        None => false,
+    };
+    let received = [
+        PaymentStatus::Paid.as_str(),
+        PaymentStatus::Mismatched.as_str(),
+    ]
+    .contains(&payment_status.as_str());
+    let kept = if open {
+        Kept::Undecided
+    } else if received || matches!(parsed, Some(Ok(OrderStatus::Paid))) {
+        let amount: i64 = r.try_get(1)?;
+        let currency: String = r.try_get(2)?;
+        let paid: Option<i64> = r.try_get(3)?;
+        let paid_currency: Option<String> = r.try_get(4)?;
+        Kept::Kept {
+            minor: paid.unwrap_or(amount),
+            currency: paid_currency.unwrap_or(currency),
+            provider_txn_id: r.try_get(5)?,
+        }
+    } else {
+        Kept::Nothing
+    };
+    Ok(Holding {
+        order_id: r.try_get(7)?,
+        order_status,
+        kept,
+    })
+}
+
+/// `query_payment`'s answer: what the provider holds, and how much of it our order kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentInquiry {
+    #[serde(flatten)]
+    pub charge: ChargeState,
+    /// Minor units of the provider's paid amount that our order kept (in the charge's currency):
+    /// only the rest may be refunded. Histories recorded before this field existed hold a bare
+    /// `ChargeState`: the field is absent there, reads as 0 ("nothing kept"), and their
+    /// `LatePaymentWorkflow` replays the path it took then (refund everything the provider held);
+    /// new runs decide on the recorded value.
+    #[serde(default)]
+    pub kept_by_order_minor: i64,
+    /// The order's status when asked, for the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_status: Option<String>,
+}
+
+/// `query_payment`: the provider's state of the charge, and what our order kept of it. Waits
+/// (a retryable failure) while the order is still open: until then its own workflow decides.
+pub async fn inquire(
+    db: &Db,
+    providers: &Providers,
+    payment: &PaymentRef,
+) -> Result<PaymentInquiry, PaymentError> {
+    let holding = kept_by_order(db, payment.payment_no.as_str()).await?;
+    if holding.kept == Kept::Undecided {
+        return Err(PaymentError::OrderUndecided {
+            payment_no: payment.payment_no.to_string(),
+            order_id: holding.order_id.unwrap_or_default(),
+            order_status: holding.order_status.unwrap_or_default(),
+        });
+    }
+    let charge = query(providers, payment).await?;
+    let kept_by_order_minor = match &holding.kept {
+        Kept::Kept {
+            minor, currency, ..
+        } if *currency == charge.currency => *minor,
+        // Kept in another currency than the provider reports: no subtraction is meaningful, so
+        // all of it counts as kept and nothing is refunded automatically.
+        Kept::Kept { minor, .. } => charge.paid_amount_minor.unwrap_or(*minor).max(*minor),
+        Kept::Undecided | Kept::Nothing => 0,
+    };
+    Ok(PaymentInquiry {
+        charge,
+        kept_by_order_minor,
+        order_status: holding.order_status,
+    })
+}
+
 /// Asks the provider first and closes the charge only if it is not paid. A paid charge comes back
 /// as [`CloseResult::AlreadyPaid`], whether the query saw it or the close lost the race to it. The
 /// caller records a `Closed` answer (see [`closed_in`]).
@@ -208,7 +348,8 @@ pub(crate) async fn closed_in(
     tx: &mut Transaction<'static, Any>,
     payment_no: &PaymentNo,
 ) -> Result<(), PaymentError> {
-    set_status_in(tx, payment_no, PaymentStatus::Closed, &["PENDING"], None).await
+    set_status_in(tx, payment_no, PaymentStatus::Closed, &["PENDING"], None).await?;
+    Ok(())
 }
 
 /// The states a payment may be confirmed from.
@@ -289,6 +430,11 @@ async fn received_in(
     Ok(())
 }
 
+/// The states a refund moves our payment from. Not `PAID`: a payment its order kept stays paid.
+/// The only refund that meets one is a late payment's excess over what the order kept, and that
+/// money was never the order's.
+const REFUND_FROM: &[&str] = &["MISMATCHED", "PENDING", "CLOSED"];
+
 pub async fn refund(
     db: &Db,
     providers: &Providers,
@@ -302,28 +448,40 @@ pub async fn refund(
             reason: req.reason.clone(),
         })
         .await?;
-    set_status(
-        db,
+    let detail = format!(
+        "refund {} of {} ({})",
+        result.refund_id, req.amount, req.reason
+    );
+    let mut tx = db.begin_write().await?;
+    let moved = set_status_in(
+        &mut tx,
         &req.payment_no,
         PaymentStatus::Refunded,
-        &["PAID", "MISMATCHED", "PENDING", "CLOSED"],
-        Some(&format!("refund {} ({})", result.refund_id, req.reason)),
+        REFUND_FROM,
+        Some(&detail),
     )
     .await?;
-    Ok(result)
-}
-
-async fn set_status(
-    db: &Db,
-    payment_no: &PaymentNo,
-    status: PaymentStatus,
-    from: &[&str],
-    detail: Option<&str>,
-) -> Result<(), PaymentError> {
-    let mut tx = db.begin_write().await?;
-    set_status_in(&mut tx, payment_no, status, from, detail).await?;
+    if !moved {
+        // A repeat (already `REFUNDED`, logged the first time), or an excess refunded from a
+        // payment its order kept: the payment stays `PAID` and the log says what went back.
+        let current: Option<(String,)> =
+            sqlx::query_as("SELECT status FROM payments WHERE payment_no = $1")
+                .bind(req.payment_no.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if current.is_some_and(|(s,)| s == PaymentStatus::Paid.as_str()) {
+            log(
+                &mut tx,
+                &req.payment_no,
+                "EXCESS_REFUNDED",
+                Some(&detail),
+                now_ms(),
+            )
+            .await?;
+        }
+    }
     tx.commit().await?;
-    Ok(())
+    Ok(result)
 }
 
 async fn set_status_in(
@@ -332,10 +490,10 @@ async fn set_status_in(
     status: PaymentStatus,
     from: &[&str],
     detail: Option<&str>,
-) -> Result<(), PaymentError> {
+) -> Result<bool, PaymentError> {
     let now = now_ms();
     let from_sql = sql_list(from);
-    sqlx::query(&format!(
+    let moved = sqlx::query(&format!(
         "UPDATE payments SET status = $2, updated_at_ms = $3
           WHERE payment_no = $1 AND status IN ({from_sql})"
     ))
@@ -343,9 +501,15 @@ async fn set_status_in(
     .bind(status.as_str())
     .bind(now)
     .execute(&mut **tx)
-    .await?;
-    log(tx, payment_no, status.as_str(), detail, now).await?;
-    Ok(())
+    .await?
+    .rows_affected()
+        == 1;
+    // Logged only when it moved: a repeat was logged the first time, and a payment in another
+    // state (a kept `PAID` one asked to be refunded) did not become `status`.
+    if moved {
+        log(tx, payment_no, status.as_str(), detail, now).await?;
+    }
+    Ok(moved)
 }
 
 /// `'A', 'B'` for an `IN (...)` of status names. Only ever called with our own constants, never
@@ -439,4 +603,32 @@ async fn load_where(
         checkout_url: r.try_get(9)?,
         log,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PaymentInquiry;
+    use orderflow_domain::PaymentStatus;
+
+    /// `query_payment` results recorded before `kept_by_order_minor` existed (a bare
+    /// `ChargeState`, as in `tests/histories/late_payment_refund.v1.json`) read as "nothing kept",
+    /// so their workflows replay the refund they made; new results carry the field.
+    #[test]
+    fn recorded_inquiries_without_the_kept_amount_read_as_nothing_kept() {
+        let recorded = r#"{"status":"PAID","paid_amount_minor":999,"currency":"USD","provider_txn_id":"sbx_txn_1"}"#;
+        let old: PaymentInquiry = serde_json::from_str(recorded).unwrap();
+        assert_eq!(old.charge.status, PaymentStatus::Paid);
+        assert_eq!(old.charge.paid_amount_minor, Some(999));
+        assert_eq!((old.kept_by_order_minor, old.order_status), (0, None));
+
+        let new = PaymentInquiry {
+            kept_by_order_minor: 999,
+            order_status: Some("PAID".to_owned()),
+            ..serde_json::from_str(recorded).unwrap()
+        };
+        let json = serde_json::to_value(&new).unwrap();
+        assert_eq!(json["kept_by_order_minor"], 999);
+        assert_eq!(json["paid_amount_minor"], 999);
+        assert_eq!(serde_json::from_value::<PaymentInquiry>(json).unwrap(), new);
+    }
 }

@@ -13,7 +13,7 @@ use orderflow_activities::payments as payment_rows;
 use orderflow_activities::providers::ProviderError;
 use orderflow_activities::providers::sandbox::{self, SandboxPayment, SandboxProvider};
 use orderflow_domain::{
-    CancelRequest, OrderId, OrderInput, OrderOutcome, OrderStatus, OrderView, PaymentNo,
+    CancelRequest, ClientId, OrderId, OrderInput, OrderOutcome, OrderStatus, OrderView, PaymentNo,
     PaymentOutcome, PaymentSignal, ResolveRequest, workflow_id_for,
 };
 use orderflow_workflows::late_payment::LatePayment;
@@ -126,7 +126,9 @@ fn step_error(err: StepError) -> OrderOpError {
 /// A request to start an order, as the CLI and the API take it.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
-    /// Same key, same order: the order id is derived from it.
+    /// Who places it: the API client, or [`CLI_CLIENT`] from the terminal.
+    pub client: ClientId,
+    /// Same client and key, same order: the order id is derived from both.
     pub idempotency_key: String,
     pub customer_id: String,
     pub lines: Vec<(String, i64)>,
@@ -134,10 +136,23 @@ pub struct NewOrder {
     pub payment_timeout_secs: Option<u64>,
 }
 
-/// The order id for an idempotency key: `ord_` + 24 hex digits of SHA-256. Deterministic, so
-/// repeating a request with the same key addresses the same workflow and never starts a second.
-pub fn order_id_for_key(key: &str) -> OrderId {
-    let digest = hex::encode(Sha256::digest(format!("orderflow-order:{key}").as_bytes()));
+/// The client of orders started from the terminal (`orderflow order create`); no API key
+/// belongs to it, so over HTTP only operators see its orders.
+pub const CLI_CLIENT: &str = "cli";
+
+/// [`CLI_CLIENT`] as a client id.
+pub fn cli_client() -> ClientId {
+    ClientId::parse(CLI_CLIENT).expect("a valid client id")
+}
+
+/// The order id for a client's idempotency key: `ord_` + 24 hex digits of SHA-256 over both.
+/// Deterministic, so repeating a request with the same key addresses the same workflow and never
+/// starts a second; scoped per client, so two shops that both send `cart-42` get two orders (a
+/// client id has no ':', so the two parts cannot be confused).
+pub fn order_id_for_key(client: &ClientId, key: &str) -> OrderId {
+    let digest = hex::encode(Sha256::digest(
+        format!("orderflow-order:{client}:{key}").as_bytes(),
+    ));
     OrderId::parse(format!("ord_{}", &digest[..24])).expect("hex is a valid order id")
 }
 
@@ -168,7 +183,7 @@ impl Orders {
     /// Starts the order's workflow, or finds the one already started for this key (running or
     /// finished). Returns the order id and whether this call started it.
     pub async fn start(&self, order: &NewOrder) -> Result<(OrderId, bool), OrderOpError> {
-        let order_id = order_id_for_key(&order.idempotency_key);
+        let order_id = order_id_for_key(&order.client, &order.idempotency_key);
         let input = OrderInput {
             order_id: order_id.to_string(),
             customer_id: order.customer_id.clone(),

@@ -107,6 +107,16 @@ string_id!(
 );
 
 string_id!(
+    /// An API client: a shop or service holding API keys (`shop-a`). Orders it creates belong
+    /// to it, and its idempotency keys are its own. No ':' so it can prefix a key unambiguously.
+    ClientId,
+    "client id",
+    64,
+    "ASCII letters, digits, '-', '_' and '.'",
+    |c: char| id_char(c) || c == '.'
+);
+
+string_id!(
     /// The shop's id for a customer. Opaque to us; printable ASCII without spaces.
     CustomerId,
     "customer id",

@@ -25,7 +25,9 @@ pub mod money;
 pub mod quantity;
 pub mod status;
 
-pub use ids::{CustomerId, IdError, OrderId, PaymentNo, ProviderName, Sku, workflow_id_for};
+pub use ids::{
+    ClientId, CustomerId, IdError, OrderId, PaymentNo, ProviderName, Sku, workflow_id_for,
+};
 pub use messages::{
     CancelRequest, InputError, OrderInput, OrderLineInput, OrderOutcome, OrderView, PaymentOutcome,
     PaymentSignal, ResolveAction, ResolveRequest, ValidOrder, ValidOrderLine,

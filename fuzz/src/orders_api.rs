@@ -64,6 +64,14 @@ fn only_known_fields(value: &Value, known: &[&str]) {
     }
 }
 
+/// The whole number a JSON number is, read from its text as the API reads it.
+fn whole(value: &Value) -> Option<i64> {
+    value
+        .is_number()
+        .then(|| orderflow_http::whole_number::exact_integer(&value.to_string()))
+        .flatten()
+}
+
 /// A decoded request is exactly what the JSON says, with no field the API does not document.
 fn check_against_json(request: &CreateOrderRequest, value: &Value) {
     only_known_fields(value, &REQUEST_FIELDS);
@@ -79,8 +87,8 @@ fn check_against_json(request: &CreateOrderRequest, value: &Value) {
     );
     let timeout = field(value, "payment_timeout_secs", 3).filter(|v| !v.is_null());
     assert_eq!(
-        timeout.map(Value::as_u64),
-        request.payment_timeout_secs.map(Some)
+        timeout.map(whole),
+        request.payment_timeout_secs.map(|t| i64::try_from(t).ok())
     );
     let lines = field(value, "lines", 1)
         .and_then(Value::as_array)
@@ -92,9 +100,10 @@ fn check_against_json(request: &CreateOrderRequest, value: &Value) {
             field(json, "sku", 0).and_then(Value::as_str),
             Some(line.sku.as_str())
         );
-        // A whole number in i64: never a float, a string or a clamped big number.
+        // A whole number in i64 (`2` or `2.0`), exactly: never a rounded fraction, a string
+        // or a clamped big number.
         assert_eq!(
-            field(json, "quantity", 1).and_then(Value::as_i64),
+            field(json, "quantity", 1).and_then(whole),
             Some(line.quantity)
         );
     }

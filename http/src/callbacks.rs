@@ -1,8 +1,10 @@
-//! The webhook callback log (`webhook_callbacks`) and the API's idempotency keys
-//! (`api_idempotency_keys`): the HTTP shim's only writes of its own.
+//! The webhook callback log (`webhook_callbacks`) and the API's idempotency keys, which also
+//! say which client owns an order (`client_orders`); with `api_keys` (api_keys.rs), the HTTP
+//! shim's only writes of its own.
 
 use base64::prelude::*;
 use orderflow_activities::db::{Db, now_ms};
+use orderflow_domain::ClientId;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
@@ -19,6 +21,8 @@ pub mod verdict {
     pub const UNKNOWN_PAYMENT: &str = "UNKNOWN_PAYMENT";
     pub const MERCHANT_MISMATCH: &str = "MERCHANT_MISMATCH";
     pub const UNKNOWN_PROVIDER: &str = "UNKNOWN_PROVIDER";
+    /// The body was over the size limit: recorded truncated to its first 64 KiB, answered `413`.
+    pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
 }
 
 /// One inbound request as received.
@@ -190,16 +194,20 @@ pub enum KeyClaim {
     Conflict { order_id: String },
 }
 
+/// Claims `key` for `client`'s request; the order it names becomes the client's.
 pub async fn claim_idempotency_key(
     db: &Db,
+    client: &ClientId,
     key: &str,
     request_sha256: &str,
     order_id: &str,
 ) -> Result<KeyClaim, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO api_idempotency_keys (idempotency_key, request_sha256, order_id, created_at_ms)
-         VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+        "INSERT INTO client_orders
+            (client_id, idempotency_key, request_sha256, order_id, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id, idempotency_key) DO NOTHING",
     )
+    .bind(client.as_str())
     .bind(key)
     .bind(request_sha256)
     .bind(order_id)
@@ -211,8 +219,10 @@ pub async fn claim_idempotency_key(
         return Ok(KeyClaim::Claimed);
     }
     let row = sqlx::query(
-        "SELECT request_sha256, order_id FROM api_idempotency_keys WHERE idempotency_key = $1",
+        "SELECT request_sha256, order_id FROM client_orders
+          WHERE client_id = $1 AND idempotency_key = $2",
     )
+    .bind(client.as_str())
     .bind(key)
     .fetch_one(db.pool())
     .await?;

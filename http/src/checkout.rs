@@ -51,6 +51,21 @@ pub fn routes(sandbox_on: bool) -> Router<AppState> {
         .route("/sandbox/checkout/{payment_no}", get(page))
         .route("/sandbox/checkout/{payment_no}/pay", post(pay))
         .route("/sandbox/checkout/{payment_no}/decline", post(decline))
+        .route("/sandbox/checkout/{payment_no}/order", get(order_status))
+}
+
+/// What the page shows while it waits: the status of the order this payment is for. The
+/// customer's browser has no API key; like a real gateway's hosted page, it knows the payment
+/// number, and that is all this answers for.
+pub async fn order_status(
+    State(app): State<AppState>,
+    Path(payment_no): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (_, stored) = sandbox_payment(&app, &payment_no).await?;
+    let view = app.orders.view(&stored.order_id).await?;
+    Ok(Json(serde_json::json!({
+        "status": view.status.map(|s| s.to_string()),
+    })))
 }
 
 fn gateway(app: &AppState) -> SandboxProvider {
@@ -136,7 +151,6 @@ fn render(stored: &payments::StoredPayment, amount: &str, state: PaymentStatus) 
 </main>
 <script>
 const paymentNo = {payment_no_js};
-const orderId = {order_js};
 const knobs = window.location.search;
 const countdown = document.getElementById('countdown');
 const result = document.getElementById('result');
@@ -148,7 +162,7 @@ function tick() {{
 tick(); const ticking = setInterval(tick, 1000);
 async function follow() {{
   for (let i = 0; i < 600; i++) {{
-    const r = await fetch(`/v1/orders/${{orderId}}`);
+    const r = await fetch(`/sandbox/checkout/${{paymentNo}}/order`);
     if (r.ok) {{
       const o = await r.json();
       result.dataset.status = o.status || '';
@@ -189,7 +203,6 @@ document.getElementById('decline').addEventListener('click', () => act('decline'
         state = state,
         disabled = if payable { "" } else { "disabled" },
         payment_no_js = serde_json::to_string(&stored.payment_no).unwrap_or_default(),
-        order_js = serde_json::to_string(&stored.order_id).unwrap_or_default(),
     )
 }
 

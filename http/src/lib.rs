@@ -3,26 +3,37 @@
 //! One job: `orderflow serve`, the HTTP shim. It verifies, records, and starts / signals / updates
 //! workflows (through `orderflow-client`) — it never decides anything about an order itself.
 //!
-//! * [`orders`]: `POST /v1/orders`, `GET /v1/orders/{id}`, `POST /v1/orders/{id}/cancel`.
+//! * [`orders`]: `POST /v1/orders`, `GET /v1/orders/{id}`, `POST /v1/orders/{id}/cancel`,
+//!   `POST /v1/orders/{id}/resolve`, each for callers with an API key ([`auth`], [`api_keys`]).
 //! * [`webhooks`]: `POST /v1/webhooks/{provider}`, the same pipeline for every provider.
 //! * [`webhook_adapters`]: the [`webhook_adapters::WebhookAdapter`] trait that verifies and parses
 //!   a provider's callbacks on raw bytes: `sandbox`, `stripe`, and the `Stripe-Signature` scheme.
 //! * [`callbacks`]: the webhook callback log and the orders API's idempotency keys.
 //! * [`checkout`]: the sandbox gateway's hosted page, `GET /sandbox/checkout/{payment_no}`;
 //!   mounted only when the sandbox is switched on (`ORDERFLOW_SANDBOX`, development only).
-//! * `GET /healthz`, `GET /readyz`, `GET /openapi.json` (generated from the handlers below),
-//!   `GET /metrics` (Prometheus, see [`metrics`]).
+//! * `GET /openapi.json` (generated from the handlers, [`openapi`]).
+//! * The admin listener ([`admin_router`], `ORDERFLOW_ADMIN_LISTEN`, this host by default):
+//!   `GET /metrics` (Prometheus, see [`metrics`]), `GET /healthz`, `GET /readyz`.
+//! * [`server`]: the accept loop under both (slow headers cut off, connections per client capped).
+//!
+//! Every error the public listener sends, routed or not, is `{"error": {"code", "message"}}`
+//! ([`error`]), except a webhook's answer, which is in its provider's format.
 //!
 //! [`router`] is a plain function of the state, so tests can drive it with or without a socket.
 
+pub mod api_keys;
+pub mod auth;
 pub mod callbacks;
 pub mod checkout;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod orders;
+pub mod server;
 pub mod trace_context;
 pub mod webhook_adapters;
 pub mod webhooks;
+pub mod whole_number;
 
 use crate::webhook_adapters::WebhookAdapter;
 use crate::webhook_adapters::sandbox::SandboxWebhooks;
@@ -40,9 +51,7 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 
 /// Largest request body accepted anywhere (`413` above it).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -58,6 +67,7 @@ pub struct AppState {
     pub settings: Arc<ServeSettings>,
     pub http: reqwest::Client,
     pub metrics: Arc<metrics::ShimMetrics>,
+    pub limits: Arc<auth::Limits>,
 }
 
 impl AppState {
@@ -92,6 +102,7 @@ impl AppState {
         AppState {
             orders,
             adapters: Arc::new(adapters),
+            limits: Arc::new(auth::Limits::new(&settings.limits)),
             settings: Arc::new(settings),
             metrics: Arc::new(metrics::ShimMetrics::new()),
             http: reqwest::Client::builder()
@@ -127,57 +138,59 @@ impl AppState {
     }
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Orderflow API",
-        description = "Start and follow orders; receive payment-provider webhooks."
-    ),
-    paths(
-        orders::create_order,
-        orders::get_order,
-        orders::cancel_order,
-        webhooks::receive_webhook,
-        healthz,
-        readyz
-    ),
-    components(schemas(
-        orders::CreateOrderRequest,
-        orders::OrderLineRequest,
-        orders::CancelOrderRequest,
-        orders::OrderResponse,
-        error::ErrorBody,
-        error::ErrorDetail
-    ))
-)]
-pub struct ApiDoc;
-
 pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
     Router::new()
         .route("/v1/orders", post(orders::create_order))
         .route("/v1/orders/{order_id}", get(orders::get_order))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel_order))
-        .route("/v1/webhooks/{provider}", post(webhooks::receive_webhook))
+        .route("/v1/orders/{order_id}/resolve", post(orders::resolve_order))
+        .route(
+            "/v1/webhooks/{provider}",
+            post(webhooks::receive_webhook).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::webhook_limit,
+            )),
+        )
         .merge(checkout::routes(state.settings.sandbox.enabled))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi))
-        .route("/metrics", get(metrics::serve_metrics))
+        .route("/openapi.json", get(openapi::serve))
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+        .layer(axum::middleware::from_fn_with_state(
             timeout,
+            error::time_limit,
         ))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(TraceLayer::new_for_http().make_span_with(trace_context::make_span))
         .with_state(state)
 }
 
-/// Serves until ctrl-c / SIGTERM, then finishes in-flight requests.
+/// The admin listener's routes: for the orchestrator and Prometheus, never the public.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::serve_metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .with_state(state)
+}
+
+/// The connection limits of both listeners, from the settings.
+pub fn connection_limits(settings: &ServeSettings) -> server::ConnectionLimits {
+    server::ConnectionLimits {
+        header_read_timeout: Duration::from_secs(settings.limits.header_read_timeout_secs.max(1)),
+        max_per_client: settings.limits.max_connections_per_client.max(1),
+    }
+}
+
+/// Serves the API and the admin listener until ctrl-c / SIGTERM, then finishes in-flight
+/// requests.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     state.settings.sandbox.warn_if_on("orderflow serve");
     if let Some(provider) = &state.settings.default_provider
@@ -188,10 +201,14 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
              (sandbox needs ORDERFLOW_SANDBOX=true, stripe needs STRIPE_WEBHOOK_SECRETS)"
         );
     }
-    let listener = tokio::net::TcpListener::bind(&state.settings.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", state.settings.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "orderflow serve listening");
+    let bind = |address: String| async move {
+        tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))
+    };
+    let listener = bind(state.settings.listen.clone()).await?;
+    let admin = bind(state.settings.admin_listen.clone()).await?;
+    tracing::info!(address = %listener.local_addr()?, admin = %admin.local_addr()?, "orderflow serve listening");
     // Orders reserved at the edge whose start did not happen (a crash, an outage) are started
     // here, also when edge reservation has since been turned off.
     let relay = tokio::spawn(orderflow_client::outbox::run(
@@ -200,9 +217,29 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         std::time::Duration::from_secs(1),
         orderflow_client::outbox::MAX_HOLD,
     ));
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(orderflow_worker::shutdown_signal())
-        .await?;
+    let limits = connection_limits(&state.settings);
+    let grace = Duration::from_secs(state.settings.request_timeout_secs);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let admin = tokio::spawn(server::serve(
+        admin,
+        admin_router(state.clone()),
+        limits,
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|stop| *stop).await;
+        },
+        grace,
+    ));
+    server::serve(
+        listener,
+        router(state),
+        limits,
+        orderflow_worker::shutdown_signal(),
+        grace,
+    )
+    .await;
+    let _ = stop.send(true);
+    let _ = admin.await;
     relay.abort();
     Ok(())
 }
@@ -230,10 +267,6 @@ pub async fn readyz(State(app): State<AppState>) -> Result<impl IntoResponse, Ap
             ApiError::unavailable("TEMPORAL_UNAVAILABLE", format!("Temporal: {}", e.message()))
         })?;
     Ok(Json(serde_json::json!({"status": "ready"})))
-}
-
-pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
 }
 
 /// A JSON body: `413` over the limit, `400` for anything that is not exactly the expected shape

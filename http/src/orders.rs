@@ -2,12 +2,16 @@
 
 use super::error::{ApiError, ErrorBody};
 use super::{ApiJson, AppState, raw_body};
+use crate::api_keys::Scope;
+use crate::auth::{self, Caller};
 use crate::callbacks::{self, KeyClaim};
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use orderflow_client::orders::{EdgePlaced, OrderOpError, Refusal, order_id_for_key};
-use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, OrderView};
+use orderflow_domain::{
+    Currency, Money, OrderInput, OrderLineInput, OrderView, ResolveAction, ResolveRequest,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, UNIX_EPOCH};
@@ -15,33 +19,51 @@ use utoipa::ToSchema;
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 255;
+/// What an `Idempotency-Key` may contain: visible ASCII, no spaces (as the OpenAPI document says).
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"customer_id": "alice", "provider": "sandbox",
+    "lines": [{"sku": "TEE-RED-M", "quantity": 2}, {"sku": "MUG-LOGO", "quantity": 1}]}))]
 pub struct CreateOrderRequest {
+    /// The shop's id for its customer.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.@+-]+$")]
     pub customer_id: String,
+    /// At most 50 lines, each SKU once.
+    #[schema(min_items = 1, max_items = 50)]
     pub lines: Vec<OrderLineRequest>,
     /// `stripe`, or `sandbox` in development: one this deployment has configured (`422
     /// UNKNOWN_PROVIDER` otherwise). Absent: the deployment's `ORDERFLOW_DEFAULT_PROVIDER`, or
     /// `422 PROVIDER_REQUIRED` when it has none.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 32, pattern = "^[a-z0-9_]+$")]
     pub provider: Option<String>,
     /// Seconds the customer has to pay (1..=604800); the worker's default when absent.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::whole_number::deserialize_optional_u64"
+    )]
+    #[schema(minimum = 1, maximum = 604800)]
     pub payment_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLineRequest {
+    #[schema(min_length = 1, max_length = 40, pattern = "^[A-Z0-9_-]+$")]
     pub sku: String,
+    #[serde(deserialize_with = "crate::whole_number::deserialize")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelOrderRequest {
+    /// Why, for the record.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: String,
 }
 
@@ -116,9 +138,13 @@ impl From<OrderView> for OrderResponse {
 )]
 pub async fn create_order(
     State(app): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     ApiJson(mut body): ApiJson<CreateOrderRequest>,
 ) -> Result<(StatusCode, Json<OrderResponse>), ApiError> {
+    caller.require(Scope::OrdersCreate)?;
+    // Held until the answer: past the cap, shed load before it reaches the database or Temporal.
+    let _slot = app.limits.creation_slot()?;
     let key = headers
         .get("idempotency-key")
         .ok_or_else(|| {
@@ -128,18 +154,18 @@ pub async fn create_order(
             )
         })?
         .to_str()
-        .map_err(|_| {
-            ApiError::bad_request("INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be ASCII")
-        })?
-        .trim()
+        .unwrap_or_default()
         .to_owned();
-    if key.is_empty() || key.len() > MAX_KEY_LEN {
+    let visible_ascii = key.bytes().all(|b| b.is_ascii_graphic());
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !visible_ascii {
         return Err(ApiError::bad_request(
             "INVALID_IDEMPOTENCY_KEY",
-            format!("Idempotency-Key must be 1..={MAX_KEY_LEN} characters"),
+            format!(
+                "Idempotency-Key must be 1..={MAX_KEY_LEN} visible ASCII characters, no spaces"
+            ),
         ));
     }
-    let order_id = order_id_for_key(&key);
+    let order_id = order_id_for_key(&caller.client, &key);
     let provider = body
         .provider
         .clone()
@@ -198,10 +224,15 @@ pub async fn create_order(
     let fingerprint = hex::encode(Sha256::digest(
         serde_json::to_vec(&body).expect("request serializes"),
     ));
-    let claim =
-        callbacks::claim_idempotency_key(&app.orders.db, &key, &fingerprint, order_id.as_str())
-            .await
-            .map_err(ApiError::database)?;
+    let claim = callbacks::claim_idempotency_key(
+        &app.orders.db,
+        &caller.client,
+        &key,
+        &fingerprint,
+        order_id.as_str(),
+    )
+    .await
+    .map_err(ApiError::database)?;
     let created = match claim {
         KeyClaim::Claimed => true,
         KeyClaim::Repeat { .. } => false,
@@ -262,8 +293,11 @@ pub async fn create_order(
 )]
 pub async fn get_order(
     State(app): State<AppState>,
+    caller: Caller,
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderResponse>, ApiError> {
+    caller.require(Scope::OrdersRead)?;
+    auth::visible(&app, &caller, &order_id).await?;
     Ok(Json(app.orders.view(&order_id).await?.into()))
 }
 
@@ -272,7 +306,7 @@ pub async fn get_order(
     post,
     path = "/v1/orders/{order_id}/cancel",
     params(("order_id" = String, Path)),
-    request_body(content = Option<CancelOrderRequest>, description = "optional"),
+    request_body(content = CancelOrderRequest, description = "optional: without a body the order is cancelled with no reason"),
     responses(
         (status = 200, description = "cancelled (or paid first: see status)", body = OrderResponse),
         (status = 202, description = "cancel accepted, still closing", body = OrderResponse),
@@ -282,9 +316,12 @@ pub async fn get_order(
 )]
 pub async fn cancel_order(
     State(app): State<AppState>,
+    caller: Caller,
     Path(order_id): Path<String>,
     req: Request,
 ) -> Result<(StatusCode, Json<OrderResponse>), ApiError> {
+    caller.require(Scope::OrdersCancel)?;
+    auth::visible(&app, &caller, &order_id).await?;
     let bytes = raw_body(req, &()).await?;
     let body: CancelOrderRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         CancelOrderRequest::default()
@@ -293,6 +330,12 @@ pub async fn cancel_order(
             ApiError::bad_request("INVALID_JSON", format!("invalid request body: {e}"))
         })?
     };
+    if body.reason.chars().count() > MAX_NOTE_CHARS {
+        return Err(ApiError::bad_request(
+            "INVALID_REASON",
+            format!("reason is limited to {MAX_NOTE_CHARS} characters"),
+        ));
+    }
     let accepted = app
         .orders
         .cancel(&order_id, &body.reason)
@@ -310,4 +353,62 @@ pub async fn cancel_order(
         Err(OrderOpError::Timeout { .. }) => Ok((StatusCode::ACCEPTED, Json(accepted.into()))),
         Err(e) => Err(e.into()),
     }
+}
+
+/// An operator's decision on an order in `NEEDS_REVIEW`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveOrderRequest {
+    /// `ACCEPT` keeps the payment (the order becomes `PAID`); `REFUND` gives it back.
+    pub action: ResolveActionRequest,
+    /// Why, for the record (at most 500 characters).
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ResolveActionRequest {
+    Accept,
+    Refund,
+}
+
+/// Longest accepted cancel reason or operator note.
+const MAX_NOTE_CHARS: usize = 500;
+
+/// Resolve an order waiting for review (operators only). The operator on record is the API
+/// key's client, never a name in the body.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/resolve",
+    params(("order_id" = String, Path)),
+    request_body = ResolveOrderRequest,
+    responses(
+        (status = 200, description = "resolved", body = OrderResponse),
+        (status = 409, description = "not waiting for review", body = ErrorBody)
+    )
+)]
+pub async fn resolve_order(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(order_id): Path<String>,
+    ApiJson(body): ApiJson<ResolveOrderRequest>,
+) -> Result<Json<OrderResponse>, ApiError> {
+    caller.require(Scope::Operator)?;
+    if body.note.chars().count() > MAX_NOTE_CHARS {
+        return Err(ApiError::bad_request(
+            "INVALID_NOTE",
+            format!("note is limited to {MAX_NOTE_CHARS} characters"),
+        ));
+    }
+    let request = ResolveRequest {
+        action: match body.action {
+            ResolveActionRequest::Accept => ResolveAction::Accept,
+            ResolveActionRequest::Refund => ResolveAction::Refund,
+        },
+        operator: format!("{} (key {})", caller.client, caller.key_id),
+        note: body.note,
+    };
+    Ok(Json(app.orders.resolve(&order_id, request).await?.into()))
 }

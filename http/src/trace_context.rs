@@ -44,6 +44,7 @@ pub fn make_span<B>(request: &Request<B>) -> Span {
         // Filled in by the handlers that know them.
         order_id = tracing::field::Empty,
         provider = tracing::field::Empty,
+        client = tracing::field::Empty,
     );
     if let Some(cx) = remote_context(request.headers()) {
         let _ = span.set_parent(cx);

@@ -11,10 +11,12 @@
 //!    down) answers 5xx so the provider retries; the event stays `RECEIVED` and is redone.
 //!
 //! A forged signature, stale timestamp, malformed body, unknown provider or unknown payment
-//! changes no order and sends no signal; it is still recorded with its verdict.
+//! changes no order and sends no signal; it is still recorded with its verdict. So is a body over
+//! 64 KiB: reading stops just past the limit, its first 64 KiB are recorded with verdict
+//! `PAYLOAD_TOO_LARGE` and how much arrived, and it is answered `413`.
 
-use super::error::ErrorBody;
-use super::{AppState, raw_body};
+use super::error::{ApiError, ErrorBody};
+use super::{AppState, MAX_BODY_BYTES};
 use crate::callbacks::{self, Arrival, Callback, verdict};
 use crate::webhook_adapters::{
     VerifiedWebhook, WebhookAdapter, WebhookEventKind, WebhookRejection, WebhookReply,
@@ -24,6 +26,8 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use orderflow_activities::payments;
 use orderflow_client::orders::OrderOpError;
 use orderflow_domain::{OrderStatus, PaymentOutcome, PaymentSignal};
@@ -41,7 +45,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
         (status = 400, description = "malformed request or signature header", body = ErrorBody),
         (status = 401, description = "signature does not match, or stale timestamp", body = ErrorBody),
         (status = 404, description = "unknown provider or payment", body = ErrorBody),
-        (status = 413, description = "body over 64 KiB", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB (recorded truncated)", body = ErrorBody),
         (status = 503, description = "try again later", body = ErrorBody)
     )
 )]
@@ -60,8 +64,11 @@ pub async fn receive_webhook(
 async fn receive(app: &AppState, provider: &str, req: Request) -> (Response, String) {
     let provider = provider.to_owned();
     let headers = lowercase_headers(req.headers());
-    let body = match raw_body(req, &()).await {
-        Ok(body) => body,
+    let body = match read_capped(req).await {
+        Ok(ReadBody::Whole(body)) => body,
+        Ok(ReadBody::TooLarge { first, detail }) => {
+            return too_large(app, &provider, &headers, &first, &detail).await;
+        }
         Err(e) => {
             let code = e.code.to_owned();
             return (e.into_response(), code);
@@ -80,19 +87,14 @@ async fn receive(app: &AppState, provider: &str, req: Request) -> (Response, Str
             "no adapter for this provider",
         )
         .await;
-        let response = super::error::ApiError::not_found(
+        let response = ApiError::not_found(
             "UNKNOWN_PROVIDER",
             format!("no payment provider named {provider:?}"),
         )
         .into_response();
         return (response, verdict::UNKNOWN_PROVIDER.to_owned());
     };
-    // Only the headers that matter are kept in the log.
-    let kept: BTreeMap<String, String> = headers
-        .iter()
-        .filter(|(k, _)| adapter.recorded_headers().contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let kept = recorded_headers(adapter.as_ref(), &headers);
     let recorded = Callback {
         provider: &provider,
         headers: &kept,
@@ -317,6 +319,11 @@ async fn still_settles(app: &AppState, order_id: &str) -> Result<bool, Retry> {
 
 /// A callback for an order whose workflow has finished: a repeat of what it already knew, or money
 /// that arrived too late and must go back.
+///
+/// "Already kept" is decided by what our books say the order kept for this payment number, not
+/// by the transaction id: a `PAID` order's payment is acknowledged as settled whatever the event
+/// says (a differing transaction id is noted and logged), and never starts a refund of the kept
+/// money. `LatePaymentWorkflow` checks the same again before it refunds anything.
 async fn settle_after_close(
     app: &AppState,
     adapter: &dyn WebhookAdapter,
@@ -324,18 +331,42 @@ async fn settle_after_close(
     payment: &payments::StoredPayment,
     outcome: PaymentOutcome,
 ) -> Result<Handled, Retry> {
-    let order_status = orderflow_activities::orders::load(&app.orders.db, &payment.order_id)
-        .await?
-        .and_then(|o| o.status.parse::<OrderStatus>().ok());
-    let same_payment_kept = order_status == Some(OrderStatus::Paid)
-        && payment.provider_txn_id.as_deref() == Some(event.provider_txn_id.as_str());
-    if outcome == PaymentOutcome::Failed || same_payment_kept {
+    let holding = payments::kept_by_order(&app.orders.db, &payment.payment_no).await?;
+    let order_status = holding.order_status.as_deref().unwrap_or("over");
+    if let payments::Kept::Kept {
+        provider_txn_id, ..
+    } = &holding.kept
+    {
+        let mut detail = format!("order {} is already {order_status}", payment.order_id);
+        if outcome == PaymentOutcome::Paid
+            && provider_txn_id.as_deref() != Some(event.provider_txn_id.as_str())
+        {
+            tracing::warn!(
+                order_id = %payment.order_id,
+                payment_no = %payment.payment_no,
+                event_id = %event.event_id,
+                kept_txn_id = provider_txn_id.as_deref().unwrap_or(""),
+                event_txn_id = %event.provider_txn_id,
+                "a payment event for a kept payment names another transaction; nothing refunded"
+            );
+            detail.push_str(&format!(
+                "; it kept transaction {}, this event names {}: nothing refunded",
+                provider_txn_id.as_deref().unwrap_or("(none)"),
+                event.provider_txn_id
+            ));
+        }
+        return Ok(Handled {
+            verdict: verdict::ALREADY_SETTLED,
+            detail: Some(detail),
+            answer: Answer::Ack,
+        });
+    }
+    if outcome == PaymentOutcome::Failed {
         return Ok(Handled {
             verdict: verdict::ALREADY_SETTLED,
             detail: Some(format!(
-                "order {} is already {}",
-                payment.order_id,
-                order_status.map(|s| s.to_string()).unwrap_or_default()
+                "order {} is already {order_status}",
+                payment.order_id
             )),
             answer: Answer::Ack,
         });
@@ -352,14 +383,120 @@ async fn settle_after_close(
     Ok(Handled {
         verdict: verdict::LATE_PAYMENT_REFUND,
         detail: Some(format!(
-            "order {} was {} when the payment arrived; refunding",
+            "order {} was {order_status} when the payment arrived; refunding what it did not keep",
             payment.order_id,
-            order_status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "over".to_owned())
         )),
         answer: Answer::Ack,
     })
+}
+
+/// A webhook body as read: whole, or over the limit with what was kept of it.
+enum ReadBody {
+    Whole(Bytes),
+    /// Over [`MAX_BODY_BYTES`]: its first `MAX_BODY_BYTES` bytes, and how much arrived in words.
+    TooLarge {
+        first: Bytes,
+        detail: String,
+    },
+}
+
+/// Reads the body frame by frame and stops as soon as it is over the limit: an oversized body is
+/// never buffered whole (at most the limit plus one frame is read), yet its beginning is kept
+/// for the callback log.
+async fn read_capped(req: Request) -> Result<ReadBody, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut body = req.into_body();
+    let mut kept = BytesMut::new();
+    let mut read: usize = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request("UNREADABLE_BODY", e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        read = read.saturating_add(data.len());
+        let room = MAX_BODY_BYTES - kept.len();
+        kept.extend_from_slice(&data[..data.len().min(room)]);
+        if read > MAX_BODY_BYTES {
+            let declared = declared
+                .map(|n| format!(", Content-Length {n}"))
+                .unwrap_or_default();
+            let detail = format!(
+                "body over the {MAX_BODY_BYTES}-byte limit: more than {MAX_BODY_BYTES} bytes \
+                 arrived ({read} read before reading stopped{declared}); recorded truncated to \
+                 its first {MAX_BODY_BYTES} bytes"
+            );
+            return Ok(ReadBody::TooLarge {
+                first: kept.freeze(),
+                detail,
+            });
+        }
+    }
+    Ok(ReadBody::Whole(kept.freeze()))
+}
+
+/// Records an oversized request (truncated, verdict `PAYLOAD_TOO_LARGE`) and answers `413`, in
+/// the provider's format when there is an adapter for it.
+async fn too_large(
+    app: &AppState,
+    provider: &str,
+    headers: &BTreeMap<String, String>,
+    first: &[u8],
+    detail: &str,
+) -> (Response, String) {
+    let adapter = app.adapters.get(provider).cloned();
+    let recorded = match &adapter {
+        Some(adapter) => recorded_headers(adapter.as_ref(), headers),
+        None => headers.clone(),
+    };
+    let callback = Callback {
+        provider,
+        headers: &recorded,
+        body: first,
+    };
+    tracing::warn!(
+        provider,
+        verdict = verdict::PAYLOAD_TOO_LARGE,
+        "webhook refused: {detail}"
+    );
+    let message = format!("request bodies are limited to {MAX_BODY_BYTES} bytes");
+    let recorded = callbacks::record_refused(
+        &app.orders.db,
+        &callback,
+        verdict::PAYLOAD_TOO_LARGE,
+        detail,
+    )
+    .await;
+    let response = match (adapter, recorded) {
+        (Some(adapter), Err(e)) => return unavailable(adapter.as_ref(), &e),
+        (Some(adapter), Ok(())) => reply(adapter.nack(413, verdict::PAYLOAD_TOO_LARGE, &message)),
+        (None, recorded) => {
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "callback log unavailable");
+            }
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                verdict::PAYLOAD_TOO_LARGE,
+                message,
+            )
+            .into_response()
+        }
+    };
+    (response, verdict::PAYLOAD_TOO_LARGE.to_owned())
+}
+
+/// Only the headers that matter to the provider are kept in the log.
+fn recorded_headers(
+    adapter: &dyn WebhookAdapter,
+    headers: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .filter(|(k, _)| adapter.recorded_headers().contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn unavailable(adapter: &dyn WebhookAdapter, err: &sqlx::Error) -> (Response, String) {

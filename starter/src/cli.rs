@@ -7,9 +7,10 @@ use orderflow_activities::inventory;
 use orderflow_client::catalog;
 use orderflow_client::orders::{NewOrder, Orders};
 use orderflow_domain::{
-    Currency, Money, OrderView, ResolveAction, ResolveRequest, Sku, messages::MAX_LINES,
+    ClientId, Currency, Money, OrderView, ResolveAction, ResolveRequest, Sku, messages::MAX_LINES,
 };
-use orderflow_worker::settings::CliSettings;
+use orderflow_http::api_keys::{self, Scope};
+use orderflow_worker::settings::{CliSettings, ExposeSecret};
 use orderflow_worker::{connect_temporal, open_database};
 use orderflow_workflows::search_attributes;
 use serde_json::json;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Workflow histories, for replay tests.
     #[command(subcommand)]
     History(HistoryCommand),
+    /// API keys of the HTTP API's clients and operators.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(ApiKeysCommand),
     /// Database administration.
     #[command(subcommand)]
     Db(DbCommand),
@@ -69,6 +73,9 @@ pub enum OrderCommand {
         /// Same key, same order. Without one a fresh key is generated.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// The API client the order is placed for: its idempotency keys are its own.
+        #[arg(long, default_value = orderflow_client::orders::CLI_CLIENT, value_parser = parse_client)]
+        client: ClientId,
         /// How long the customer has to pay, e.g. 90s, 15m (default: the worker's setting).
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<Duration>,
@@ -178,6 +185,24 @@ pub enum HistoryCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ApiKeysCommand {
+    /// Create a key; it is printed once and cannot be shown again.
+    Create {
+        /// The client the key belongs to (a shop, a service, an operator's name).
+        #[arg(long, value_parser = parse_client)]
+        client: ClientId,
+        /// Comma-separated: orders:create, orders:read, orders:cancel, operator.
+        #[arg(long, value_delimiter = ',', value_parser = Scope::parse,
+              default_value = "orders:create,orders:read,orders:cancel")]
+        scopes: Vec<Scope>,
+    },
+    /// List keys (ids, clients, scopes; never the keys themselves).
+    List,
+    /// Revoke a key by its id (or the whole key); effective on its next request.
+    Revoke { key_id: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum DbCommand {
     /// Create or upgrade the schema.
     Migrate,
@@ -220,6 +245,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        Command::ApiKeys(cmd) => api_keys_command(&g, cmd).await,
         Command::Catalog(cmd) => catalog_command(&g, cmd).await,
         Command::Stock(cmd) => stock_command(&g, cmd).await,
         Command::History(HistoryCommand::Export { order_id, out }) => {
@@ -248,6 +274,66 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+async fn api_keys_command(g: &CliSettings, cmd: ApiKeysCommand) -> anyhow::Result<()> {
+    let db = open_database(&g.connection.database_url).await?;
+    match cmd {
+        ApiKeysCommand::Create { client, scopes } => {
+            let created = api_keys::create(&db, &client, &scopes.into_iter().collect()).await?;
+            let scopes: Vec<&str> = created.scopes.iter().map(|s| s.as_str()).collect();
+            let key = created.key.expose_secret();
+            say(
+                g,
+                json!({"key_id": created.key_id, "client": created.client, "scopes": scopes, "key": key}),
+                || {
+                    format!(
+                        "key {} for {} ({})\n{key}\nshown once: store it now",
+                        created.key_id,
+                        created.client,
+                        scopes.join(" ")
+                    )
+                },
+            );
+        }
+        ApiKeysCommand::List => {
+            let keys = api_keys::list(&db).await?;
+            let rows: Vec<_> = keys
+                .iter()
+                .map(|k| {
+                    json!({"key_id": k.key_id, "client": k.client, "scopes": k.scopes,
+                                "created_at_ms": k.created_at_ms, "revoked_at_ms": k.revoked_at_ms})
+                })
+                .collect();
+            say(g, json!(rows), || {
+                let mut out = format!("{:<14} {:<24} {:<8} SCOPES", "KEY ID", "CLIENT", "STATE");
+                for k in &keys {
+                    let state = if k.revoked_at_ms.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    out.push_str(&format!(
+                        "\n{:<14} {:<24} {:<8} {}",
+                        k.key_id,
+                        k.client,
+                        state,
+                        k.scopes.join(" ")
+                    ));
+                }
+                out
+            });
+        }
+        ApiKeysCommand::Revoke { key_id } => {
+            if !api_keys::revoke(&db, &key_id).await? {
+                bail!("no API key {key_id}");
+            }
+            say(g, json!({"key_id": key_id, "revoked": true}), || {
+                format!("key {key_id} revoked")
+            });
+        }
+    }
+    Ok(())
+}
+
 async fn connect(g: &CliSettings) -> anyhow::Result<Orders> {
     let c = &g.connection;
     let db = open_database(&c.database_url).await?;
@@ -268,6 +354,7 @@ async fn order_command(g: &CliSettings, cmd: OrderCommand) -> anyhow::Result<()>
             lines,
             provider,
             idempotency_key,
+            client,
             timeout,
         } => {
             if lines.len() > MAX_LINES {
@@ -276,6 +363,7 @@ async fn order_command(g: &CliSettings, cmd: OrderCommand) -> anyhow::Result<()>
             let key = idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let (order_id, started) = orders
                 .start(&NewOrder {
+                    client,
                     idempotency_key: key.clone(),
                     customer_id: customer,
                     lines,
@@ -665,6 +753,10 @@ fn deadline_text(deadline_ms: i64) -> String {
         Err(_) => format!("{stamp} (passed)"),
     }
 }
+fn parse_client(s: &str) -> Result<ClientId, String> {
+    ClientId::parse(s).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

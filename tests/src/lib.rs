@@ -288,6 +288,30 @@ impl Drop for WorkerThread {
     }
 }
 
+/// The client of the key [`TestApp::serve_http`] gives every shim.
+pub const SHIM_CLIENT: &str = "shop-test";
+
+/// A running shim: its base URL, its admin listener, and an HTTP client that sends `key`.
+pub struct Shim {
+    pub base: String,
+    pub admin: String,
+    pub key: String,
+    pub http: reqwest::Client,
+}
+
+/// An HTTP client that authenticates every request with `key`.
+pub fn bearer_client(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .expect("a key is a valid header value");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
+
 pub struct TestApp {
     pub engine: Engine,
     /// The Temporal server this app's worker and client use.
@@ -365,6 +389,7 @@ impl TestApp {
         let (order_id, _) = self
             .orders
             .start(&NewOrder {
+                client: orderflow_client::orders::cli_client(),
                 idempotency_key: unique("key-"),
                 customer_id: customer.to_owned(),
                 lines: lines.iter().map(|(s, q)| (s.to_string(), *q)).collect(),
@@ -435,31 +460,77 @@ impl TestApp {
         .get(0)
     }
 
-    /// Serves the HTTP shim on `settings.connection.public_url` (real sockets) and returns its base URL.
-    pub async fn serve_http(&self) -> String {
-        let state = orderflow_http::AppState::new(self.orders.clone(), Self::serve_settings());
-        self.serve_http_with(state).await
-    }
-
-    /// The shim's settings in the tests: the defaults, with the sandbox gateway switched on and
-    /// the default provider (as `scripts/up.sh` runs it).
-    pub fn serve_settings() -> orderflow_http::ServeSettings {
+    /// The shim's settings in tests: the defaults, with the sandbox gateway switched on and the
+    /// default provider (as `scripts/up.sh` runs it), and limits no ordinary test reaches (the
+    /// limit tests set their own).
+    pub fn shim_settings(&self) -> orderflow_http::ServeSettings {
         let mut settings = orderflow_http::ServeSettings::defaults();
         settings.sandbox.enabled = true;
         settings.default_provider = Some("sandbox".to_owned());
+        settings.limits.api_rate_per_sec = 1_000_000;
+        settings.limits.api_burst = 1_000_000;
         settings
     }
 
-    pub async fn serve_http_with(&self, state: orderflow_http::AppState) -> String {
+    /// Serves the HTTP shim on `settings.connection.public_url` (real sockets), with a client
+    /// key that has every client scope.
+    pub async fn serve_http(&self) -> Shim {
+        let state = orderflow_http::AppState::new(self.orders.clone(), self.shim_settings());
+        self.serve_http_with(state).await
+    }
+
+    /// Serves `state` through the shim's own accept loop, its admin routes on a port of their own.
+    pub async fn serve_http_with(&self, state: orderflow_http::AppState) -> Shim {
         let base = self.settings.connection.public_url.clone();
         let address = base.trim_start_matches("http://").to_owned();
         let listener = tokio::net::TcpListener::bind(&address)
             .await
             .expect("bind the shim's port");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, orderflow_http::router(state)).await;
-        });
-        base
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the admin port");
+        let admin_base = format!("http://{}", admin.local_addr().unwrap());
+        let limits = orderflow_http::connection_limits(&state.settings);
+        let grace = Duration::from_secs(1);
+        let never = std::future::pending::<()>;
+        tokio::spawn(orderflow_http::server::serve(
+            admin,
+            orderflow_http::admin_router(state.clone()),
+            limits,
+            never(),
+            grace,
+        ));
+        tokio::spawn(orderflow_http::server::serve(
+            listener,
+            orderflow_http::router(state),
+            limits,
+            never(),
+            grace,
+        ));
+        let key = self
+            .api_key("shop-test", &orderflow_http::api_keys::Scope::CLIENT)
+            .await;
+        Shim {
+            http: bearer_client(&key),
+            base,
+            admin: admin_base,
+            key,
+        }
+    }
+
+    /// A new API key for `client` with `scopes`.
+    pub async fn api_key(
+        &self,
+        client: &str,
+        scopes: &[orderflow_http::api_keys::Scope],
+    ) -> String {
+        use orderflow_worker::settings::ExposeSecret;
+        let client = orderflow_domain::ClientId::parse(client).expect("a valid client id");
+        let created =
+            orderflow_http::api_keys::create(&self.db, &client, &scopes.iter().copied().collect())
+                .await
+                .expect("create an API key");
+        created.key.expose_secret().to_owned()
     }
 
     /// Event types in the order's workflow history (e.g. to prove no signal arrived).

@@ -21,8 +21,8 @@ const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn a_customer_pays_in_a_real_browser(app: TestApp) {
     require_browser_tools();
-    let base = app.serve_http().await;
-    let http = reqwest::Client::new();
+    let shim = app.serve_http().await;
+    let (base, http) = (shim.base, shim.http);
 
     // The customer's order, through the API as a shop front would create it.
     let answer = http

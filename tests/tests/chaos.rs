@@ -110,6 +110,7 @@ async fn start_order(
     give_up: Duration,
 ) -> anyhow::Result<String> {
     let order = NewOrder {
+        client: orderflow_client::orders::cli_client(),
         idempotency_key: key.to_owned(),
         customer_id: format!("chaos-{}", &key[key.len().saturating_sub(6)..]),
         lines,
@@ -854,7 +855,7 @@ async fn db_outage() -> anyhow::Result<()> {
         Duration::from_millis(200),
     ));
     let hooks = Webhooks {
-        base: app.serve_http().await,
+        base: app.serve_http().await.base,
         http: reqwest::Client::new(),
     };
     let orders = app.orders.clone();

@@ -17,7 +17,11 @@ on_both_engines!(
 
 fn input(customer: &str, sku: &str, quantity: i64, timeout_secs: Option<u64>) -> OrderInput {
     OrderInput {
-        order_id: order_id_for_key(&unique(&format!("edge-{customer}-"))).to_string(),
+        order_id: order_id_for_key(
+            &orderflow_client::orders::cli_client(),
+            &unique(&format!("edge-{customer}-")),
+        )
+        .to_string(),
         customer_id: customer.to_owned(),
         lines: vec![OrderLineInput {
             sku: sku.to_owned(),
@@ -164,11 +168,11 @@ async fn a_reservation_whose_start_was_lost_is_started_by_the_relay(app: TestApp
 
 async fn the_http_api_answers_a_sold_out_order_without_a_workflow(app: TestApp) {
     app.set_stock("HOODIE-BLK-L", 1).await;
-    let mut settings = TestApp::serve_settings();
+    let mut settings = app.shim_settings();
     settings.reserve_at_edge = true;
     let state = orderflow_http::AppState::new(app.orders.clone(), settings);
-    let base = app.serve_http_with(state).await;
-    let http = reqwest::Client::new();
+    let shim = app.serve_http_with(state).await;
+    let (base, http) = (shim.base, shim.http);
     // Keys unique to this run: the order id (and so the workflow id) is derived from the key,
     // and every test shares one Temporal namespace.
     let (key_1, key_2) = (unique("edge-http-1-"), unique("edge-http-2-"));

@@ -22,6 +22,7 @@ async fn two_hundred_orders_for_fifty_units(app: TestApp) {
         async move {
             let (id, _) = orders
                 .start(&NewOrder {
+                    client: orderflow_client::orders::cli_client(),
                     idempotency_key: key,
                     customer_id: format!("buyer-{i}"),
                     lines: vec![("FLASH-DEAL".into(), 1)],

@@ -93,6 +93,7 @@ async fn hot_skus_never_oversell_under_concurrency(app: TestApp) {
             async move {
                 let (id, _) = orders
                     .start(&NewOrder {
+                        client: orderflow_client::orders::cli_client(),
                         idempotency_key: key,
                         customer_id: format!("buyer-{i}"),
                         lines: vec![(sku.to_owned(), quantity)],

@@ -10,7 +10,7 @@ use orderflow_http::webhook_adapters::sandbox::{
     MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
 };
 use orderflow_http::webhook_adapters::stripe_signature;
-use orderflow_tests::{TestApp, eventually, on_both_engines};
+use orderflow_tests::{Shim, TestApp, eventually, on_both_engines};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +23,9 @@ on_both_engines!(
     idempotency_keys,
     cancel_through_the_api,
     a_late_payment_is_refunded_once,
+    a_paid_orders_money_is_not_refunded_by_another_transaction,
+    the_late_payment_workflow_refunds_no_kept_money,
+    an_oversized_webhook_is_recorded_truncated,
     health_readiness_and_openapi,
     a_declined_attempt_keeps_the_order_open,
 );
@@ -36,15 +39,23 @@ fn now() -> i64 {
 
 struct Api {
     base: String,
+    admin: String,
     http: reqwest::Client,
+}
+
+impl From<Shim> for Api {
+    fn from(shim: Shim) -> Api {
+        Api {
+            base: shim.base,
+            admin: shim.admin,
+            http: shim.http,
+        }
+    }
 }
 
 impl Api {
     async fn start(app: &TestApp) -> Api {
-        Api {
-            base: app.serve_http().await,
-            http: reqwest::Client::new(),
-        }
+        app.serve_http().await.into()
     }
 
     async fn create(&self, key: &str, body: Value) -> (u16, Value) {
@@ -579,20 +590,241 @@ async fn a_late_payment_is_refunded_once(app: TestApp) {
     assert_eq!(PaymentNo::for_order(&order).as_str(), payment_no);
 }
 
+/// The attack from issue #16: an order is paid and over; a second validly signed "payment
+/// succeeded" event for the same payment number, with another transaction id and another event
+/// id, must be acknowledged as settled and must not refund the money the order kept.
+async fn a_paid_orders_money_is_not_refunded_by_another_transaction(app: TestApp) {
+    let api = Api::start(&app).await;
+    let sku = "HOODIE-BLK-L";
+    let (order_id, payment_no) = api_order(&api, &app, "kept", order_body(sku, 1)).await;
+    let event = paid_event(&app, &payment_no, None).await;
+    assert_eq!(api.signed(&event).await.0, 200);
+    assert_eq!(
+        app.final_view(&order_id).await.status,
+        Some(OrderStatus::Paid)
+    );
+    eventually(Duration::from_secs(30), || async {
+        let events = app.history_event_types(&order_id).await;
+        match events.last().map(String::as_str) {
+            Some("WorkflowExecutionCompleted") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("the order's workflow completed");
+    let sold = app.stock(sku).await.sold;
+
+    let mut other = event.clone();
+    other.id = format!("{}_again", event.id);
+    other.data.txn_id = "sbx_txn_someone_else".to_owned();
+    other.created = now();
+    for _ in 0..3 {
+        let (status, body) = api.signed(&other).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for (status, body) in join_all((0..3).map(|_| api.signed(&other))).await {
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // Acknowledged as settled, the differing transaction on record; no refund started.
+    assert_eq!(
+        app.count(&format!(
+            "webhook_callbacks WHERE event_id = '{}' AND verdict = 'ALREADY_SETTLED' \
+             AND detail LIKE '%sbx_txn_someone_else%'",
+            other.id
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        verdicts(&app).await,
+        vec!["SIGNALLED".to_owned(), "ALREADY_SETTLED".to_owned()]
+    );
+    let late = orderflow_workflows::late_payment_workflow_id(&payment_no);
+    assert!(
+        app.orders
+            .export_workflow_history(&late, &payment_no)
+            .await
+            .is_err(),
+        "no LatePaymentWorkflow was started"
+    );
+    // The money stays where the order kept it: our payment, the gateway's charge, the stock.
+    assert_money_kept(&app, &payment_no).await;
+    assert_eq!(app.view(&order_id).await.status, Some(OrderStatus::Paid));
+    assert_eq!(app.stock(sku).await.sold, sold);
+    app.assert_stock_invariants().await;
+}
+
+/// A payment its order kept is still kept: our row `PAID` with no refund logged, the gateway's
+/// charge `PAID` and never refunded.
+async fn assert_money_kept(app: &TestApp, payment_no: &str) {
+    let kept = [
+        format!("payments WHERE payment_no = '{payment_no}' AND status = 'PAID'"),
+        format!(
+            "sandbox_charges WHERE payment_no = '{payment_no}' AND status = 'PAID' \
+             AND refund_id IS NULL"
+        ),
+    ];
+    for table_where in kept {
+        assert_eq!(app.count(&table_where).await, 1, "{table_where}");
+    }
+    let refunds =
+        format!("payment_log WHERE payment_no = '{payment_no}' AND event LIKE '%REFUND%'");
+    assert_eq!(app.count(&refunds).await, 0, "{refunds}");
+}
+
+/// Defence in depth: `LatePaymentWorkflow` started directly for a payment its order kept refunds
+/// nothing (`KEPT_BY_ORDER`); started while an order is still open, it waits for the order's
+/// decision, and a payment the order then keeps is not refunded either.
+async fn the_late_payment_workflow_refunds_no_kept_money(app: TestApp) {
+    let api = Api::start(&app).await;
+    let late_result = |payment_no: String| {
+        let orders = app.orders.clone();
+        async move {
+            orders
+                .client
+                .get_workflow_handle::<orderflow_workflows::LatePaymentWorkflow>(
+                    orderflow_workflows::late_payment_workflow_id(&payment_no),
+                )
+                .get_result(Default::default())
+                .await
+                .unwrap()
+        }
+    };
+
+    // Paid and over, then the refund is asked for directly.
+    let (order_id, payment_no) = api_order(&api, &app, "direct", order_body("MUG-LOGO", 1)).await;
+    assert_eq!(
+        api.signed(&paid_event(&app, &payment_no, None).await)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        app.final_view(&order_id).await.status,
+        Some(OrderStatus::Paid)
+    );
+    app.orders
+        .start_late_payment_refund(&order_id, &payment_no, "sandbox", "evt_direct")
+        .await
+        .unwrap();
+    let outcome = late_result(payment_no.clone()).await;
+    assert_eq!(
+        (outcome.result.as_str(), outcome.refund_id),
+        (orderflow_workflows::late_payment::KEPT_BY_ORDER, None)
+    );
+
+    // Started while the order still awaits payment: it waits; the order is then paid and keeps it.
+    let (open_id, open_no) = api_order(&api, &app, "open", order_body("TEE-RED-M", 1)).await;
+    app.orders
+        .start_late_payment_refund(&open_id, &open_no, "sandbox", "evt_early")
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(late_result(open_no.clone()));
+    let late = app
+        .orders
+        .client
+        .get_workflow_handle::<temporalio_common::UntypedWorkflow>(
+            orderflow_workflows::late_payment_workflow_id(&open_no),
+        );
+    eventually(Duration::from_secs(30), || async {
+        let described = late
+            .describe(Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let pending = &described.raw().pending_activities;
+        let waits = pending.iter().any(|a| {
+            a.activity_type
+                .as_ref()
+                .is_some_and(|t| t.name == "query_payment")
+                && a.attempt >= 2
+                && a.last_failure.as_ref().is_some_and(|f| {
+                    orderflow_activities::failure::message_of(f).contains("AWAITING_PAYMENT")
+                })
+        });
+        if waits {
+            Ok(())
+        } else {
+            Err(format!("{pending:?}"))
+        }
+    })
+    .await
+    .expect("the inquiry waits while the order is open");
+    assert!(!waiting.is_finished());
+    assert_eq!(
+        api.signed(&paid_event(&app, &open_no, None).await).await.0,
+        200
+    );
+    assert_eq!(
+        app.final_view(&open_id).await.status,
+        Some(OrderStatus::Paid)
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the inquiry ends once the order is decided")
+        .unwrap();
+    assert_eq!(
+        outcome.result,
+        orderflow_workflows::late_payment::KEPT_BY_ORDER
+    );
+
+    assert_money_kept(&app, &payment_no).await;
+    assert_money_kept(&app, &open_no).await;
+    app.assert_stock_invariants().await;
+}
+
+/// Every webhook request is recorded, an oversized one too: its first 64 KiB, with how much
+/// arrived; it is still refused with `413`.
+async fn an_oversized_webhook_is_recorded_truncated(app: TestApp) {
+    let api = Api::start(&app).await;
+    let (status, body) = api
+        .webhook(
+            "sandbox",
+            &[("content-type", "application/json".to_owned())],
+            vec![b'x'; 100 * 1024],
+        )
+        .await;
+    assert_eq!(status, 413, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "PAYLOAD_TOO_LARGE", "{body}");
+    assert_eq!(verdicts(&app).await, vec!["PAYLOAD_TOO_LARGE".to_owned()]);
+    assert_eq!(
+        app.count(&format!(
+            "webhook_callbacks WHERE verdict = 'PAYLOAD_TOO_LARGE' AND LENGTH(body) = {} \
+             AND body_encoding = 'utf8' AND detail LIKE '%more than 65536 bytes arrived%'",
+            64 * 1024
+        ))
+        .await,
+        1
+    );
+}
+
 async fn health_readiness_and_openapi(app: TestApp) {
     let api = Api::start(&app).await;
-    assert_eq!(api.get("/healthz").await.0, 200);
-    let (status, ready) = api.get("/readyz").await;
+    let admin = |path: &str| {
+        let url = format!("{}{path}", api.admin);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(admin("/healthz").await.0, 200);
+    let (status, ready) = admin("/readyz").await;
     assert_eq!(status, 200, "{ready}");
+    // The public listener serves none of them: they are for the orchestrator and Prometheus.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "NOT_FOUND", "{path}: {body}");
+    }
     let (status, doc) = api.get("/openapi.json").await;
     assert_eq!(status, 200);
     for path in [
         "/v1/orders",
         "/v1/orders/{order_id}",
         "/v1/orders/{order_id}/cancel",
+        "/v1/orders/{order_id}/resolve",
         "/v1/webhooks/{provider}",
-        "/healthz",
-        "/readyz",
     ] {
         assert!(
             doc["paths"][path].is_object(),
@@ -600,6 +832,18 @@ async fn health_readiness_and_openapi(app: TestApp) {
         );
     }
     assert!(doc["components"]["schemas"]["CreateOrderRequest"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+    let (status, metrics) = admin("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            r#"orderflow_http_requests_total{method="GET",route="/openapi.json",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
 }
 
 /// The shim routes `/v1/webhooks/stripe` to the Stripe adapter when endpoint secrets are
@@ -609,14 +853,10 @@ async fn stripe_webhooks_are_verified_with_the_configured_secrets() {
     let app = TestApp::spawn(orderflow_tests::Engine::Sqlite)
         .await
         .unwrap();
-    let mut settings = TestApp::serve_settings();
+    let mut settings = app.shim_settings();
     settings.stripe_webhook_secrets = vec!["whsec_old".into(), "whsec_new".into()];
     let state = orderflow_http::AppState::new(app.orders.clone(), settings);
-    let base = app.serve_http_with(state).await;
-    let api = Api {
-        base,
-        http: reqwest::Client::new(),
-    };
+    let api: Api = app.serve_http_with(state).await.into();
     let event = json!({
         "id": "evt_1", "type": "payment_intent.succeeded", "object": "event",
         "data": {"object": {"id": "pi_1", "object": "payment_intent", "amount": 500, "amount_received": 500,

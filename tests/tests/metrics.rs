@@ -40,8 +40,8 @@ async fn counters_move_by_the_right_amounts() {
     })
     .await
     .unwrap();
-    let base = app.serve_http().await;
-    let http = reqwest::Client::new();
+    let shim = app.serve_http().await;
+    let (base, http) = (shim.base.clone(), shim.http.clone());
     let create = |key: String, sku: &str, qty: i64| {
         let req = http
             .post(format!("{base}/v1/orders"))
@@ -151,7 +151,7 @@ async fn counters_move_by_the_right_amounts() {
         "the SDK's own worker metrics are on the same endpoint"
     );
 
-    let shim = scrape(&format!("{base}/metrics")).await;
+    let shim = scrape(&format!("{}/metrics", shim.admin)).await;
     let created = sample(
         &shim,
         "orderflow_http_requests_total",

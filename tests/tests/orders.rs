@@ -249,6 +249,7 @@ async fn invalid_input_is_rejected(app: TestApp) {
 
 async fn same_idempotency_key_gives_one_order(app: TestApp) {
     let request = NewOrder {
+        client: orderflow_client::orders::cli_client(),
         idempotency_key: format!("checkout-42-{}", app.settings.connection.task_queue),
         customer_id: "frank".into(),
         lines: vec![("STICKER-PACK".into(), 3)],

@@ -231,7 +231,7 @@ async fn random_scenarios_keep_the_invariants(app: TestApp) {
     for sku in SKUS {
         app.set_stock(sku, 100_000).await;
     }
-    let base = app.serve_http().await;
+    let base = app.serve_http().await.base;
     let ctx = Ctx {
         app: &app,
         gateway: SandboxProvider::new(app.db.clone(), &app.settings.connection.public_url),

@@ -61,12 +61,13 @@ impl Api {
         app: &TestApp,
         configure: impl FnOnce(&mut orderflow_http::ServeSettings),
     ) -> Api {
-        let mut settings = TestApp::serve_settings();
+        let mut settings = app.shim_settings();
         configure(&mut settings);
         let state = orderflow_http::AppState::new(app.orders.clone(), settings);
+        let shim = app.serve_http_with(state).await;
         Api {
-            base: app.serve_http_with(state).await,
-            http: reqwest::Client::new(),
+            base: shim.base,
+            http: shim.http,
         }
     }
 
@@ -125,10 +126,11 @@ fn order_body(sku: &str, provider: Option<&str>) -> Value {
 /// The order this key would have created left no trace: no key claimed, no order row, no
 /// reservation, no start note, no payment, no workflow.
 async fn assert_nothing_created(app: &TestApp, key: &str) {
-    let order_id = order_id_for_key(key);
+    let client = orderflow_domain::ClientId::parse(orderflow_tests::SHIM_CLIENT).unwrap();
+    let order_id = order_id_for_key(&client, key);
     let id = order_id.as_str();
     for table_where in [
-        format!("api_idempotency_keys WHERE idempotency_key = '{key}'"),
+        format!("client_orders WHERE idempotency_key = '{key}'"),
         format!("orders WHERE order_id = '{id}'"),
         format!("stock_reservations WHERE order_id = '{id}'"),
         format!("order_starts WHERE order_id = '{id}'"),
@@ -370,6 +372,7 @@ async fn rejects_a_sandbox_order(engine: Engine) {
     let (order_id, started) = app
         .orders
         .start(&NewOrder {
+            client: orderflow_client::orders::cli_client(),
             idempotency_key: unique("worker-off-"),
             customer_id: "exposed-2".into(),
             lines: vec![("MUG-LOGO".into(), 1)],

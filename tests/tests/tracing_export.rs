@@ -176,8 +176,10 @@ async fn exporting_child() {
     let Some(app) = TestApp::spawn(Engine::Sqlite).await else {
         return;
     };
-    let base = app.serve_http().await;
-    let response = reqwest::Client::new()
+    let shim = app.serve_http().await;
+    let base = shim.base;
+    let response = shim
+        .http
         .post(format!("{base}/v1/orders"))
         .header(
             "Idempotency-Key",

@@ -37,6 +37,21 @@ pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 20;
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 15;
 /// Seconds `POST /v1/orders` waits for the payment parameters before answering 202.
 pub const DEFAULT_CREATE_WAIT_SECS: u64 = 10;
+/// Where the shim serves `/metrics` and its health endpoints: this host only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9465";
+/// Requests per second one API key may make, sustained; and how many at once above that.
+pub const DEFAULT_API_RATE_PER_SEC: u32 = 20;
+pub const DEFAULT_API_BURST: u32 = 40;
+/// Webhook requests per second per provider, sustained (bursts twice that): far above any
+/// provider's real rate, a brake only on a flood of forged calls.
+pub const DEFAULT_WEBHOOK_RATE_PER_SEC: u32 = 500;
+/// Order creations in flight at once before the shim answers 503 instead of queueing more work
+/// on the database and Temporal.
+pub const DEFAULT_MAX_INFLIGHT_CREATES: usize = 256;
+/// Seconds a client gets to send its request headers (slow-header clients are cut off).
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// Open connections one client address may hold.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 64;
 /// Development-only default for the sandbox webhook secret. Real deployments set their own.
 pub const DEV_SANDBOX_WEBHOOK_SECRET: &str = "sandbox-dev-secret";
 
@@ -274,12 +289,46 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub sandbox: SandboxSettings,
+    /// Address of the admin listener: `/metrics`, `/healthz`, `/readyz`. Keep it private.
+    #[arg(long, env = "ORDERFLOW_ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN)]
+    pub admin_listen: String,
+
+    #[command(flatten)]
+    pub limits: ShimLimits,
 
     /// Decide an order's stock when it is placed, before its workflow starts (for flash sales):
     /// a sold-out order is answered at once, recorded REJECTED, and costs no workflow. Off: the
     /// workflow reserves, as for any order. See activities/src/edge.rs.
     #[arg(long, env = "ORDERFLOW_RESERVE_AT_EDGE", default_value_t = false, action = clap::ArgAction::Set)]
     pub reserve_at_edge: bool,
+}
+
+/// How much the shim lets any one caller, and all callers together, ask of it.
+#[derive(Debug, Clone, Args)]
+pub struct ShimLimits {
+    /// Requests per second per API key, sustained (429 with Retry-After above it).
+    #[arg(long, env = "ORDERFLOW_API_RATE_PER_SEC", default_value_t = DEFAULT_API_RATE_PER_SEC)]
+    pub api_rate_per_sec: u32,
+
+    /// Requests per API key allowed at once above the sustained rate.
+    #[arg(long, env = "ORDERFLOW_API_BURST", default_value_t = DEFAULT_API_BURST)]
+    pub api_burst: u32,
+
+    /// Webhook requests per second per provider (never shared with the API's limits).
+    #[arg(long, env = "ORDERFLOW_WEBHOOK_RATE_PER_SEC", default_value_t = DEFAULT_WEBHOOK_RATE_PER_SEC)]
+    pub webhook_rate_per_sec: u32,
+
+    /// Order creations in flight at once; above it POST /v1/orders answers 503 with Retry-After.
+    #[arg(long, env = "ORDERFLOW_MAX_INFLIGHT_CREATES", default_value_t = DEFAULT_MAX_INFLIGHT_CREATES)]
+    pub max_inflight_creates: usize,
+
+    /// Seconds a client has to send a request's headers before its connection is closed.
+    #[arg(long, env = "ORDERFLOW_HEADER_READ_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECS)]
+    pub header_read_timeout_secs: u64,
+
+    /// Open connections per client IP address; more are closed at once.
+    #[arg(long, env = "ORDERFLOW_MAX_CONNECTIONS_PER_CLIENT", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    pub max_connections_per_client: usize,
 }
 
 impl ServeSettings {

@@ -665,7 +665,8 @@ async fn stock_the_shelves(
 const READY_PATIENCE: Duration = Duration::from_secs(300);
 
 async fn drive_order(driver: &Driver, i: usize, intent: Intent) -> Record {
-    let order_id = order_id_for_key(&format!("load-{}-{i}", driver.run_id)).to_string();
+    let order_id =
+        order_id_for_key(&load_client(), &format!("load-{}-{i}", driver.run_id)).to_string();
     let sku = match intent {
         Intent::OutOfStock => &driver.sold_out,
         _ => &driver.skus[i % driver.skus.len()],
@@ -807,7 +808,7 @@ async fn drive_order(driver: &Driver, i: usize, intent: Intent) -> Record {
 /// The reservation step alone, straight against the database: the same function the
 /// `reserve_stock` activity calls (conditional update, reservation row, ledger entry).
 async fn drive_raw_reserve(driver: &Driver, i: usize) -> Record {
-    let order_id = order_id_for_key(&format!("raw-{}-{i}", driver.run_id));
+    let order_id = order_id_for_key(&load_client(), &format!("raw-{}-{i}", driver.run_id));
     let mut record = Record::new(order_id.to_string(), Intent::Paid);
     let input = OrderInput {
         order_id: order_id.to_string(),
@@ -1392,6 +1393,11 @@ pub async fn command(
         );
     }
     Ok(())
+}
+
+/// The client the load generator's orders belong to (their ids are derived from it and the key).
+fn load_client() -> orderflow_domain::ClientId {
+    orderflow_domain::ClientId::parse("orderflow-load").expect("a valid client id")
 }
 
 #[cfg(test)]

@@ -1,0 +1,87 @@
+//! The OpenAPI document is the contract: schemathesis (PyPI, installed into `.venv` by
+//! `scripts/test.sh`) reads the running shim's `/openapi.json` and runs its coverage, fuzzing and
+//! stateful phases with every check, authenticated with a client key, against the real shim, a
+//! real worker and a real Temporal server. Any schema-valid request refused, any status or
+//! header the document does not list, any 5xx, fails this test. `tests/schemathesis.toml` holds
+//! the few settings, each with its reason.
+
+use orderflow_http::api_keys::Scope;
+use orderflow_tests::{Engine, TestApp, workspace_root};
+use std::process::Command;
+
+/// Test cases per operation and phase: enough to reach every documented rule, small enough for
+/// the suite's time budget (`ORDERFLOW_LONG=1` runs more).
+fn max_examples() -> &'static str {
+    if std::env::var_os("ORDERFLOW_LONG").is_some() {
+        "200"
+    } else {
+        "25"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_api_keeps_its_openapi_contract() {
+    let app = TestApp::spawn(Engine::Sqlite).await.unwrap();
+    let shim = app.serve_http().await;
+    // The key may do everything a client and an operator may, so that every operation is
+    // reachable; the refusals of keys that may not are tests/tests/api_auth.rs.
+    let key = app.api_key("contract", &Scope::ALL).await;
+    let order = orderflow_tests::bearer_client(&key)
+        .post(format!("{}/v1/orders", shim.base))
+        .header(
+            "Idempotency-Key",
+            format!("contract-{}", app.settings.connection.task_queue),
+        )
+        .json(
+            &serde_json::json!({"customer_id": "contract", "provider": "sandbox",
+                                  "lines": [{"sku": "TEE-RED-M", "quantity": 1}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 201);
+    let order: serde_json::Value = order.json().await.unwrap();
+    let order_id = order["order_id"].as_str().unwrap().to_owned();
+    let schemathesis = workspace_root().join(".venv/bin/schemathesis");
+    assert!(
+        schemathesis.exists(),
+        "{} is missing: scripts/test.sh installs it",
+        schemathesis.display()
+    );
+    let report = std::env::temp_dir().join(format!("schemathesis-{}", std::process::id()));
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(schemathesis)
+            .arg("--config-file")
+            .arg(workspace_root().join("tests/schemathesis.toml"))
+            .args(["run", &format!("{}/openapi.json", shim.base)])
+            .args(["--header", &format!("Authorization: Bearer {key}")])
+            .args(["--checks", "all"])
+            .args(["--phases", "examples,coverage,fuzzing,stateful"])
+            .args(["--max-examples", max_examples()])
+            .args(["--seed", "16"])
+            // One worker: hypothesis parses lambdas with `ast`, which is not thread-safe on Python 3.11.
+            .args(["--workers", "1"])
+            .args(["--generation-database", "none"])
+            .args(["--report-dir"])
+            .arg(&report)
+            .env("ORDERFLOW_CONTRACT_ORDER_ID", &order_id)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("schemathesis runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "schemathesis found the API breaking its document (exit {:?})",
+        output.status.code()
+    );
+    // It did test: every operation, in every phase.
+    for phase in ["Coverage", "Fuzzing", "Stateful"] {
+        assert!(stdout.contains(phase), "no {phase} phase in:\n{stdout}");
+    }
+    app.assert_stock_invariants().await;
+}
