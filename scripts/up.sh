@@ -58,9 +58,17 @@ else
   wait_port "$TEMPORAL_PORT" 60 "the Temporal dev server" || { cat .run/temporal.log >&2; exit 1; }
 fi
 
+field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
 echo "==> migrating ${DATABASE_URL} and seeding the demo catalog"
 of db migrate
 of catalog seed
+
+# The demo shop's API key: every call to /v1/orders needs one. Shown once by the CLI; kept in
+# .run/api-key for this demo only.
+ORDERFLOW_API_KEY=$(of --json api-keys create --client demo-shop | field key)
+echo "$ORDERFLOW_API_KEY" >.run/api-key
+echo "==> API key of the demo shop (orders:create, orders:read, orders:cancel): ${ORDERFLOW_API_KEY}"
 
 echo "==> starting orderflow-worker (log: .run/worker.log)"
 target/debug/orderflow-worker >.run/worker.log 2>&1 &
@@ -75,12 +83,10 @@ of serve >.run/shim.log 2>&1 &
 pids+=($!)
 wait_port "$SHIM_PORT" 30 "orderflow serve" || { cat .run/shim.log >&2; exit 1; }
 
-field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-
 echo
 echo "==> 1. an order paid at the sandbox checkout (the gateway sends a signed webhook to the shim)"
 created=$(curl -sS -X POST "${ORDERFLOW_PUBLIC_URL}/v1/orders" -H 'content-type: application/json' \
-  -H "Idempotency-Key: demo-$(date +%s%N)" \
+  -H "Authorization: Bearer ${ORDERFLOW_API_KEY}" -H "Idempotency-Key: demo-$(date +%s%N)" \
   -d '{"customer_id":"demo-alice","lines":[{"sku":"TEE-RED-M","quantity":2},{"sku":"MUG-LOGO","quantity":1}]}')
 paid=$(echo "$created" | field order_id)
 payment_no=$(echo "$created" | field payment_no)
@@ -113,7 +119,8 @@ Orderflow is running.
   pay order 4:   ${open_order}
   Temporal UI:   http://localhost:${TEMPORAL_UI_PORT}/namespaces/default/workflows
   stuck orders:  http://localhost:${TEMPORAL_UI_PORT}/namespaces/default/workflows?query=OrderStatus%3D%22AWAITING_PAYMENT%22
-  orders API:    ${ORDERFLOW_PUBLIC_URL}/openapi.json
+  orders API:    ${ORDERFLOW_PUBLIC_URL}/openapi.json (Authorization: Bearer ${ORDERFLOW_API_KEY})
+  metrics:       http://${ORDERFLOW_ADMIN_LISTEN:-127.0.0.1:9465}/metrics
   CLI:           target/debug/orderflow --help
   logs:          .run/worker.log, .run/shim.log, .run/temporal.log
 Press ctrl-c to stop.

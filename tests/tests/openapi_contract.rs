@@ -49,8 +49,11 @@ async fn the_running_api_keeps_its_openapi_contract() {
         schemathesis.display()
     );
     let report = std::env::temp_dir().join(format!("schemathesis-{}", std::process::id()));
+    std::fs::create_dir_all(&report).unwrap();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(schemathesis)
+            // Its crash cache goes where it runs: the report directory, not the source tree.
+            .current_dir(&report)
             .arg("--config-file")
             .arg(workspace_root().join("tests/schemathesis.toml"))
             .args(["run", &format!("{}/openapi.json", shim.base)])
