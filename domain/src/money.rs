@@ -72,6 +72,11 @@ impl Currency {
             .ok_or_else(|| MoneyError::UnknownCurrency(code.to_owned()))
     }
 
+    /// Every code [`Currency::parse`] accepts.
+    pub fn codes() -> impl Iterator<Item = &'static str> {
+        CURRENCIES.iter().map(|(code, _)| *code)
+    }
+
     pub fn code(&self) -> &str {
         // Only ever built from the ASCII table above.
         std::str::from_utf8(&self.code).unwrap_or("???")

@@ -5,6 +5,7 @@
 //!
 //! * [`orders`]: `POST /v1/orders`, `GET /v1/orders/{id}`, `POST /v1/orders/{id}/cancel`,
 //!   `POST /v1/orders/{id}/resolve`, each for callers with an API key ([`auth`], [`api_keys`]).
+//! * [`operations`]: operators' `GET /v1/stock`, `PUT /v1/stock/{sku}`, `PUT /v1/catalog/{sku}`.
 //! * [`webhooks`]: `POST /v1/webhooks/{provider}`, the same pipeline for every provider.
 //! * [`webhook_adapters`]: the [`webhook_adapters::WebhookAdapter`] trait that verifies and parses
 //!   a provider's callbacks on raw bytes: `sandbox`, `stripe`, and the `Stripe-Signature` scheme.
@@ -28,6 +29,7 @@ pub mod checkout;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod operations;
 pub mod orders;
 pub mod server;
 pub mod trace_context;
@@ -41,7 +43,7 @@ use crate::webhook_adapters::stripe::StripeWebhooks;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use error::ApiError;
@@ -145,6 +147,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{order_id}", get(orders::get_order))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel_order))
         .route("/v1/orders/{order_id}/resolve", post(orders::resolve_order))
+        .route("/v1/stock", get(operations::list_stock))
+        .route("/v1/stock/{sku}", put(operations::set_stock))
+        .route("/v1/catalog/{sku}", put(operations::put_catalog_item))
         .route(
             "/v1/webhooks/{provider}",
             post(webhooks::receive_webhook).route_layer(axum::middleware::from_fn_with_state(

@@ -7,7 +7,7 @@
 //! with schemathesis.
 
 use crate::orders::IDEMPOTENCY_KEY_PATTERN;
-use crate::{error, orders, webhooks};
+use crate::{error, operations, orders, webhooks};
 use axum::Json;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
@@ -27,6 +27,9 @@ use utoipa::OpenApi;
         orders::get_order,
         orders::cancel_order,
         orders::resolve_order,
+        operations::list_stock,
+        operations::set_stock,
+        operations::put_catalog_item,
         webhooks::receive_webhook
     ),
     components(schemas(
@@ -36,6 +39,10 @@ use utoipa::OpenApi;
         orders::ResolveOrderRequest,
         orders::ResolveActionRequest,
         orders::OrderResponse,
+        operations::StockResponse,
+        operations::SetStockRequest,
+        operations::CatalogItemRequest,
+        operations::CatalogItemResponse,
         error::ErrorBody,
         error::ErrorDetail
     ))
@@ -43,11 +50,14 @@ use utoipa::OpenApi;
 struct ApiDoc;
 
 /// The scope each authenticated operation needs, by operation id.
-const SCOPES: [(&str, &str); 4] = [
+const SCOPES: [(&str, &str); 7] = [
     ("create_order", "orders:create"),
     ("get_order", "orders:read"),
     ("cancel_order", "orders:cancel (or operator)"),
     ("resolve_order", "operator"),
+    ("list_stock", "operator"),
+    ("set_stock", "operator"),
+    ("put_catalog_item", "operator"),
 ];
 
 /// Order ids, as `OrderId` accepts them.
@@ -93,10 +103,14 @@ pub fn document() -> Value {
             responses["503"] = with_retry_after(error_response(
                 "a dependency is down, or the shim is shedding load; retry after Retry-After",
             ));
-            if let Some(params) = op["parameters"].as_array_mut() {
+            if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
                 for param in params {
                     if param["name"] == "order_id" {
                         param["schema"] = order_id_schema();
+                    }
+                    if param["name"] == "sku" {
+                        param["schema"] = json!({"type": "string", "minLength": 1, "maxLength": 40,
+                                                 "pattern": "^[A-Z0-9_-]+$"});
                     }
                     if param["name"] == "Idempotency-Key" {
                         param["required"] = json!(true);
@@ -132,8 +146,16 @@ pub fn document() -> Value {
                 responses["404"] = error_response("no such order, or another client's");
                 responses["504"] = error_response("the order's workflow did not answer in time");
             }
+            if path.contains("{sku}") {
+                responses["404"] = error_response(
+                    "no such SKU: not the shape of one, or (stock) not in the catalog",
+                );
+            }
         }
     }
+    let currencies: Vec<&str> = orderflow_domain::Currency::codes().collect();
+    doc["components"]["schemas"]["CatalogItemRequest"]["properties"]["currency"]["enum"] =
+        json!(currencies);
     // A cancel may come without a body (no reason given).
     doc["paths"]["/v1/orders/{order_id}/cancel"]["post"]["requestBody"]["required"] = json!(false);
     link_created_orders(&mut doc);

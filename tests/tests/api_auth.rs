@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 on_both_engines!(
     every_route_refuses_every_caller_it_must,
+    operators_manage_stock_and_catalog_over_http,
     two_clients_with_the_same_idempotency_key_get_two_orders,
     operators_resolve_over_http_as_their_key_says
 );
@@ -50,14 +51,18 @@ async fn send(
 
 /// Everything a refused request could have changed: orders, ownership rows, stock, the open
 /// order's status and its history (a signal or an update would add events).
-async fn footprint(app: &TestApp, order_id: &str) -> (i64, i64, i64, String, usize) {
+async fn footprint(app: &TestApp, order_id: &str) -> (i64, i64, i64, String, usize, String) {
     let stock = app.stock("MUG-LOGO").await;
+    let catalog = orderflow_activities::orders::catalog(&app.db)
+        .await
+        .unwrap();
     (
         app.count("orders").await,
         app.count("client_orders").await,
         stock.available * 1_000_000 + stock.reserved * 1_000 + stock.sold,
         format!("{:?}", app.view(order_id).await.status),
         app.history_event_types(order_id).await.len(),
+        format!("{catalog:?}"),
     )
 }
 
@@ -124,6 +129,27 @@ async fn every_route_refuses_every_caller_it_must(app: TestApp) {
             method: Method::POST,
             path: format!("/v1/orders/{order_id}/resolve"),
             body: Some(json!({"action": "REFUND", "note": "not yours"})),
+            without_scope: app.api_key("matrix-a", &Scope::CLIENT).await,
+            owned: false,
+        },
+        Route {
+            method: Method::GET,
+            path: "/v1/stock".into(),
+            body: None,
+            without_scope: app.api_key("matrix-a", &Scope::CLIENT).await,
+            owned: false,
+        },
+        Route {
+            method: Method::PUT,
+            path: "/v1/stock/MUG-LOGO".into(),
+            body: Some(json!({"total": 1})),
+            without_scope: app.api_key("matrix-a", &Scope::CLIENT).await,
+            owned: false,
+        },
+        Route {
+            method: Method::PUT,
+            path: "/v1/catalog/MUG-LOGO".into(),
+            body: Some(json!({"name": "Free mug", "price_minor": 0, "currency": "USD"})),
             without_scope: app.api_key("matrix-a", &Scope::CLIENT).await,
             owned: false,
         },
@@ -204,7 +230,7 @@ async fn every_route_refuses_every_caller_it_must(app: TestApp) {
             checked += 1;
         }
     }
-    assert_eq!(checked, 30);
+    assert_eq!(checked, 51);
     // Another client's order answers exactly as an order that does not exist.
     let (_, theirs, _) = send(
         &shim,
@@ -416,4 +442,160 @@ async fn revocation_takes_effect_at_once() {
     assert_eq!(body["error"]["code"], "API_KEY_REVOKED");
     assert_eq!(get(&other).await.unwrap().status(), 404);
     assert!(!api_keys::revoke(&app.db, "000000000000").await.unwrap());
+}
+
+/// `orderflow api-keys`: a key is printed once, listed without its secret, and refused over HTTP
+/// from the moment it is revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_lists_and_revokes_keys() {
+    let app = TestApp::spawn(orderflow_tests::Engine::Sqlite)
+        .await
+        .unwrap();
+    let shim = app.serve_http().await;
+    let database_url = app.settings.connection.database_url.clone();
+    let cli = move |args: &[&str]| {
+        let out = std::process::Command::new(orderflow_tests::debug_binaries().join("orderflow"))
+            .args(["--json", "--database-url", database_url.expose_secret()])
+            .args(args)
+            .output()
+            .expect("orderflow runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stdout, stderr)
+    };
+    let (ok, created, stderr) = cli(&[
+        "api-keys",
+        "create",
+        "--client",
+        "shop-cli",
+        "--scopes",
+        "orders:read",
+    ]);
+    assert!(ok, "{stderr}");
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let key_id = created["key_id"].as_str().unwrap().to_owned();
+    assert_eq!(created["scopes"], json!(["orders:read"]));
+
+    let (ok, listed, _) = cli(&["api-keys", "list"]);
+    assert!(ok);
+    assert!(listed.contains(&key_id), "{listed}");
+    assert!(
+        !listed.contains(&key[key.len() - 20..]),
+        "the list shows a secret: {listed}"
+    );
+
+    let get = || {
+        bearer_client(&key)
+            .get(format!("{}/v1/orders/ord_nothing", shim.base))
+            .send()
+    };
+    assert_eq!(get().await.unwrap().status(), 404, "the key works");
+    let create = bearer_client(&key)
+        .post(format!("{}/v1/orders", shim.base))
+        .header("Idempotency-Key", "cli-key")
+        .json(&order_body("cli"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), 403, "orders:read only");
+
+    let (ok, _, stderr) = cli(&["api-keys", "revoke", &key_id]);
+    assert!(ok, "{stderr}");
+    assert_eq!(get().await.unwrap().status(), 401, "revoked at once");
+    let (ok, _, stderr) = cli(&["api-keys", "revoke", "000000000000"]);
+    assert!(!ok);
+    assert!(stderr.contains("no API key 000000000000"), "{stderr}");
+    let (ok, _, stderr) = cli(&[
+        "api-keys",
+        "create",
+        "--client",
+        "bad client",
+        "--scopes",
+        "orders:read",
+    ]);
+    assert!(!ok && stderr.contains("client id"), "{stderr}");
+    let (ok, _, stderr) = cli(&[
+        "api-keys",
+        "create",
+        "--client",
+        "x",
+        "--scopes",
+        "orders:delete",
+    ]);
+    assert!(!ok && stderr.contains("unknown scope"), "{stderr}");
+}
+
+/// The status and JSON body of a request.
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn operators_manage_stock_and_catalog_over_http(app: TestApp) {
+    let shim = app.serve_http().await;
+    let operator = bearer_client(&app.api_key("ops-stock", &[Scope::Operator]).await);
+    let url = |path: &str| format!("{}{path}", shim.base);
+    let put = |path: &str, body: Value| answer(operator.put(url(path)).json(&body));
+    let socks = |price: Value, currency: &str| json!({"name": "Blue socks", "price_minor": price, "currency": currency});
+
+    // A new SKU: priced, then stocked.
+    let (status, item) = put("/v1/catalog/SOCKS-BLUE", socks(json!(450), "USD")).await;
+    assert_eq!(
+        (status, item["price"].as_str()),
+        (200, Some("4.50 USD")),
+        "{item}"
+    );
+    let (status, stocked) = put("/v1/stock/SOCKS-BLUE", json!({"total": 5})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (stocked["total"].as_i64(), stocked["available"].as_i64()),
+        (Some(5), Some(5))
+    );
+    let (_, listed) = answer(operator.get(url("/v1/stock"))).await;
+    let listed = listed.as_array().cloned().unwrap_or_default();
+    assert!(
+        listed
+            .iter()
+            .any(|l| l["sku"] == "SOCKS-BLUE" && l["total"] == 5),
+        "{listed:?}"
+    );
+
+    // A client orders two at the new price; a recount below what is held is refused.
+    let key = format!("socks-{}", app.settings.connection.task_queue);
+    let body = json!({"customer_id": "feet", "lines": [{"sku": "SOCKS-BLUE", "quantity": 2}]});
+    let (_, order) = answer(
+        shim.http
+            .post(url("/v1/orders"))
+            .header("Idempotency-Key", key)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(order["amount"], "9.00 USD", "{order}");
+    let (status, refused) = put("/v1/stock/SOCKS-BLUE", json!({"total": 1})).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("STOCK_BELOW_COMMITTED"))
+    );
+    assert_eq!(app.stock("SOCKS-BLUE").await.reserved, 2);
+
+    // Unknown SKUs and bad prices are clear refusals; money is whole minor units, never a float.
+    assert_eq!(
+        put("/v1/stock/NO-SUCH-SKU", json!({"total": 3})).await.0,
+        404
+    );
+    assert_eq!(
+        put("/v1/catalog/SOCKS-BLUE", socks(json!(450), "XXX"))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        put("/v1/catalog/SOCKS-BLUE", socks(json!(4.5), "USD"))
+            .await
+            .0,
+        400
+    );
+    app.assert_stock_invariants().await;
 }

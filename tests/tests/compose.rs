@@ -151,35 +151,8 @@ fn port_of(address: &str) -> &str {
         .1
 }
 
-/// The debug binaries of this checkout. `cargo build` runs once per test binary, so they are
-/// never stale (a no-op when the suite has just built them).
 fn bin_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = workspace_root();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--bins",
-                "-p",
-                "orderflow-worker",
-                "-p",
-                "orderflow-starter",
-            ])
-            .current_dir(&root)
-            .output()
-            .expect("running cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build --bins failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        target.join("debug")
-    })
+    orderflow_tests::debug_binaries()
 }
 
 /// `<command...> --help` on the debug binaries: it must exit 0; returns what it printed.
@@ -419,7 +392,7 @@ fn orderflow_healthchecks_probe_the_configured_ports() {
     let dockerfile = read("Dockerfile");
     for (name, address_var, path) in [
         ("worker", "ORDERFLOW_METRICS_ADDRESS", "/metrics"),
-        ("shim", "ORDERFLOW_LISTEN", "/readyz"),
+        ("shim", "ORDERFLOW_ADMIN_LISTEN", "/readyz"),
     ] {
         let svc = service(name);
         let address = environment(svc)
@@ -502,6 +475,18 @@ fn the_setup_service_registers_every_search_attribute_the_code_lists() {
 
 #[test]
 fn prometheus_scrapes_the_worker_and_the_shim() {
+    // The admin listener is for the stack's network only: exposed, never published.
+    let shim = service("shim");
+    let admin = environment(shim)
+        .get("ORDERFLOW_ADMIN_LISTEN")
+        .cloned()
+        .flatten()
+        .expect("the shim's admin address");
+    let published = words(shim.get("ports"));
+    assert!(
+        published.iter().all(|p| !p.contains(port_of(&admin))),
+        "the admin port is published: {published:?}"
+    );
     let prometheus = service("prometheus");
     let config_host = prometheus
         .get("volumes")
@@ -556,11 +541,11 @@ fn prometheus_scrapes_the_worker_and_the_shim() {
     .to_owned();
     let shim_port = port_of(
         environment(service("shim"))
-            .get("ORDERFLOW_LISTEN")
+            .get("ORDERFLOW_ADMIN_LISTEN")
             .cloned()
             .flatten()
             .as_deref()
-            .expect("shim listen address"),
+            .expect("shim admin address"),
     )
     .to_owned();
     for wanted in [
