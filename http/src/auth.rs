@@ -136,6 +136,8 @@ impl Caller {
 /// Whether the caller may see `order_id`: its own order, or any order for an operator. The
 /// answer for another client's order is the answer for an unknown one, so ids cannot be probed.
 pub async fn visible(app: &AppState, caller: &Caller, order_id: &str) -> Result<(), ApiError> {
+    // An id of no possible order is unknown to everyone (and not echoed in full).
+    orderflow_client::orders::known_shape(order_id)?;
     if caller.has(Scope::Operator) {
         return Ok(());
     }
