@@ -30,7 +30,8 @@ ensure_temporal_tools
 
 echo "==> building orderflow and orderflow-worker"
 cargo build --quiet --bins -p orderflow-starter -p orderflow-worker
-of() { target/debug/orderflow "$@"; }
+bin="${CARGO_TARGET_DIR:-target}/debug"
+of() { "$bin/orderflow" "$@"; }
 
 pids=()
 cleanup() {
@@ -71,7 +72,7 @@ echo "$ORDERFLOW_API_KEY" >.run/api-key
 echo "==> API key of the demo shop (orders:create, orders:read, orders:cancel): ${ORDERFLOW_API_KEY}"
 
 echo "==> starting orderflow-worker (log: .run/worker.log)"
-target/debug/orderflow-worker >.run/worker.log 2>&1 &
+"$bin/orderflow-worker" >.run/worker.log 2>&1 &
 pids+=($!)
 
 if port_open "$SHIM_PORT"; then
@@ -121,7 +122,7 @@ Orderflow is running.
   stuck orders:  http://localhost:${TEMPORAL_UI_PORT}/namespaces/default/workflows?query=OrderStatus%3D%22AWAITING_PAYMENT%22
   orders API:    ${ORDERFLOW_PUBLIC_URL}/openapi.json (Authorization: Bearer ${ORDERFLOW_API_KEY})
   metrics:       http://${ORDERFLOW_ADMIN_LISTEN:-127.0.0.1:9465}/metrics
-  CLI:           target/debug/orderflow --help
+  CLI:           $bin/orderflow --help
   logs:          .run/worker.log, .run/shim.log, .run/temporal.log
 Press ctrl-c to stop.
 EOF
