@@ -40,17 +40,32 @@ pub async fn seed_demo(db: &Db) -> anyhow::Result<Vec<(CatalogItem, StockLevel)>
     Ok(seeded)
 }
 
-/// Sets a SKU's total stock. The SKU must be in the catalog.
-pub async fn set_stock(db: &Db, sku: &Sku, total: i64) -> anyhow::Result<StockLevel> {
+/// Why a SKU's stock could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum SetStockError {
+    #[error("stock cannot be negative (got {0})")]
+    Negative(i64),
+    #[error("unknown SKU {0}: add it to the catalog first")]
+    UnknownSku(Sku),
+    /// Below what is reserved or sold, or the database failed.
+    #[error(transparent)]
+    Inventory(#[from] inventory::InventoryError),
+    #[error(transparent)]
+    Catalog(#[from] orders::OrderError),
+}
+
+/// Sets a SKU's total stock (`orderflow stock set`, `PUT /v1/stock/{sku}`). The SKU must be in
+/// the catalog.
+pub async fn set_stock(db: &Db, sku: &Sku, total: i64) -> Result<StockLevel, SetStockError> {
     if total < 0 {
-        anyhow::bail!("stock cannot be negative (got {total})");
+        return Err(SetStockError::Negative(total));
     }
     let known = orders::catalog(db)
         .await?
         .into_iter()
         .any(|i| &i.sku == sku);
     if !known {
-        anyhow::bail!("unknown SKU {sku}: add it to the catalog first (orderflow catalog add)");
+        return Err(SetStockError::UnknownSku(sku.clone()));
     }
     Ok(inventory::set_total(db, sku, total).await?)
 }

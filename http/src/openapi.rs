@@ -178,6 +178,8 @@ fn link_created_orders(doc: &mut Value) {
     }
 }
 
+/// The document is the same for the life of the process: built once.
 pub async fn serve() -> impl IntoResponse {
-    Json(document())
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(document).clone())
 }

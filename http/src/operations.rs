@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use orderflow_activities::inventory::{self, InventoryError, StockLevel};
 use orderflow_activities::orders::{self as order_rows, CatalogItem};
+use orderflow_client::catalog::{self, SetStockError};
 use orderflow_domain::{Currency, Money, Sku};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -130,36 +131,30 @@ pub async fn set_stock(
             format!("total must be in 0..={MAX_STOCK}"),
         ));
     }
-    let known = order_rows::catalog(&app.orders.db)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "catalog unavailable");
-            ApiError::unavailable(
-                "DATABASE_UNAVAILABLE",
-                "the orders database is unavailable; retry later",
-            )
-        })?
-        .into_iter()
-        .any(|i| i.sku == sku);
-    if !known {
-        return Err(ApiError::not_found(
-            "UNKNOWN_SKU",
-            format!("unknown SKU {sku}: add it to the catalog first"),
-        ));
-    }
-    match inventory::set_total(&app.orders.db, &sku, body.total).await {
+    match catalog::set_stock(&app.orders.db, &sku, body.total).await {
         Ok(level) => Ok(Json(level.into())),
-        Err(e @ InventoryError::BelowCommitted { .. }) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "STOCK_BELOW_COMMITTED",
-            e.to_string(),
-        )),
-        Err(InventoryError::Db(e)) => Err(ApiError::database(e)),
-        Err(e) => Err(ApiError::new(
+        Err(e @ SetStockError::UnknownSku(_)) => {
+            Err(ApiError::not_found("UNKNOWN_SKU", e.to_string()))
+        }
+        Err(SetStockError::Inventory(e @ InventoryError::BelowCommitted { .. })) => Err(
+            ApiError::new(StatusCode::CONFLICT, "STOCK_BELOW_COMMITTED", e.to_string()),
+        ),
+        Err(SetStockError::Inventory(InventoryError::Db(e))) => Err(ApiError::database(e)),
+        Err(e @ SetStockError::Negative(_)) => {
+            Err(ApiError::bad_request("INVALID_TOTAL", e.to_string()))
+        }
+        Err(SetStockError::Inventory(e)) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "STOCK_REFUSED",
             e.to_string(),
         )),
+        Err(SetStockError::Catalog(e)) => {
+            tracing::warn!(error = %e, "catalog unavailable");
+            Err(ApiError::unavailable(
+                "DATABASE_UNAVAILABLE",
+                "the orders database is unavailable; retry later",
+            ))
+        }
     }
 }
 

@@ -319,6 +319,28 @@ impl Drop for WorkerThread {
     }
 }
 
+/// The signed "paid" callback the sandbox gateway sends for `paid`, stamped now.
+pub fn sandbox_paid_event(
+    payment_no: &str,
+    paid: orderflow_activities::providers::sandbox::SandboxPayment,
+) -> orderflow_http::webhook_adapters::sandbox::SandboxEvent {
+    use orderflow_http::webhook_adapters::sandbox::{
+        MERCHANT_ID, PAID, SandboxEvent, SandboxEventData,
+    };
+    SandboxEvent {
+        id: paid.event_id,
+        kind: PAID.into(),
+        created: orderflow_activities::db::now_ms() / 1000,
+        data: SandboxEventData {
+            payment_no: payment_no.into(),
+            amount_minor: paid.paid_amount_minor,
+            currency: paid.currency,
+            txn_id: paid.txn_id,
+            merchant_id: MERCHANT_ID.into(),
+        },
+    }
+}
+
 /// The client of the key [`TestApp::serve_http`] gives every shim.
 pub const SHIM_CLIENT: &str = "shop-test";
 

@@ -5,11 +5,9 @@
 
 use orderflow_activities::providers::sandbox::SandboxProvider;
 use orderflow_domain::{OrderStatus, PaymentNo};
-use orderflow_http::webhook_adapters::sandbox::{
-    MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
-};
+use orderflow_http::webhook_adapters::sandbox::{SIGNATURE_HEADER, sign_event};
 use orderflow_http::{AppState, DEV_SANDBOX_WEBHOOK_SECRET, ServeSettings};
-use orderflow_tests::{Engine, Shim, TestApp, bearer_client, eventually};
+use orderflow_tests::{Engine, Shim, TestApp, bearer_client, eventually, sandbox_paid_event};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -130,18 +128,7 @@ async fn webhooks_flow_during_an_api_flood_and_have_their_own_limit() {
         .pay(&PaymentNo::parse(&payment_no).unwrap(), None)
         .await
         .unwrap();
-    let event = SandboxEvent {
-        id: paid.event_id,
-        kind: PAID.into(),
-        created: now(),
-        data: SandboxEventData {
-            payment_no: payment_no.clone(),
-            amount_minor: paid.paid_amount_minor,
-            currency: paid.currency,
-            txn_id: paid.txn_id,
-            merchant_id: MERCHANT_ID.into(),
-        },
-    };
+    let event = sandbox_paid_event(&payment_no, paid);
     let (signature, body) = sign_event(DEV_SANDBOX_WEBHOOK_SECRET.as_bytes(), &event, now());
     let webhook = reqwest::Client::new()
         .post(format!("{}/v1/webhooks/sandbox", shim.base))

@@ -6,11 +6,9 @@ use orderflow_activities::providers::sandbox::SandboxProvider;
 use orderflow_domain::{OrderId, OrderStatus, PaymentNo};
 use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
 use orderflow_http::callbacks;
-use orderflow_http::webhook_adapters::sandbox::{
-    MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
-};
+use orderflow_http::webhook_adapters::sandbox::{SIGNATURE_HEADER, SandboxEvent, sign_event};
 use orderflow_http::webhook_adapters::stripe_signature;
-use orderflow_tests::{Shim, TestApp, eventually, on_both_engines};
+use orderflow_tests::{Shim, TestApp, eventually, on_both_engines, sandbox_paid_event};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -127,18 +125,7 @@ async fn paid_event(app: &TestApp, payment_no: &str, amount: Option<i64>) -> San
         .pay(&PaymentNo::parse(payment_no).unwrap(), amount)
         .await
         .unwrap();
-    SandboxEvent {
-        id: paid.event_id,
-        kind: PAID.into(),
-        created: now(),
-        data: SandboxEventData {
-            payment_no: payment_no.into(),
-            amount_minor: paid.paid_amount_minor,
-            currency: paid.currency,
-            txn_id: paid.txn_id,
-            merchant_id: MERCHANT_ID.into(),
-        },
-    }
+    sandbox_paid_event(payment_no, paid)
 }
 
 async fn order_paid_through_a_signed_webhook(app: TestApp) {
@@ -526,18 +513,7 @@ async fn a_late_payment_is_refunded_once(app: TestApp) {
         .pay_after_close(&PaymentNo::parse(&payment_no).unwrap())
         .await
         .unwrap();
-    let event = SandboxEvent {
-        id: paid.event_id,
-        kind: PAID.into(),
-        created: now(),
-        data: SandboxEventData {
-            payment_no: payment_no.clone(),
-            amount_minor: paid.paid_amount_minor,
-            currency: paid.currency,
-            txn_id: paid.txn_id,
-            merchant_id: MERCHANT_ID.into(),
-        },
-    };
+    let event = sandbox_paid_event(&payment_no, paid);
     for _ in 0..5 {
         assert_eq!(api.signed(&event).await.0, 200);
     }
