@@ -180,16 +180,21 @@ pub async fn list(db: &Db) -> Result<Vec<KeyInfo>, sqlx::Error> {
 /// Revokes a key by its id (or the whole key). `false` when there is no such key; revoking a
 /// revoked key keeps its first revocation time and answers `true`.
 pub async fn revoke(db: &Db, key_or_id: &str) -> Result<bool, sqlx::Error> {
-    let key_id = match key_or_id.strip_prefix(PREFIX) {
-        Some(rest) => rest.split('_').next().unwrap_or_default(),
-        None => key_or_id,
-    };
+    let key_id = public_id(key_or_id);
     sqlx::query("UPDATE api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $2) WHERE key_id = $1")
         .bind(key_id)
         .bind(now_ms())
         .execute(db.writes())
         .await
         .map(|done| done.rows_affected() == 1)
+}
+
+/// The public id of a key, or the id itself: what may be shown of either.
+pub fn public_id(key_or_id: &str) -> &str {
+    match key_or_id.strip_prefix(PREFIX) {
+        Some(rest) => rest.split('_').next().unwrap_or_default(),
+        None => key_or_id,
+    }
 }
 
 /// Splits a presented key into its id and checks its shape, before any database work.

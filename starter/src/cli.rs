@@ -323,6 +323,8 @@ async fn api_keys_command(g: &CliSettings, cmd: ApiKeysCommand) -> anyhow::Resul
             });
         }
         ApiKeysCommand::Revoke { key_id } => {
+            // Given the whole key, print only its public id: the secret stays off the screen.
+            let key_id = api_keys::public_id(&key_id).to_owned();
             if !api_keys::revoke(&db, &key_id).await? {
                 bail!("no API key {key_id}");
             }
