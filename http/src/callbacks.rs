@@ -25,6 +25,9 @@ pub mod verdict {
     pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
 }
 
+/// Headers that carry credentials (lower-case, as the pipeline passes them).
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
 /// One inbound request as received.
 pub struct Callback<'a> {
     pub provider: &'a str,
@@ -40,8 +43,16 @@ impl Callback<'_> {
         }
     }
 
+    /// The headers as logged. Credentials never are: a request to an unknown provider keeps all
+    /// its headers, and an API client that posts there by mistake must not leave its key in the log.
     fn stored_headers(&self) -> String {
-        serde_json::to_string(self.headers).unwrap_or_else(|_| "{}".to_owned())
+        let shown: BTreeMap<&str, &str> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| !CREDENTIAL_HEADERS.contains(&name.as_str()))
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        serde_json::to_string(&shown).unwrap_or_else(|_| "{}".to_owned())
     }
 }
 
@@ -238,6 +249,22 @@ pub async fn claim_idempotency_key(
 mod tests {
     use super::Callback;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn credentials_are_never_logged() {
+        let headers = BTreeMap::from([
+            ("authorization".to_owned(), "Bearer ofk_secret".to_owned()),
+            ("cookie".to_owned(), "session=secret".to_owned()),
+            ("sandbox-signature".to_owned(), "t=1,v1=ab".to_owned()),
+        ]);
+        let stored = Callback {
+            provider: "nope",
+            headers: &headers,
+            body: b"{}",
+        }
+        .stored_headers();
+        assert_eq!(stored, r#"{"sandbox-signature":"t=1,v1=ab"}"#);
+    }
 
     #[test]
     fn bodies_are_stored_as_text_or_padded_standard_base64() {
