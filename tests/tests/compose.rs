@@ -3,6 +3,10 @@
 //! be pulled everywhere the tests run, so what can be checked without running them is checked
 //! here, against the real binaries and the real code.
 //!
+//! Every compose check runs on both stacks: `docker-compose.yml` alone (the orders on
+//! PostgreSQL), and with `docker-compose.mysql.yml` merged over it as docker compose merges
+//! `-f a -f b` (the orders on MySQL 8).
+//!
 //! * The services started from the Orderflow image run real subcommands (`<cmd> --help` exits
 //!   0 on this checkout's debug binaries), and every `ORDERFLOW_*`, `DATABASE_URL`,
 //!   `TEMPORAL_*` and `STRIPE_*` variable they set is one those binaries read.
@@ -12,6 +16,10 @@
 //! * The setup service registers every search attribute in
 //!   `orderflow_workflows::search_attributes::REGISTRATION`, with its type.
 //! * Prometheus scrapes the worker and the shim on the ports they are configured to serve.
+//! * The worker, the shim and `migrate` use the stack's orders database, and wait for it to be
+//!   healthy; no service waits for one the stack does not start. On MySQL: a `mysql:8.x`
+//!   server whose user, password and database are the ones in DATABASE_URL, on a named volume,
+//!   that lets the migrations create their triggers.
 //! * The Dockerfile builds and installs every `[[bin]]` of the worker and starter crates.
 
 use orderflow_tests::workspace_root;
@@ -38,36 +46,113 @@ fn read(relative: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn compose() -> &'static Value {
-    static COMPOSE: OnceLock<Value> = OnceLock::new();
-    COMPOSE.get_or_init(|| {
-        let mut value: Value = serde_norway::from_str(&read("docker-compose.yml"))
-            .unwrap_or_else(|e| panic!("docker-compose.yml is not valid YAML: {e}"));
-        // `<<: *anchor` merge keys, as docker compose applies them.
-        value
-            .apply_merge()
-            .unwrap_or_else(|e| panic!("docker-compose.yml merge keys: {e}"));
-        value
-    })
+/// The stacks the compose files describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stack {
+    /// `docker compose up`: `docker-compose.yml`, the orders on PostgreSQL.
+    Postgres,
+    /// `docker compose -f docker-compose.yml -f docker-compose.mysql.yml up`: the orders on MySQL.
+    Mysql,
 }
 
-fn services() -> &'static Mapping {
-    compose()
+const STACKS: [Stack; 2] = [Stack::Postgres, Stack::Mysql];
+
+impl Stack {
+    /// The orders database: its service, and how DATABASE_URL must begin and end (the password
+    /// in between is a `${...}` placeholder).
+    fn database(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Stack::Postgres => (
+                "orders-db",
+                "postgres://orderflow:",
+                "@orders-db:5432/orderflow",
+            ),
+            Stack::Mysql => ("mysql", "mysql://orderflow:", "@mysql:3306/orderflow"),
+        }
+    }
+}
+
+/// A compose file, parsed, with its `<<: *anchor` merge keys applied as docker compose does.
+fn parse(file: &str) -> Value {
+    let mut value: Value = serde_norway::from_str(&read(file))
+        .unwrap_or_else(|e| panic!("{file} is not valid YAML: {e}"));
+    value
+        .apply_merge()
+        .unwrap_or_else(|e| panic!("{file} merge keys: {e}"));
+    value
+}
+
+/// Sequences an override file replaces rather than extends (compose's merge rules).
+const REPLACED_SEQUENCES: &[&str] = &["command", "entrypoint", "test"];
+
+/// Merges an override file into `base` as `docker compose -f base -f over` does: mappings key by
+/// key, `!reset` removes an entry, `!override` replaces it whole, a scalar replaces a scalar.
+/// Compose appends other sequences (ports, volumes, ...) by rules of their own that this does
+/// not model: meeting one is a failure, not a guess.
+fn merge(base: &mut Value, over: Value, path: &str) {
+    let (Value::Mapping(base), Value::Mapping(over)) = (base, over) else {
+        panic!("{path}: only mappings are merged here");
+    };
+    for (key, value) in over {
+        let name = key.as_str().expect("compose keys are strings").to_owned();
+        let here = format!("{path}/{name}");
+        match (base.get_mut(&key), value) {
+            (_, Value::Tagged(tagged)) if tagged.tag == "reset" => {
+                base.remove(&key);
+            }
+            (_, Value::Tagged(tagged)) if tagged.tag == "override" => {
+                base.insert(key, tagged.value);
+            }
+            (_, Value::Tagged(tagged)) => panic!("{here}: unknown tag {}", tagged.tag),
+            (Some(old @ Value::Mapping(_)), new @ Value::Mapping(_)) => merge(old, new, &here),
+            (Some(Value::Sequence(_)), new @ Value::Sequence(_))
+                if REPLACED_SEQUENCES.contains(&name.as_str()) =>
+            {
+                base.insert(key, new);
+            }
+            (Some(old @ (Value::Mapping(_) | Value::Sequence(_))), new) => {
+                panic!("{here}: merging {new:?} into {old:?} is not modelled here")
+            }
+            (_, new) => {
+                base.insert(key, new);
+            }
+        }
+    }
+}
+
+fn compose(stack: Stack) -> &'static Value {
+    static POSTGRES: OnceLock<Value> = OnceLock::new();
+    static MYSQL: OnceLock<Value> = OnceLock::new();
+    match stack {
+        Stack::Postgres => POSTGRES.get_or_init(|| parse("docker-compose.yml")),
+        Stack::Mysql => MYSQL.get_or_init(|| {
+            let mut merged = parse("docker-compose.yml");
+            merge(&mut merged, parse("docker-compose.mysql.yml"), "");
+            merged
+        }),
+    }
+}
+
+fn services(stack: Stack) -> &'static Mapping {
+    compose(stack)
         .get("services")
         .and_then(Value::as_mapping)
-        .expect("docker-compose.yml has a services mapping")
+        .unwrap_or_else(|| panic!("{stack:?}: a services mapping"))
 }
 
-fn service(name: &str) -> &'static Value {
-    services()
+fn service(stack: Stack, name: &str) -> &'static Value {
+    services(stack)
         .get(name)
-        .unwrap_or_else(|| panic!("docker-compose.yml has no service {name:?}"))
+        .unwrap_or_else(|| panic!("{stack:?}: no service {name:?}"))
 }
 
-fn service_names() -> Vec<String> {
-    services()
-        .keys()
-        .map(|k| k.as_str().expect("service names are strings").to_owned())
+/// The services `up` starts: those without `profiles` (a service in a profile starts only when
+/// the profile is asked for).
+fn service_names(stack: Stack) -> Vec<String> {
+    services(stack)
+        .iter()
+        .filter(|(_, svc)| svc.get("profiles").is_none())
+        .map(|(k, _)| k.as_str().expect("service names are strings").to_owned())
         .collect()
 }
 
@@ -120,18 +205,18 @@ fn words(value: Option<&Value>) -> Vec<String> {
 }
 
 /// Services run from the image the Dockerfile builds.
-fn orderflow_services() -> Vec<String> {
-    service_names()
+fn orderflow_services(stack: Stack) -> Vec<String> {
+    service_names(stack)
         .into_iter()
-        .filter(|name| service(name).get("build").is_some())
+        .filter(|name| service(stack, name).get("build").is_some())
         .collect()
 }
 
 /// Services some other service waits for to exit 0.
-fn one_shots() -> BTreeSet<String> {
+fn one_shots(stack: Stack) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
-    for name in service_names() {
-        if let Some(Value::Mapping(deps)) = service(&name).get("depends_on") {
+    for name in service_names(stack) {
+        if let Some(Value::Mapping(deps)) = service(stack, &name).get("depends_on") {
             for (dep, how) in deps {
                 if how.get("condition").and_then(Value::as_str)
                     == Some("service_completed_successfully")
@@ -218,28 +303,32 @@ fn is_temporal_envconfig(name: &str) -> bool {
 
 #[test]
 fn worker_and_shim_run_real_subcommands() {
-    assert_eq!(
-        words(service("worker").get("command")),
-        ["orderflow-worker"]
-    );
-    assert_eq!(
-        words(service("shim").get("command")),
-        ["orderflow", "serve"]
-    );
-    let services = orderflow_services();
-    assert!(
-        services.contains(&"worker".to_owned()) && services.contains(&"shim".to_owned()),
-        "worker and shim must be built from the Dockerfile: {services:?}"
-    );
-    for name in services {
-        let svc = service(&name);
-        assert!(
-            svc.get("entrypoint").is_none(),
-            "{name}: the image's binaries are run through `command`"
+    for stack in STACKS {
+        assert_eq!(
+            words(service(stack, "worker").get("command")),
+            ["orderflow-worker"],
+            "{stack:?}"
         );
-        let command = words(svc.get("command"));
-        assert!(!command.is_empty(), "{name} has no command");
-        help_of(&command);
+        assert_eq!(
+            words(service(stack, "shim").get("command")),
+            ["orderflow", "serve"],
+            "{stack:?}"
+        );
+        let services = orderflow_services(stack);
+        assert!(
+            services.contains(&"worker".to_owned()) && services.contains(&"shim".to_owned()),
+            "{stack:?}: worker and shim must be built from the Dockerfile: {services:?}"
+        );
+        for name in services {
+            let svc = service(stack, &name);
+            assert!(
+                svc.get("entrypoint").is_none(),
+                "{stack:?} {name}: the image's binaries are run through `command`"
+            );
+            let command = words(svc.get("command"));
+            assert!(!command.is_empty(), "{stack:?} {name} has no command");
+            help_of(&command);
+        }
     }
 }
 
@@ -251,25 +340,27 @@ fn every_variable_set_on_orderflow_services_is_read_by_the_binaries() {
         "telemetry.rs no longer reads ORDERFLOW_LOG_FORMAT: {outside_clap:?}"
     );
     let mut unknown = Vec::new();
-    for name in orderflow_services() {
-        let svc = service(&name);
-        let command = words(svc.get("command"));
-        let accepted = env_names_in_help(&help_of(&command));
-        assert!(
-            accepted.contains("DATABASE_URL"),
-            "{name}: `{} --help` shows no [env: ...] annotations:\n{accepted:?}",
-            command.join(" ")
-        );
-        for var in environment(svc).keys() {
-            if is_checked_variable(var)
-                && !accepted.contains(var)
-                && !is_temporal_envconfig(var)
-                && !outside_clap.contains(var)
-            {
-                unknown.push(format!(
-                    "{name}: {var} (not in `{} --help`)",
-                    command.join(" ")
-                ));
+    for stack in STACKS {
+        for name in orderflow_services(stack) {
+            let svc = service(stack, &name);
+            let command = words(svc.get("command"));
+            let accepted = env_names_in_help(&help_of(&command));
+            assert!(
+                accepted.contains("DATABASE_URL"),
+                "{name}: `{} --help` shows no [env: ...] annotations:\n{accepted:?}",
+                command.join(" ")
+            );
+            for var in environment(svc).keys() {
+                if is_checked_variable(var)
+                    && !accepted.contains(var)
+                    && !is_temporal_envconfig(var)
+                    && !outside_clap.contains(var)
+                {
+                    unknown.push(format!(
+                        "{stack:?} {name}: {var} (not in `{} --help`)",
+                        command.join(" ")
+                    ));
+                }
             }
         }
     }
@@ -282,50 +373,165 @@ fn every_variable_set_on_orderflow_services_is_read_by_the_binaries() {
 
 #[test]
 fn worker_and_shim_get_the_settings_the_stack_needs() {
-    for name in ["worker", "shim"] {
-        let env = environment(service(name));
-        let get = |var: &str| {
-            env.get(var)
-                .cloned()
-                .flatten()
-                .unwrap_or_else(|| panic!("{name}: {var} is not set"))
-        };
-        assert_eq!(get("TEMPORAL_ADDRESS"), "temporal:7233", "{name}");
-        assert_eq!(get("TEMPORAL_NAMESPACE"), "default", "{name}");
-        assert!(
-            get("DATABASE_URL").starts_with("postgres://orderflow:")
-                && get("DATABASE_URL").ends_with("@orders-db:5432/orderflow"),
-            "{name}: DATABASE_URL must be the orders-db service"
-        );
-        assert!(
-            get("ORDERFLOW_PUBLIC_URL").contains("http://localhost:8080"),
-            "{name}: ORDERFLOW_PUBLIC_URL"
-        );
-        let deps = service(name)
-            .get("depends_on")
-            .and_then(Value::as_mapping)
-            .unwrap_or_else(|| panic!("{name}: depends_on as a mapping with conditions"));
-        let condition = |dep: &str| {
-            deps.get(dep)
-                .and_then(|d| d.get("condition"))
-                .and_then(Value::as_str)
-                .unwrap_or_else(|| panic!("{name} does not wait for {dep}"))
-        };
+    for stack in STACKS {
+        let (database, url_start, url_end) = stack.database();
+        for name in ["worker", "shim", "migrate"] {
+            let env = environment(service(stack, name));
+            let get = |var: &str| {
+                env.get(var)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| panic!("{stack:?} {name}: {var} is not set"))
+            };
+            let url = get("DATABASE_URL");
+            assert!(
+                url.starts_with(url_start) && url.ends_with(url_end),
+                "{stack:?} {name}: DATABASE_URL must be the {database} service: {url}"
+            );
+            let deps = service(stack, name)
+                .get("depends_on")
+                .and_then(Value::as_mapping)
+                .unwrap_or_else(|| panic!("{name}: depends_on as a mapping with conditions"));
+            let condition = |dep: &str| {
+                deps.get(dep)
+                    .and_then(|d| d.get("condition"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_else(|| panic!("{stack:?}: {name} does not wait for {dep}"))
+            };
+            assert_eq!(condition(database), "service_healthy", "{stack:?} {name}");
+            if name == "migrate" {
+                continue;
+            }
+            assert_eq!(get("TEMPORAL_ADDRESS"), "temporal:7233", "{name}");
+            assert_eq!(get("TEMPORAL_NAMESPACE"), "default", "{name}");
+            assert!(
+                get("ORDERFLOW_PUBLIC_URL").contains("http://localhost:8080"),
+                "{name}: ORDERFLOW_PUBLIC_URL"
+            );
+            assert_eq!(
+                condition("temporal-setup"),
+                "service_completed_successfully"
+            );
+            assert_eq!(condition("migrate"), "service_completed_successfully");
+        }
+        let worker = environment(service(stack, "worker"));
         assert_eq!(
-            condition("temporal-setup"),
-            "service_completed_successfully"
+            worker.get("ORDERFLOW_METRICS_ADDRESS"),
+            Some(&Some("0.0.0.0:9464".to_owned()))
         );
-        assert_eq!(condition("orders-db"), "service_healthy");
+        let shim = environment(service(stack, "shim"));
+        assert_eq!(
+            shim.get("ORDERFLOW_LISTEN"),
+            Some(&Some("0.0.0.0:8080".to_owned()))
+        );
     }
-    let worker = environment(service("worker"));
-    assert_eq!(
-        worker.get("ORDERFLOW_METRICS_ADDRESS"),
-        Some(&Some("0.0.0.0:9464".to_owned()))
+}
+
+/// No service waits for one the stack does not start: the MySQL stack replaces every wait for
+/// `orders-db`, which it leaves out.
+#[test]
+fn services_wait_only_for_services_the_stack_starts() {
+    for stack in STACKS {
+        let started = service_names(stack);
+        let mut problems = Vec::new();
+        for name in &started {
+            let deps = match service(stack, name).get("depends_on") {
+                None => continue,
+                Some(Value::Mapping(deps)) => deps.keys().cloned().collect::<Vec<_>>(),
+                Some(Value::Sequence(deps)) => deps.clone(),
+                Some(other) => panic!("{stack:?} {name}: depends_on {other:?}"),
+            };
+            for dep in deps {
+                let dep = dep.as_str().expect("service names are strings");
+                if !started.iter().any(|s| s == dep) {
+                    problems.push(format!("{stack:?}: {name} waits for {dep}, not started"));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+}
+
+#[test]
+fn the_mysql_stack_runs_the_orders_on_mysql_8() {
+    let stack = Stack::Mysql;
+    let (database, _, _) = stack.database();
+    let started = service_names(stack);
+    assert!(
+        !started.contains(&"orders-db".to_owned()),
+        "the orders PostgreSQL still starts: {started:?}"
     );
-    let shim = environment(service("shim"));
-    assert_eq!(
-        shim.get("ORDERFLOW_LISTEN"),
-        Some(&Some("0.0.0.0:8080".to_owned()))
+    assert!(
+        started.contains(&"postgresql".to_owned()),
+        "Temporal keeps its PostgreSQL: {started:?}"
+    );
+    let mysql = service(stack, database);
+    let image = mysql.get("image").and_then(Value::as_str).unwrap_or("");
+    assert!(image.starts_with("mysql:8."), "{image}");
+    let test = words(mysql.get("healthcheck").and_then(|h| h.get("test")));
+    assert!(
+        test.iter().any(|w| w == "mysqladmin") && test.iter().any(|w| w == "ping"),
+        "a mysqladmin ping healthcheck: {test:?}"
+    );
+    assert!(
+        test.iter().any(|w| w == "127.0.0.1"),
+        "the healthcheck pings over TCP (the init server has no networking): {test:?}"
+    );
+
+    // The server's user, password and database are the ones every DATABASE_URL names.
+    let env = environment(mysql);
+    let get = |var: &str| {
+        env.get(var)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| panic!("mysql: {var} is not set"))
+    };
+    let expected = format!(
+        "mysql://{}:{}@{database}:3306/{}",
+        get("MYSQL_USER"),
+        get("MYSQL_PASSWORD"),
+        get("MYSQL_DATABASE")
+    );
+    assert_eq!(get("MYSQL_DATABASE"), "orderflow");
+    assert!(
+        get("MYSQL_PASSWORD").starts_with("${") && get("MYSQL_PASSWORD").ends_with('}'),
+        "the password comes from the environment: {}",
+        get("MYSQL_PASSWORD")
+    );
+    for name in ["worker", "shim", "migrate"] {
+        assert_eq!(
+            environment(service(stack, name)).get("DATABASE_URL"),
+            Some(&Some(expected.clone())),
+            "{name}"
+        );
+    }
+
+    // Its data survives the container, on a volume the file declares.
+    let volumes: Vec<String> = words(mysql.get("volumes"));
+    let volume = volumes
+        .iter()
+        .find_map(|v| v.strip_suffix(":/var/lib/mysql"))
+        .unwrap_or_else(|| panic!("no volume at /var/lib/mysql: {volumes:?}"));
+    assert!(
+        compose(stack)
+            .get("volumes")
+            .and_then(Value::as_mapping)
+            .is_some_and(|declared| declared.contains_key(volume)),
+        "{volume} is not a named volume"
+    );
+
+    // The migrations create triggers, which with MySQL 8's binary logging (on by default) a
+    // user without SUPER may only do when the server trusts routine creators.
+    assert!(
+        read("migrations/mysql/0001_orderflow.sql").contains("CREATE TRIGGER"),
+        "the MySQL migrations no longer create triggers: drop the flag below"
+    );
+    let command = words(mysql.get("command"));
+    assert!(
+        command
+            .iter()
+            .any(|w| w == "--log-bin-trust-function-creators=ON"),
+        "mysql: {command:?}"
     );
 }
 
@@ -337,18 +543,20 @@ fn worker_and_shim_get_the_settings_the_stack_needs() {
 #[test]
 fn no_service_switches_the_sandbox_on() {
     let mut problems = Vec::new();
-    for name in service_names() {
-        let svc = service(&name);
-        for (var, value) in environment(svc) {
-            if var == "ORDERFLOW_SANDBOX" && value.as_deref() != Some("false") {
-                problems.push(format!("{name}: ORDERFLOW_SANDBOX={value:?}"));
-            } else if var.starts_with("ORDERFLOW_SANDBOX_") {
-                problems.push(format!("{name}: {var} (the sandbox is off here)"));
+    for stack in STACKS {
+        for name in service_names(stack) {
+            let svc = service(stack, &name);
+            for (var, value) in environment(svc) {
+                if var == "ORDERFLOW_SANDBOX" && value.as_deref() != Some("false") {
+                    problems.push(format!("{stack:?} {name}: ORDERFLOW_SANDBOX={value:?}"));
+                } else if var.starts_with("ORDERFLOW_SANDBOX_") {
+                    problems.push(format!("{stack:?} {name}: {var} (the sandbox is off here)"));
+                }
             }
-        }
-        let command = words(svc.get("command"));
-        if command.iter().any(|w| w.starts_with("--sandbox")) {
-            problems.push(format!("{name}: command {command:?}"));
+            let command = words(svc.get("command"));
+            if command.iter().any(|w| w.starts_with("--sandbox")) {
+                problems.push(format!("{stack:?} {name}: command {command:?}"));
+            }
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -356,32 +564,36 @@ fn no_service_switches_the_sandbox_on() {
 
 #[test]
 fn long_running_services_have_healthchecks_and_restart_policies() {
-    let one_shots = one_shots();
-    assert!(
-        one_shots.contains("temporal-setup"),
-        "temporal-setup is waited for: {one_shots:?}"
-    );
     let mut problems = Vec::new();
-    for name in service_names() {
-        let svc = service(&name);
-        let restart = svc.get("restart").and_then(scalar);
-        if one_shots.contains(&name) {
-            if !matches!(restart.as_deref(), None | Some("no")) {
-                problems.push(format!("{name}: a one-shot must not restart ({restart:?})"));
+    for stack in STACKS {
+        let one_shots = one_shots(stack);
+        assert!(
+            one_shots.contains("temporal-setup"),
+            "{stack:?}: temporal-setup is waited for: {one_shots:?}"
+        );
+        for name in service_names(stack) {
+            let svc = service(stack, &name);
+            let restart = svc.get("restart").and_then(scalar);
+            if one_shots.contains(&name) {
+                if !matches!(restart.as_deref(), None | Some("no")) {
+                    problems.push(format!(
+                        "{stack:?} {name}: a one-shot must not restart ({restart:?})"
+                    ));
+                }
+                continue;
             }
-            continue;
-        }
-        if !matches!(restart.as_deref(), Some("unless-stopped" | "always")) {
-            problems.push(format!("{name}: restart is {restart:?}"));
-        }
-        let check = svc.get("healthcheck");
-        let disabled = check
-            .and_then(|h| h.get("disable"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let test = words(check.and_then(|h| h.get("test")));
-        if disabled || test.is_empty() || test[0] == "NONE" {
-            problems.push(format!("{name}: no healthcheck"));
+            if !matches!(restart.as_deref(), Some("unless-stopped" | "always")) {
+                problems.push(format!("{stack:?} {name}: restart is {restart:?}"));
+            }
+            let check = svc.get("healthcheck");
+            let disabled = check
+                .and_then(|h| h.get("disable"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let test = words(check.and_then(|h| h.get("test")));
+            if disabled || test.is_empty() || test[0] == "NONE" {
+                problems.push(format!("{stack:?} {name}: no healthcheck"));
+            }
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -390,22 +602,24 @@ fn long_running_services_have_healthchecks_and_restart_policies() {
 #[test]
 fn orderflow_healthchecks_probe_the_configured_ports() {
     let dockerfile = read("Dockerfile");
-    for (name, address_var, path) in [
-        ("worker", "ORDERFLOW_METRICS_ADDRESS", "/metrics"),
-        ("shim", "ORDERFLOW_ADMIN_LISTEN", "/readyz"),
-    ] {
-        let svc = service(name);
-        let address = environment(svc)
-            .get(address_var)
-            .cloned()
-            .flatten()
-            .unwrap_or_else(|| panic!("{name}: {address_var}"));
-        let test = words(svc.get("healthcheck").and_then(|h| h.get("test")));
-        assert_eq!(
-            test,
-            ["CMD", "orderflow-http-check", port_of(&address), path],
-            "{name}'s healthcheck"
-        );
+    for stack in STACKS {
+        for (name, address_var, path) in [
+            ("worker", "ORDERFLOW_METRICS_ADDRESS", "/metrics"),
+            ("shim", "ORDERFLOW_ADMIN_LISTEN", "/readyz"),
+        ] {
+            let svc = service(stack, name);
+            let address = environment(svc)
+                .get(address_var)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| panic!("{stack:?} {name}: {address_var}"));
+            let test = words(svc.get("healthcheck").and_then(|h| h.get("test")));
+            assert_eq!(
+                test,
+                ["CMD", "orderflow-http-check", port_of(&address), path],
+                "{stack:?} {name}'s healthcheck"
+            );
+        }
     }
     assert!(
         dockerfile.contains("deploy/http-check.sh /usr/local/bin/orderflow-http-check"),
@@ -420,7 +634,13 @@ fn orderflow_healthchecks_probe_the_configured_ports() {
 
 #[test]
 fn the_setup_service_registers_every_search_attribute_the_code_lists() {
-    let setup = service("temporal-setup");
+    for stack in STACKS {
+        setup_registers_every_search_attribute(stack);
+    }
+}
+
+fn setup_registers_every_search_attribute(stack: Stack) {
+    let setup = service(stack, "temporal-setup");
     let image = setup.get("image").and_then(Value::as_str).unwrap_or("");
     assert!(image.starts_with("temporalio/admin-tools:"), "{image}");
     let listed = environment(setup)
@@ -475,8 +695,14 @@ fn the_setup_service_registers_every_search_attribute_the_code_lists() {
 
 #[test]
 fn prometheus_scrapes_the_worker_and_the_shim() {
+    for stack in STACKS {
+        prometheus_scrapes(stack);
+    }
+}
+
+fn prometheus_scrapes(stack: Stack) {
     // The admin listener is for the stack's network only: exposed, never published.
-    let shim = service("shim");
+    let shim = service(stack, "shim");
     let admin = environment(shim)
         .get("ORDERFLOW_ADMIN_LISTEN")
         .cloned()
@@ -487,7 +713,7 @@ fn prometheus_scrapes_the_worker_and_the_shim() {
         published.iter().all(|p| !p.contains(port_of(&admin))),
         "the admin port is published: {published:?}"
     );
-    let prometheus = service("prometheus");
+    let prometheus = service(stack, "prometheus");
     let config_host = prometheus
         .get("volumes")
         .and_then(Value::as_sequence)
@@ -531,7 +757,7 @@ fn prometheus_scrapes_the_worker_and_the_shim() {
         }
     }
     let worker_port = port_of(
-        environment(service("worker"))
+        environment(service(stack, "worker"))
             .get("ORDERFLOW_METRICS_ADDRESS")
             .cloned()
             .flatten()
@@ -540,7 +766,7 @@ fn prometheus_scrapes_the_worker_and_the_shim() {
     )
     .to_owned();
     let shim_port = port_of(
-        environment(service("shim"))
+        environment(service(stack, "shim"))
             .get("ORDERFLOW_ADMIN_LISTEN")
             .cloned()
             .flatten()
