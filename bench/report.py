@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import urllib.parse
 
 out_dir = sys.argv[1] if len(sys.argv) > 1 else "bench/out"
 runs = {}
@@ -68,6 +69,11 @@ summary = {
     "hot_sku_postgres_raw_reservations_per_s": get("hot-sku-postgres-raw", "reservations_per_s"),
     "hot_sku_sqlite_reservations_per_s": get("hot-sku-sqlite", "reservations_per_s"),
     "hot_sku_sqlite_raw_reservations_per_s": get("hot-sku-sqlite-raw", "reservations_per_s"),
+    # The same burst and hot SKU on MariaDB/MySQL (issue 17), None where not run.
+    "burst_mysql_orders_per_s": get("burst-mysql", "orders_per_s"),
+    "hot_sku_mysql_edge_reservations_per_s": get("hot-sku-mysql-edge", "reservations_per_s"),
+    "hot_sku_mysql_reservations_per_s": get("hot-sku-mysql", "reservations_per_s"),
+    "hot_sku_mysql_raw_reservations_per_s": get("hot-sku-mysql-raw", "reservations_per_s"),
 }
 
 
@@ -79,6 +85,25 @@ summary["hot_sku_postgres_share_of_raw"] = ratio(summary["hot_sku_postgres_reser
 summary["hot_sku_sqlite_share_of_raw"] = ratio(summary["hot_sku_sqlite_reservations_per_s"], summary["hot_sku_sqlite_raw_reservations_per_s"])
 summary["hot_sku_postgres_edge_share_of_raw"] = ratio(summary["hot_sku_postgres_edge_reservations_per_s"], summary["hot_sku_postgres_raw_reservations_per_s"])
 summary["hot_sku_sqlite_edge_share_of_raw"] = ratio(summary["hot_sku_sqlite_edge_reservations_per_s"], summary["hot_sku_sqlite_raw_reservations_per_s"])
+summary["hot_sku_mysql_share_of_raw"] = ratio(summary["hot_sku_mysql_reservations_per_s"], summary["hot_sku_mysql_raw_reservations_per_s"])
+summary["hot_sku_mysql_edge_share_of_raw"] = ratio(summary["hot_sku_mysql_edge_reservations_per_s"], summary["hot_sku_mysql_raw_reservations_per_s"])
+summary["burst_mysql_share_of_postgres"] = ratio(summary["burst_mysql_orders_per_s"], summary["orders_per_s"])
+
+
+def mysql_version():
+    """The MariaDB/MySQL server's version: as bench/run.sh recorded it, else asked now."""
+    path = os.path.join(out_dir, "mysql_version")
+    if os.path.exists(path):
+        return open(path).read().strip() or "unknown"
+    url = urllib.parse.urlsplit(os.environ.get("BENCH_MYSQL_ADMIN_URL", "mysql://root@127.0.0.1:3306/test"))
+    try:
+        return subprocess.run(
+            ["mariadb", "--protocol=tcp", "-h", url.hostname or "127.0.0.1", "-P", str(url.port or 3306),
+             "-u", urllib.parse.unquote(url.username or "root"), "-N", "-e", "SELECT VERSION()"],
+            env={**os.environ, "MYSQL_PWD": urllib.parse.unquote(url.password or "")},
+            capture_output=True, text=True, timeout=20).stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
 
 machine = {
     "cores": os.cpu_count(),
@@ -92,8 +117,11 @@ versions = {
     "rustc": sh("rustc --version"),
     "temporal_cli": sh(".venv/bin/temporal --version"),
     "postgresql": sh("psql postgres://postgres@127.0.0.1:5432/postgres -tAc 'show server_version'"),
+    "mysql": mysql_version(),
     "sqlite": "bundled with sqlx (libsqlite3-sys)",
 }
+# What the mysql:// engine ran on, for the tables' labels.
+MY = "MariaDB" if "mariadb" in versions["mysql"].lower() else "MySQL" if versions["mysql"] != "unknown" else "MariaDB/MySQL"
 # When the last scenario finished (so a re-run of this script on a kept bench/out keeps the date).
 finished_at = max(os.path.getmtime(os.path.join(out_dir, n)) for n in os.listdir(out_dir) if n.endswith(".json"))
 now = datetime.datetime.fromtimestamp(finished_at, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -111,7 +139,19 @@ def fmt(v, unit=""):
 
 
 def check(ok):
+    """met / NOT met, or "–" where the scenarios it needs were not run (ok is None)."""
+    if ok is None:
+        return "–"
     return "met" if ok else "NOT met"
+
+
+def cell(v, unit=""):
+    """A figure of a scenario that may not have been run (the MariaDB ones): "–" then."""
+    return "–" if v is None else fmt(v, unit)
+
+
+def at_least(v, goal):
+    return None if v is None else v >= goal
 
 
 share = summary["orders_per_s_share_of_ceiling"]
@@ -135,6 +175,16 @@ targets = [
     ("Close lateness p99, mass expiry", "<= 2 s", fmt(summary["mass_expiry_close_lateness_p99_ms"], " ms"), summary["mass_expiry_close_lateness_p99_ms"] is not None and summary["mass_expiry_close_lateness_p99_ms"] <= 2000),
     ("Hot SKU: reservations vs raw update (PostgreSQL), stock decided at the edge", ">= 50%", hot("postgres"), (summary["hot_sku_postgres_edge_share_of_raw"] or 0) >= 0.5),
     ("Hot SKU: reservations vs raw update (SQLite), stock decided at the edge", ">= 50%", hot("sqlite"), (summary["hot_sku_sqlite_edge_share_of_raw"] or 0) >= 0.5),
+    # Issue 17's goals for MariaDB/MySQL ("–" where its scenarios were not run).
+    (f"Hot SKU: reservations vs raw update ({MY}), stock decided at the edge", ">= 50%",
+     f"{cell(summary['hot_sku_mysql_edge_reservations_per_s'])} / {cell(summary['hot_sku_mysql_raw_reservations_per_s'])} = "
+     f"{cell(summary['hot_sku_mysql_edge_share_of_raw'] and summary['hot_sku_mysql_edge_share_of_raw'] * 100, '%')} "
+     f"(each workflow reserving: {cell(summary['hot_sku_mysql_share_of_raw'] and summary['hot_sku_mysql_share_of_raw'] * 100, '%')})",
+     at_least(summary["hot_sku_mysql_edge_share_of_raw"], 0.5)),
+    (f"Burst on {MY}: orders/s against PostgreSQL's, same run", ">= 90% (within 10%)",
+     f"{cell(summary['burst_mysql_orders_per_s'])} / {cell(summary['orders_per_s'])} = "
+     f"{cell(summary['burst_mysql_share_of_postgres'] and summary['burst_mysql_share_of_postgres'] * 100, '%')}",
+     at_least(summary["burst_mysql_share_of_postgres"], 0.9)),
 ]
 
 lines = []
@@ -142,7 +192,7 @@ w = lines.append
 w("# Benchmarks")
 w("")
 w(f"Measured {now} by `bench/run.sh` on this machine: {machine['cores']} cores, {machine['memory_gib']} GiB, {machine['cpu']}, Linux {machine['kernel']}.")
-w(f"Versions: Orderflow {versions['orderflow_commit']}; {versions['rustc']}; Temporal CLI `{versions['temporal_cli']}` (dev server, in memory, SQLite WAL, `synchronous=normal`); PostgreSQL {versions['postgresql']}; SQLite {versions['sqlite']}.")
+w(f"Versions: Orderflow {versions['orderflow_commit']}; {versions['rustc']}; Temporal CLI `{versions['temporal_cli']}` (dev server, in memory, SQLite WAL, `synchronous=normal`); PostgreSQL {versions['postgresql']}; {MY} {versions['mysql']}; SQLite {versions['sqlite']}.")
 w("")
 w("Every figure comes from the same run: one dev server, a fresh release worker per scenario, the load")
 w("generator `orderflow-load` (see its doc comment in `bench/load/src/lib.rs` for how each figure is taken).")
@@ -175,6 +225,41 @@ for name, r in runs.items():
 w("")
 w("Stock invariant (`available + reserved + sold = total`, ledger = inventory) after every order scenario: "
   + ("holds" if all(r.get("stock_invariant_holds") in (True, None) for r in runs.values()) else "VIOLATED (see BENCHMARKS.json)") + ".")
+w("")
+w(f"## PostgreSQL, {MY} and SQLite side by side")
+w("")
+w("The same scenarios on each engine, in this run (\"–\": not run). The burst: 2,000 orders, half paid, half timing")
+w("out after 5 s, tuned pollers; the share is of PostgreSQL's orders/s.")
+w("")
+w("| engine | orders/s | share of PostgreSQL | transitions/order | worker CPU ms/order | server CPU ms/order | payment→paid p50 / p99 ms | close lateness p50 / p99 ms |")
+w("|---|---|---|---|---|---|---|---|")
+engines = [("PostgreSQL", "postgres"), (MY, "mysql"), ("SQLite", "sqlite")]
+
+
+def p50_p99(name, what):
+    d = get(name, what) or {}
+    return f"{cell(d.get('p50_ms'))} / {cell(d.get('p99_ms'))}" if d.get("n") or name not in runs else ""
+
+
+for label, engine in engines:
+    name = f"burst-{engine}"
+    burst_share = ratio(get(name, "orders_per_s"), summary["orders_per_s"])
+    w(f"| {label} | {cell(get(name, 'orders_per_s'))} | {cell(burst_share and burst_share * 100, '%')} | {cell(get(name, 'state_transitions_per_order'))} | "
+      f"{cell(cpu(name, 'worker'))} | {cell(cpu(name, 'server'))} | {p50_p99(name, 'payment_to_paid')} | {p50_p99(name, 'close_lateness')} |")
+w("")
+w("The hot SKU (5,000 buyers, 1,000 units): decisions/s, each share against the same engine's raw conditional")
+w("update; \"winners ready\" is from a winner's decision at the edge until its payment exists.")
+w("")
+w("| engine | raw update decisions/s | at the edge decisions/s | edge share of raw | edge winners ready p50 / max ms | each workflow reserving decisions/s | its share of raw |")
+w("|---|---|---|---|---|---|---|")
+for label, engine in engines:
+    raw = get(f"hot-sku-{engine}-raw", "reservations_per_s")
+    edge = get(f"hot-sku-{engine}-edge", "reservations_per_s")
+    each = get(f"hot-sku-{engine}", "reservations_per_s")
+    ready = get(f"hot-sku-{engine}-edge", "start_to_ready") or {}
+    edge_share, each_share = ratio(edge, raw), ratio(each, raw)
+    w(f"| {label} | {cell(raw)} | {cell(edge)} | {cell(edge_share and edge_share * 100, '%')} | "
+      f"{cell(ready.get('p50_ms'))} / {cell(ready.get('max_ms'))} | {cell(each)} | {cell(each_share and each_share * 100, '%')} |")
 w("")
 changes = [
     ("burst-postgres", "the shipped benchmark setup: tuned pollers, gRPC compression off"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The standard benchmark suite, one command:
 #
-#   bench/run.sh            # full suite (about 16 minutes on 2 cores, plus the release build)
+#   bench/run.sh            # full suite (about 20 minutes on 2 cores, plus the release build)
 #   BENCH_SCALE=0.1 bench/run.sh   # every order count scaled down, to try the script quickly
 #   BENCH_ONLY=hot-sku bench/run.sh # only the scenarios whose name matches (grep -E); prints the
 #                                   # figures, leaves BENCHMARKS.md alone
@@ -13,8 +13,9 @@
 # Builds in release, starts a fresh Temporal dev server (in memory, SQLite WAL) on a free port,
 # and runs every scenario with `orderflow-load` against a fresh worker each time. Writes the
 # figures, the machine, the versions and the exact commands to BENCHMARKS.md and BENCHMARKS.json
-# (bench/report.py). Needs PostgreSQL at BENCH_POSTGRES_ADMIN_URL (a fresh database
-# `orderflow_bench` is created there). Prints figures; asserts nothing about time.
+# (bench/report.py). Needs PostgreSQL at BENCH_POSTGRES_ADMIN_URL and MariaDB (or MySQL) at
+# BENCH_MYSQL_ADMIN_URL (default mysql://root@127.0.0.1:3306/test), with the `mariadb` client; a
+# fresh database `orderflow_bench` is created on each. Prints figures; asserts nothing about time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -22,6 +23,12 @@ cd "$(dirname "$0")/.."
 SCALE=${BENCH_SCALE:-1}
 PG_ADMIN=${BENCH_POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PG_URL=${PG_ADMIN%/*}/orderflow_bench
+MY_ADMIN=${BENCH_MYSQL_ADMIN_URL:-mysql://root@127.0.0.1:3306/test}
+MY_URL=${MY_ADMIN%/*}/orderflow_bench
+# The admin URL's host, port, user and password, one a line, for the `mariadb` client (the password
+# goes to it through MYSQL_PWD, never on a command line; it may be empty).
+{ IFS= read -r MY_HOST; IFS= read -r MY_PORT; IFS= read -r MY_USER; IFS= read -r MY_PWD; } < <(
+  python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(p.hostname or "127.0.0.1", p.port or 3306, u.unquote(p.username or "root"), u.unquote(p.password or ""), sep="\n")' "$MY_ADMIN")
 OUT=bench/out
 rm -rf "$OUT" && mkdir -p "$OUT"
 # The code measured, recorded before the run (the report may be written after later edits).
@@ -75,6 +82,21 @@ sqlite_url() { echo "sqlite://$OUT/$1.db"; }
 fresh_pg() {
   psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS orderflow_bench" -c "CREATE DATABASE orderflow_bench" >/dev/null
 }
+# selected NAME: whether BENCH_ONLY (if set) selects the scenario NAME.
+selected() { [ -z "${BENCH_ONLY:-}" ] || grep -qE "$BENCH_ONLY" <<<"$1"; }
+# fresh_my NAME...: a fresh `orderflow_bench` on MariaDB/MySQL for the scenarios NAME..., unless
+# BENCH_ONLY selects none of them (a partial run without them needs no MariaDB); records the
+# server's version for the report.
+fresh_my() {
+  local name
+  for name in "$@"; do
+    if selected "$name"; then
+      MYSQL_PWD=$MY_PWD mariadb --protocol=tcp -h "$MY_HOST" -P "$MY_PORT" -u "$MY_USER" -N \
+        -e "DROP DATABASE IF EXISTS orderflow_bench; CREATE DATABASE orderflow_bench; SELECT VERSION()" >"$OUT/mysql_version"
+      return
+    fi
+  done
+}
 
 # Tuning the worker for bursts of new workflows: more workflow-task polls, half of them on the
 # shared queue (new workflows arrive there), and a sticky cache that holds every open order.
@@ -84,9 +106,7 @@ TUNED="--workflow-pollers 16 --nonsticky-poll-ratio 0.5 --activity-pollers 8 --m
 run() {
   local name=$1 db=$2 wflags=$3
   shift 3
-  if [ -n "${BENCH_ONLY:-}" ] && ! grep -qE "$BENCH_ONLY" <<<"$name"; then
-    return 0
-  fi
+  selected "$name" || return 0
   local queue="bench-$name"
   # shellcheck disable=SC2086
   # ORDERFLOW_SANDBOX: the load pays through the sandbox gateway (off by default; a baseline
@@ -97,7 +117,7 @@ run() {
   echo "==> $name: $cmd"
   echo "    worker: orderflow-worker $wflags"
   local status=0
-  $BIN/orderflow-load "$@" --database-url "$db" --task-queue "$queue" \
+  "$BIN"/orderflow-load "$@" --database-url "$db" --task-queue "$queue" \
     --worker-pid "$worker" --server-pid "$server" --run-id "B$(echo "$name" | tr 'a-z-' 'A-Z_')" --json \
     >"$OUT/$name.json" 2>"$OUT/$name.err" || status=$?
   kill "$worker" 2>/dev/null || true
@@ -146,6 +166,10 @@ run ceiling "$(sqlite_url ceiling)" "$TUNED" --workflow noop --orders "$B" --con
 # 2. Order throughput: unpaced bursts, half paid, half timing out after 5 s.
 run burst-sqlite "$(sqlite_url burst)" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 pair burst-postgres "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+# The same burst on MariaDB/MySQL (no baseline pair: a baseline from before MySQL support would
+# refuse the URL).
+fresh_my burst-mysql
+run burst-mysql "$MY_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 # The same burst with each setting put back, in the same run: gzip on, the SDK's default
 # poller tuning.
 fresh_pg
@@ -176,6 +200,12 @@ run hot-sku-postgres-edge "$PG_URL" "$TUNED" --orders "$H" --concurrency "$H" --
 # The same with every winner's workflow started at once (what the relay's hold buys).
 run hot-sku-postgres-edge-no-hold "$PG_URL" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60 --reserve-at-edge --relay-hold-secs 0
 pair hot-sku-postgres "$PG_URL" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
+# The same three on MariaDB/MySQL, each on a fresh database where PostgreSQL's is.
+fresh_my hot-sku-mysql-raw hot-sku-mysql-edge
+run hot-sku-mysql-raw "$MY_URL" "" --workflow raw-reserve --orders "$H" --concurrency 64 --skus 1 --stock "$HS"
+run hot-sku-mysql-edge "$MY_URL" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60 --reserve-at-edge
+fresh_my hot-sku-mysql
+run hot-sku-mysql "$MY_URL" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
 run hot-sku-sqlite-raw "$(sqlite_url hot)" "" --workflow raw-reserve --orders "$H" --concurrency 64 --skus 1 --stock "$HS"
 run hot-sku-sqlite-edge "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency "$H" --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60 --reserve-at-edge
 run hot-sku-sqlite "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency 1000 --skus 1 --stock "$HS" --mix paid=100 --payment-timeout-secs 60
