@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, and integration tests against a real Temporal dev server, a
-# real worker, SQLite and (when TEST_POSTGRES_URL is set) PostgreSQL.
+# real worker, SQLite and (when TEST_POSTGRES_URL / TEST_MYSQL_URL are set) PostgreSQL and MySQL.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -p orderflow-tests --test orders   # any `cargo test` arguments
@@ -33,6 +33,9 @@ export RUST_LOG=${RUST_LOG:-warn}
 echo "==> Temporal dev server on $ORDERFLOW_TEST_TEMPORAL_ADDRESS"
 if [ -z "${TEST_POSTGRES_URL:-}" ]; then
   echo "==> TEST_POSTGRES_URL is not set: PostgreSQL variants will be skipped"
+fi
+if [ -z "${TEST_MYSQL_URL:-}" ]; then
+  echo "==> TEST_MYSQL_URL is not set: MySQL variants will be skipped"
 fi
 
 out=$(mktemp -t orderflow-tests.XXXXXX.log)

@@ -7,7 +7,7 @@
 #   cancelled) and one left open for you to pay in a browser. Keeps running until ctrl-c.
 #
 # Settings (all optional): TEMPORAL_PORT (7233), TEMPORAL_UI_PORT (8233), SHIM_PORT (8080),
-# DATABASE_URL (sqlite://data/orderflow.db), DEMO_TIMEOUT (5s: the timed-out order's window).
+# DATABASE_URL (sqlite://data/orderflow.db; postgres://… and mysql://… work too), DEMO_TIMEOUT (5s: the timed-out order's window).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -61,7 +61,8 @@ fi
 
 field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
-echo "==> migrating ${DATABASE_URL} and seeding the demo catalog"
+# The URL without its password (user:password@ → user:***@): secrets never print.
+echo "==> migrating $(sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#' <<<"$DATABASE_URL") and seeding the demo catalog"
 of db migrate
 of catalog seed
 

@@ -1,9 +1,13 @@
-//! One database handle for both engines.
+//! One database handle for every engine.
 //!
-//! `DATABASE_URL` picks the engine at run time (`sqlite://...` or `postgres://...`); the same SQL
-//! text runs on both through sqlx's `Any` driver, which is why every statement here and in the
-//! sibling modules sticks to the common dialect: `$1` placeholders (SQLite accepts them),
-//! `INSERT ... ON CONFLICT DO NOTHING`, `RETURNING`, BIGINT everywhere, no `NUMERIC`.
+//! `DATABASE_URL` picks the engine at run time (`sqlite://...`, `postgres://...` or
+//! `mysql://...`); sqlx's `Any` driver runs the statements, each written once and rendered for the
+//! engine by [`crate::sql`]. BIGINT everywhere, no `NUMERIC`.
+//!
+//! On MySQL/MariaDB every connection runs its transactions at READ COMMITTED, PostgreSQL's
+//! default, so the same statements lock the same way on both: InnoDB's REPEATABLE READ would add
+//! gap locks (and deadlocks) to inserts and keep snapshot reads that a read-then-write would act
+//! on stale. Stock and money move only in guarded single statements either way.
 //!
 //! Writes that move stock or money run in [`Db::begin_write`]: on SQLite that is
 //! `BEGIN IMMEDIATE`, which takes the write lock up front. A plain `BEGIN` would start as a reader
@@ -16,6 +20,7 @@
 //! would put each to sleep for 1, 2, 5, 10… ms, however soon the lock came free — in a flash sale,
 //! where every buyer writes, that sleeping was most of the time (bench/NOTES.md).
 
+use crate::sql;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Executor, Transaction};
@@ -26,17 +31,41 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/orderflow.db";
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/mysql");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     Sqlite,
     Postgres,
+    /// MySQL 8 or MariaDB ≥ 10.5.
+    MySql,
+}
+
+impl Engine {
+    pub const ALL: [Engine; 3] = [Engine::Sqlite, Engine::Postgres, Engine::MySql];
+
+    /// The engine a connection (or, through `Deref`, a transaction) talks to.
+    pub fn of(conn: &sqlx::AnyConnection) -> Engine {
+        match conn.backend_name() {
+            "PostgreSQL" => Engine::Postgres,
+            "MySQL" => Engine::MySql,
+            _ => Engine::Sqlite,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+            Engine::MySql => "mysql",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(
-        "unsupported DATABASE_URL {0:?}: expected sqlite://path/to/file.db or postgres://user@host/db"
+        "unsupported DATABASE_URL {0:?}: expected sqlite://path/to/file.db, postgres://user@host/db or mysql://user@host:3306/db"
     )]
     UnsupportedUrl(String),
     #[error("cannot create the directory for the SQLite file {path}: {source}")]
@@ -55,7 +84,7 @@ pub enum DbError {
 pub struct Db {
     pool: AnyPool,
     /// Where [`Db::begin_write`] takes its connection: on SQLite a pool of one (see the module
-    /// docs), on PostgreSQL the same pool as everything else.
+    /// docs), elsewhere the same pool as everything else.
     writer: AnyPool,
     engine: Engine,
 }
@@ -68,14 +97,14 @@ impl Db {
         let engine = engine_of(url)?;
         let url = match engine {
             Engine::Sqlite => prepare_sqlite_url(url)?,
-            Engine::Postgres => url.to_owned(),
+            Engine::Postgres | Engine::MySql => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url).map_err(DbError::Connect)?;
         let pool = pool_options(
             engine,
             match engine {
                 Engine::Sqlite => 8,
-                Engine::Postgres => 16,
+                Engine::Postgres | Engine::MySql => 16,
             },
         )
         .connect_with(options.clone())
@@ -99,13 +128,14 @@ impl Db {
 
     /// Applies the engine's migrations (append-only files under `migrations/<engine>/`).
     ///
-    /// PostgreSQL serialises concurrent migrators with an advisory lock. SQLite has no such lock,
+    /// PostgreSQL and MySQL serialise concurrent migrators with a lock of their own. SQLite has no such lock,
     /// so when the worker and the CLI start together one of them can trip over the other's
     /// half-applied migration; it then waits and tries again, and finds the work done.
     pub async fn migrate(&self) -> Result<(), DbError> {
         let migrator = match self.engine {
             Engine::Sqlite => &SQLITE_MIGRATIONS,
             Engine::Postgres => &POSTGRES_MIGRATIONS,
+            Engine::MySql => &MYSQL_MIGRATIONS,
         };
         let mut attempt = 0;
         loop {
@@ -127,7 +157,7 @@ impl Db {
 
     /// Where a single write statement outside a transaction runs: on SQLite it queues with the
     /// write transactions for the one writer connection (never call it while holding one of
-    /// those, it would wait for itself); on PostgreSQL the shared pool.
+    /// those, it would wait for itself); elsewhere the shared pool.
     pub fn writes(&self) -> &AnyPool {
         &self.writer
     }
@@ -140,13 +170,14 @@ impl Db {
     pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
         match self.engine {
             Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Engine::Postgres => self.pool.begin().await,
+            Engine::Postgres | Engine::MySql => self.pool.begin().await,
         }
     }
 
     /// Cheap round trip for readiness checks.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
+        sql!("SELECT 1")
+            .on(&self.pool)
             .execute(&self.pool)
             .await
             .map(|_| ())
@@ -167,8 +198,22 @@ fn pool_options(engine: Engine, max_connections: u32) -> AnyPoolOptions {
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .test_before_acquire(false);
-    if engine != Engine::Sqlite {
-        return options;
+    match engine {
+        Engine::Postgres => return options,
+        Engine::MySql => {
+            return options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // Strict for every table (a value too long is an error, never cut short).
+                    conn.execute(
+                        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+                         SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        Engine::Sqlite => {}
     }
     options.after_connect(|conn, _meta| {
         Box::pin(async move {
@@ -187,6 +232,8 @@ pub fn engine_of(url: &str) -> Result<Engine, DbError> {
         Ok(Engine::Sqlite)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Engine::Postgres)
+    } else if url.starts_with("mysql://") {
+        Ok(Engine::MySql)
     } else {
         Err(DbError::UnsupportedUrl(url.to_owned()))
     }
@@ -237,7 +284,11 @@ mod tests {
             engine_of("postgres://postgres@127.0.0.1/test").unwrap(),
             Engine::Postgres
         );
-        assert!(engine_of("mysql://root@localhost/test").is_err());
+        assert_eq!(
+            engine_of("mysql://root@127.0.0.1:3306/test").unwrap(),
+            Engine::MySql
+        );
+        assert!(engine_of("mariadb://root@localhost/test").is_err());
     }
 
     #[test]

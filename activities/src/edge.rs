@@ -19,6 +19,7 @@ use crate::failure::Classified;
 use crate::finish::StepError;
 use crate::inventory::{self, InventoryError, ReserveStock};
 use crate::orders::{self, OrderError, OrderRow, PricedLine, StatusChange, StoredOrder};
+use crate::sql;
 use orderflow_domain::{Money, OrderInput, OrderStatus, ValidOrder};
 use sqlx::Row;
 
@@ -92,10 +93,11 @@ pub async fn reserve_at_edge(
     }
     // The note before the reservation, so the contended inventory row is locked for as short a
     // time as in a plain reservation (see `inventory::reserve`).
-    sqlx::query(
+    sql!(
         "INSERT INTO order_starts (order_id, input, created_at_ms) VALUES ($1, $2, $3)
          ON CONFLICT (order_id) DO NOTHING",
     )
+    .on(&*tx)
     .bind(order.order_id.as_str())
     .bind(&note)
     .bind(now_ms())
@@ -172,18 +174,19 @@ fn decided(stored: &StoredOrder) -> EdgeDecision {
 /// Start notes not yet marked started, oldest first. A note that does not parse (only a hand edit
 /// could make one) is logged and skipped, never allowed to stop the others.
 pub async fn pending_starts(db: &Db, limit: i64) -> Result<Vec<OrderInput>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sql!(
         "SELECT order_id, input FROM order_starts WHERE started_at_ms IS NULL
           ORDER BY created_at_ms LIMIT $1",
     )
+    .on(db.engine())
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
     let mut inputs = Vec::with_capacity(rows.len());
     for row in &rows {
         let order_id: String = row.try_get(0)?;
-        let note: String = row.try_get(1)?;
-        match serde_json::from_str(&note) {
+        let note: sql::Text = row.try_get(1)?;
+        match serde_json::from_str(&note.0) {
             Ok(input) => inputs.push(input),
             Err(e) => tracing::error!(%order_id, error = %e, "unreadable start note, skipped"),
         }
@@ -193,9 +196,10 @@ pub async fn pending_starts(db: &Db, limit: i64) -> Result<Vec<OrderInput>, sqlx
 
 /// The order's workflow exists (started by this call or an earlier one).
 pub async fn mark_started(db: &Db, order_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sql!(
         "UPDATE order_starts SET started_at_ms = $2 WHERE order_id = $1 AND started_at_ms IS NULL",
     )
+    .on(db.engine())
     .bind(order_id)
     .bind(now_ms())
     .execute(db.writes())

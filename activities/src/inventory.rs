@@ -8,8 +8,9 @@
 //! `RESERVED` → `CONFIRMED` or `RESERVED` → `RELEASED`, through an `UPDATE ... WHERE state =
 //! 'RESERVED'`. A retried activity finds the work done and does nothing.
 
-use crate::db::{Db, now_ms};
+use crate::db::{Db, Engine, now_ms};
 use crate::failure::{self, Classified};
+use crate::sql;
 use orderflow_domain::{OrderId, Sku, ValidOrderLine};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
@@ -119,11 +120,12 @@ async fn ledger(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     let (available, reserved, sold) = delta.columns(q);
-    sqlx::query(
+    sql!(
         "INSERT INTO inventory_ledger
             (sku, order_id, event, delta_total, delta_available, delta_reserved, delta_sold, at_ms)
          VALUES ($1, $2, $3, 0, $4, $5, $6, $7)",
     )
+    .on(&**tx)
     .bind(sku)
     .bind(order_id)
     .bind(delta.event())
@@ -185,7 +187,8 @@ pub(crate) async fn reserve_in(
         let q = i64::from(line.quantity);
         if !new_order {
             let existing =
-                sqlx::query("SELECT 1 FROM stock_reservations WHERE order_id = $1 AND sku = $2")
+                sql!("SELECT 1 FROM stock_reservations WHERE order_id = $1 AND sku = $2")
+                    .on(&**tx)
                     .bind(order_id)
                     .bind(sku)
                     .fetch_optional(&mut **tx)
@@ -195,11 +198,12 @@ pub(crate) async fn reserve_in(
             }
         }
         ledger(tx, sku, order_id, Delta::Reserve, q, now).await?;
-        let moved = sqlx::query(
+        let moved = sql!(
             "UPDATE inventory
                 SET available = available - $2, reserved = reserved + $2, updated_at_ms = $3
               WHERE sku = $1 AND available >= $2",
         )
+        .on(&**tx)
         .bind(sku)
         .bind(q)
         .bind(now)
@@ -212,10 +216,10 @@ pub(crate) async fn reserve_in(
                 requested: q,
             }));
         }
-        sqlx::query(
+        sql!(
             "INSERT INTO stock_reservations (order_id, sku, quantity, state, created_at_ms, updated_at_ms)
              VALUES ($1, $2, $3, 'RESERVED', $4, $4)",
-        )
+        ).on(&**tx)
         .bind(order_id)
         .bind(sku)
         .bind(q)
@@ -259,13 +263,18 @@ pub(crate) async fn settle_in(
     let (state, inventory_update) = match delta {
         Delta::Confirm => (
             "CONFIRMED",
-            "UPDATE inventory SET reserved = reserved - $2, sold = sold + $2, updated_at_ms = $3
-              WHERE sku = $1 AND reserved >= $2",
+            sql!(
+                "UPDATE inventory SET reserved = reserved - $2, sold = sold + $2, updated_at_ms = $3
+                  WHERE sku = $1 AND reserved >= $2"
+            ),
         ),
         Delta::Release => (
             "RELEASED",
-            "UPDATE inventory SET reserved = reserved - $2, available = available + $2, updated_at_ms = $3
-              WHERE sku = $1 AND reserved >= $2",
+            sql!(
+                "UPDATE inventory SET reserved = reserved - $2, available = available + $2,
+                        updated_at_ms = $3
+                  WHERE sku = $1 AND reserved >= $2"
+            ),
         ),
         Delta::Reserve => unreachable!("reserve has its own path"),
     };
@@ -273,24 +282,16 @@ pub(crate) async fn settle_in(
     // Claims every line still RESERVED in one statement; the state guard makes this the single
     // point where a reservation can move (a concurrent repeat waits for the row lock, then finds
     // nothing left to claim).
-    let claimed = sqlx::query(
-        "UPDATE stock_reservations SET state = $2, updated_at_ms = $3
-          WHERE order_id = $1 AND state = 'RESERVED'
-          RETURNING sku, quantity",
-    )
-    .bind(order_id.as_str())
-    .bind(state)
-    .bind(now)
-    .fetch_all(&mut **tx)
-    .await?;
+    let claimed = claim_reserved(tx, order_id, state, now).await?;
     if claimed.is_empty() && delta == Delta::Confirm {
         // Selling stock that was given back would sell it twice: refuse, loudly, rather than
         // report a confirm that moved nothing. (A repeat of a confirm finds CONFIRMED rows.)
-        let released: Option<(String,)> = sqlx::query_as(
+        let released: Option<(String,)> = sql!(
             "SELECT sku FROM stock_reservations WHERE order_id = $1 AND state = 'RELEASED' LIMIT 1",
         )
+        .on(&**tx)
         .bind(order_id.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional_as(&mut **tx)
         .await?;
         if let Some((sku,)) = released {
             return Err(InventoryError::Invariant {
@@ -299,18 +300,16 @@ pub(crate) async fn settle_in(
             });
         }
     }
-    let mut lines = claimed
-        .iter()
-        .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    // Inventory rows are locked in SKU order, whatever order RETURNING gave, so two orders
+    let mut lines = claimed;
+    // Inventory rows are locked in SKU order, whatever order the claim gave, so two orders
     // sharing SKUs never wait on each other in opposite orders.
     lines.sort();
     for (sku, q) in &lines {
         // The ledger entry first: the inventory row is the contended one, locked last.
         ledger(tx, sku, order_id.as_str(), delta, *q, now).await?;
-        let moved = sqlx::query(inventory_update)
-            .bind(sku)
+        let moved = inventory_update
+            .on(&**tx)
+            .bind(sku.as_str())
             .bind(*q)
             .bind(now)
             .execute(&mut **tx)
@@ -327,32 +326,96 @@ pub(crate) async fn settle_in(
     Ok(StockMoved { lines })
 }
 
+/// Moves the order's `RESERVED` reservation rows to `state` and returns the (sku, quantity) it
+/// moved. The state guard makes this the single point where a reservation can move: a concurrent
+/// repeat waits for the row locks, then finds nothing left to claim.
+async fn claim_reserved(
+    tx: &mut Transaction<'static, Any>,
+    order_id: &OrderId,
+    state: &str,
+    now: i64,
+) -> Result<Vec<(String, i64)>, InventoryError> {
+    if Engine::of(tx) != Engine::MySql {
+        return sql!(
+            "UPDATE stock_reservations SET state = $2, updated_at_ms = $3
+              WHERE order_id = $1 AND state = 'RESERVED'
+              RETURNING sku, quantity",
+            only: [Sqlite, Postgres]
+        )
+        .on(&**tx)
+        .bind(order_id.as_str())
+        .bind(state)
+        .bind(now)
+        .fetch_all_as(&mut **tx)
+        .await
+        .map_err(InventoryError::from);
+    }
+    // MySQL has no UPDATE … RETURNING: lock the rows (a locking read sees the latest committed
+    // rows, not the transaction's snapshot), then move exactly those.
+    let claimed: Vec<(String, i64)> = sql!(
+        "SELECT sku, quantity FROM stock_reservations
+          WHERE order_id = $1 AND state = 'RESERVED' FOR UPDATE",
+        only: [MySql]
+    )
+    .on(&**tx)
+    .bind(order_id.as_str())
+    .fetch_all_as(&mut **tx)
+    .await?;
+    if claimed.is_empty() {
+        return Ok(claimed);
+    }
+    let moved = sql!(
+        "UPDATE stock_reservations SET state = $2, updated_at_ms = $3
+          WHERE order_id = $1 AND state = 'RESERVED'"
+    )
+    .on(&**tx)
+    .bind(order_id.as_str())
+    .bind(state)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if moved != claimed.len() as u64 {
+        return Err(InventoryError::Invariant {
+            sku: claimed[0].0.clone(),
+            detail: format!(
+                "{order_id}: {moved} reservations moved, {} locked",
+                claimed.len()
+            ),
+        });
+    }
+    Ok(claimed)
+}
+
 /// Sets a SKU's total stock (an operator's recount). Refused if it would drop below what is
 /// already reserved or sold. The ledger records the change as deltas so it still sums to the row.
 pub async fn set_total(db: &Db, sku: &Sku, total: i64) -> Result<StockLevel, InventoryError> {
     let now = now_ms();
     let mut tx = db.begin_write().await?;
-    sqlx::query(
+    sql!(
         "INSERT INTO inventory (sku, total, available, reserved, sold, updated_at_ms)
          VALUES ($1, 0, 0, 0, 0, $2) ON CONFLICT (sku) DO NOTHING",
     )
+    .on(&*tx)
     .bind(sku.as_str())
     .bind(now)
     .execute(&mut *tx)
     .await?;
     // Touch the row first: on PostgreSQL this takes its row lock, so the ledger deltas computed
     // next and the update after them see the same numbers (SQLite already holds the write lock).
-    sqlx::query("UPDATE inventory SET updated_at_ms = $2 WHERE sku = $1")
+    sql!("UPDATE inventory SET updated_at_ms = $2 WHERE sku = $1")
+        .on(&*tx)
         .bind(sku.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    let logged = sqlx::query(
+    let logged = sql!(
         "INSERT INTO inventory_ledger
             (sku, order_id, event, delta_total, delta_available, delta_reserved, delta_sold, at_ms)
          SELECT sku, NULL, 'STOCK_SET', $2 - total, $2 - total, 0, 0, $3
            FROM inventory WHERE sku = $1 AND $2 >= reserved + sold",
     )
+    .on(&*tx)
     .bind(sku.as_str())
     .bind(total)
     .bind(now)
@@ -371,10 +434,11 @@ pub async fn set_total(db: &Db, sku: &Sku, total: i64) -> Result<StockLevel, Inv
             held,
         });
     }
-    sqlx::query(
+    sql!(
         "UPDATE inventory SET available = $2 - reserved - sold, total = $2, updated_at_ms = $3
           WHERE sku = $1 AND $2 >= reserved + sold",
     )
+    .on(&*tx)
     .bind(sku.as_str())
     .bind(total)
     .bind(now)
@@ -387,19 +451,19 @@ pub async fn set_total(db: &Db, sku: &Sku, total: i64) -> Result<StockLevel, Inv
 }
 
 pub async fn level(db: &Db, sku: &Sku) -> Result<Option<StockLevel>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT sku, total, available, reserved, sold FROM inventory WHERE sku = $1")
-            .bind(sku.as_str())
-            .fetch_optional(db.pool())
-            .await?;
+    let row = sql!("SELECT sku, total, available, reserved, sold FROM inventory WHERE sku = $1")
+        .on(db.engine())
+        .bind(sku.as_str())
+        .fetch_optional(db.pool())
+        .await?;
     row.map(|r| stock_level(&r)).transpose()
 }
 
 pub async fn levels(db: &Db) -> Result<Vec<StockLevel>, sqlx::Error> {
-    let rows =
-        sqlx::query("SELECT sku, total, available, reserved, sold FROM inventory ORDER BY sku")
-            .fetch_all(db.pool())
-            .await?;
+    let rows = sql!("SELECT sku, total, available, reserved, sold FROM inventory ORDER BY sku")
+        .on(db.engine())
+        .fetch_all(db.pool())
+        .await?;
     rows.iter().map(stock_level).collect()
 }
 
@@ -422,13 +486,14 @@ pub async fn audit(db: &Db) -> Result<Vec<String>, sqlx::Error> {
         if !level.is_consistent() {
             problems.push(format!("{}: row does not add up: {level:?}", level.sku));
         }
-        let sums = sqlx::query(
+        let sums = sql!(
             "SELECT CAST(COALESCE(SUM(delta_total), 0) AS BIGINT),
                     CAST(COALESCE(SUM(delta_available), 0) AS BIGINT),
                     CAST(COALESCE(SUM(delta_reserved), 0) AS BIGINT),
                     CAST(COALESCE(SUM(delta_sold), 0) AS BIGINT)
                FROM inventory_ledger WHERE sku = $1",
         )
+        .on(db.engine())
         .bind(&level.sku)
         .fetch_one(db.pool())
         .await?;
@@ -445,11 +510,11 @@ pub async fn audit(db: &Db) -> Result<Vec<String>, sqlx::Error> {
                 (level.total, level.available, level.reserved, level.sold)
             ));
         }
-        let held = sqlx::query(
+        let held = sql!(
             "SELECT CAST(COALESCE(SUM(CASE WHEN state = 'RESERVED' THEN quantity ELSE 0 END), 0) AS BIGINT),
                     CAST(COALESCE(SUM(CASE WHEN state = 'CONFIRMED' THEN quantity ELSE 0 END), 0) AS BIGINT)
                FROM stock_reservations WHERE sku = $1",
-        )
+        ).on(db.engine())
         .bind(&level.sku)
         .fetch_one(db.pool())
         .await?;

@@ -2,13 +2,14 @@
 //!
 //! Every side effect of an order lives here; the workflow only decides. A tour:
 //!
-//! * [`db`]: one [`db::Db`] for SQLite and PostgreSQL, picked by `DATABASE_URL`, with migrations
+//! * [`db`]: one [`db::Db`] for SQLite, PostgreSQL and MySQL/MariaDB, picked by `DATABASE_URL`, with migrations
 //!   and `BEGIN IMMEDIATE` write transactions on SQLite.
 //! * [`orders`]: catalog pricing, order rows, the status log.
 //! * [`inventory`]: reserve / confirm / release stock with conditional updates and a ledger.
 //! * [`edge`]: stock decided when an order is placed, before its workflow (flash sales).
 //! * [`payments`]: our payment rows and log, and calls to the order's provider.
 //! * [`providers`]: the [`providers::PaymentProvider`] trait and the `sandbox` gateway.
+//! * [`sql`]: every statement written once and rendered for each engine (`sql!`).
 //! * [`failure`]: the stable failure codes and the one rule for what is retryable.
 //!
 //! * [`open`], [`finish`]: an order's opening and its ending (paid, closed, rejected), each one
@@ -31,6 +32,7 @@ pub mod open;
 pub mod orders;
 pub mod payments;
 pub mod providers;
+pub mod sql;
 
 use failure::to_activity_error;
 use finish::{CloseOrder, FinishOrder, HoldForReview};

@@ -3,6 +3,8 @@
 use crate::db::{Db, Engine, now_ms};
 use crate::failure::{self, Classified};
 use crate::providers::Providers;
+use crate::sql;
+use crate::sql::Sql;
 use orderflow_domain::{Currency, Money, MoneyError, OrderStatus, Sku, ValidOrder};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
@@ -79,12 +81,18 @@ pub struct CatalogItem {
 }
 
 pub async fn upsert_catalog_item(db: &Db, item: &CatalogItem) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sql!(
         "INSERT INTO catalog (sku, name, price_minor, currency, updated_at_ms)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (sku) DO UPDATE SET name = excluded.name, price_minor = excluded.price_minor,
              currency = excluded.currency, updated_at_ms = excluded.updated_at_ms",
+        // VALUES(col) is deprecated in MySQL 8.0.20 but still there; MariaDB has no `AS new` alias.
+        mysql: "INSERT INTO catalog (sku, name, price_minor, currency, updated_at_ms)
+         VALUES ($1, $2, $3, $4, $5)
+         ON DUPLICATE KEY UPDATE name = VALUES(name), price_minor = VALUES(price_minor),
+             currency = VALUES(currency), updated_at_ms = VALUES(updated_at_ms)",
     )
+    .on(db.engine())
     .bind(item.sku.as_str())
     .bind(&item.name)
     .bind(item.price.minor())
@@ -96,7 +104,8 @@ pub async fn upsert_catalog_item(db: &Db, item: &CatalogItem) -> Result<(), sqlx
 }
 
 pub async fn catalog(db: &Db) -> Result<Vec<CatalogItem>, OrderError> {
-    let rows = sqlx::query("SELECT sku, name, price_minor, currency FROM catalog ORDER BY sku")
+    let rows = sql!("SELECT sku, name, price_minor, currency FROM catalog ORDER BY sku")
+        .on(db.engine())
         .fetch_all(db.pool())
         .await?;
     rows.iter()
@@ -203,12 +212,13 @@ pub(crate) async fn insert_order_in(
     if tx.backend_name() == "PostgreSQL" {
         return insert_order_postgres(&mut **tx, row, now).await;
     }
-    let inserted = sqlx::query(
+    let inserted = sql!(
         "INSERT INTO orders (order_id, customer_id, provider, status, reason, amount_minor,
                              currency, created_at_ms, updated_at_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
          ON CONFLICT (order_id) DO NOTHING",
     )
+    .on(&**tx)
     .bind(order.order_id.as_str())
     .bind(order.customer_id.as_str())
     .bind(order.provider.as_str())
@@ -224,10 +234,10 @@ pub(crate) async fn insert_order_in(
         return Ok(false);
     }
     for line in lines {
-        sqlx::query(
+        sql!(
             "INSERT INTO order_lines (order_id, sku, quantity, unit_price_minor, line_total_minor, currency)
              VALUES ($1, $2, $3, $4, $5, $6)",
-        )
+        ).on(&**tx)
         .bind(order.order_id.as_str())
         .bind(&line.sku)
         .bind(line.quantity)
@@ -326,7 +336,7 @@ async fn price(db: &Db, order: &ValidOrder) -> Result<(Vec<PricedLine>, Money), 
     let (lines, total, _) = price_from(
         db,
         order,
-        "SELECT price_minor, currency, CAST(NULL AS BIGINT) FROM catalog WHERE sku = $1",
+        sql!("SELECT price_minor, currency, CAST(NULL AS BIGINT) FROM catalog WHERE sku = $1"),
     )
     .await?;
     Ok((lines, total))
@@ -342,8 +352,10 @@ pub(crate) async fn price_with_stock(
     price_from(
         db,
         order,
-        "SELECT c.price_minor, c.currency, i.available
-           FROM catalog c LEFT JOIN inventory i ON i.sku = c.sku WHERE c.sku = $1",
+        sql!(
+            "SELECT c.price_minor, c.currency, i.available
+               FROM catalog c LEFT JOIN inventory i ON i.sku = c.sku WHERE c.sku = $1"
+        ),
     )
     .await
 }
@@ -352,13 +364,14 @@ pub(crate) async fn price_with_stock(
 async fn price_from(
     db: &Db,
     order: &ValidOrder,
-    sql: &str,
+    sql: &'static Sql,
 ) -> Result<(Vec<PricedLine>, Money, Vec<Option<i64>>), OrderError> {
     let mut lines = Vec::with_capacity(order.lines.len());
     let mut extra = Vec::with_capacity(order.lines.len());
     let mut total: Option<Money> = None;
     for line in &order.lines {
-        let row = sqlx::query(sql)
+        let row = sql
+            .on(db)
             .bind(line.sku.as_str())
             .fetch_optional(db.pool())
             .await?
@@ -389,7 +402,8 @@ async fn stored_pricing(
     timeout: u64,
 ) -> Result<Option<PricedOrder>, OrderError> {
     let Some(head) =
-        sqlx::query("SELECT customer_id, amount_minor, currency FROM orders WHERE order_id = $1")
+        sql!("SELECT customer_id, amount_minor, currency FROM orders WHERE order_id = $1")
+            .on(db.engine())
             .bind(order.order_id.as_str())
             .fetch_optional(db.pool())
             .await?
@@ -404,10 +418,11 @@ async fn stored_pricing(
         // id for a new order is a conflict.
         return Err(OrderError::Conflict(order.order_id.to_string()));
     };
-    let rows = sqlx::query(
+    let rows = sql!(
         "SELECT sku, quantity, unit_price_minor, line_total_minor FROM order_lines
           WHERE order_id = $1 ORDER BY sku",
     )
+    .on(db.engine())
     .bind(order.order_id.as_str())
     .fetch_all(db.pool())
     .await?;
@@ -453,13 +468,21 @@ pub(crate) async fn mark_status_in(
 ) -> Result<bool, sqlx::Error> {
     let now = now_ms();
     let customer: String = change.customer_id.chars().take(64).collect();
-    sqlx::query(
+    sql!(
         "INSERT INTO orders (order_id, customer_id, provider, status, reason, created_at_ms, updated_at_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $6)
          ON CONFLICT (order_id) DO UPDATE
             SET status = excluded.status, reason = excluded.reason, updated_at_ms = excluded.updated_at_ms
           WHERE orders.status <> excluded.status",
-    )
+        // MySQL has no WHERE on an upsert: each column keeps its value unless the status changes.
+        // Assignments run left to right and see the columns already assigned, so status is last.
+        mysql: "INSERT INTO orders (order_id, customer_id, provider, status, reason, created_at_ms, updated_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)
+         ON DUPLICATE KEY UPDATE
+            reason = IF(status <> VALUES(status), VALUES(reason), reason),
+            updated_at_ms = IF(status <> VALUES(status), VALUES(updated_at_ms), updated_at_ms),
+            status = VALUES(status)",
+    ).on(&**tx)
     .bind(&change.order_id)
     .bind(&customer)
     .bind(&change.provider)
@@ -485,11 +508,12 @@ pub struct Timing {
 }
 
 pub async fn timing(db: &Db, order_id: &str) -> Result<Timing, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sql!(
         "SELECT o.created_at_ms, p.deadline_ms FROM orders o
            LEFT JOIN payments p ON p.order_id = o.order_id
           WHERE o.order_id = $1",
     )
+    .on(db.engine())
     .bind(order_id)
     .fetch_one(db.pool())
     .await?;
@@ -506,10 +530,12 @@ async fn log_status(
     reason: Option<&str>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = sql!(
         "INSERT INTO order_status_log (order_id, status, reason, at_ms) VALUES ($1, $2, $3, $4)
          ON CONFLICT (order_id, status) DO NOTHING",
+        key: "order_status_log_order_status",
     )
+    .on(&**tx)
     .bind(order_id)
     .bind(status.as_str())
     .bind(reason)
@@ -534,17 +560,19 @@ pub struct StoredOrder {
 }
 
 pub async fn load(db: &Db, order_id: &str) -> Result<Option<StoredOrder>, sqlx::Error> {
-    let Some(row) = sqlx::query(
+    let Some(row) = sql!(
         "SELECT order_id, customer_id, provider, status, amount_minor, currency, reason
            FROM orders WHERE order_id = $1",
     )
+    .on(db.engine())
     .bind(order_id)
     .fetch_optional(db.pool())
     .await?
     else {
         return Ok(None);
     };
-    let log = sqlx::query("SELECT status FROM order_status_log WHERE order_id = $1 ORDER BY id")
+    let log = sql!("SELECT status FROM order_status_log WHERE order_id = $1 ORDER BY id")
+        .on(db.engine())
         .bind(order_id)
         .fetch_all(db.pool())
         .await?
@@ -558,7 +586,7 @@ pub async fn load(db: &Db, order_id: &str) -> Result<Option<StoredOrder>, sqlx::
         status: row.try_get(3)?,
         amount_minor: row.try_get(4)?,
         currency: row.try_get(5)?,
-        reason: row.try_get(6)?,
+        reason: row.try_get::<Option<sql::Text>, _>(6)?.map(String::from),
         status_log: log,
     }))
 }

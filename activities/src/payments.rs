@@ -10,6 +10,8 @@ use crate::providers::{
     ChargeRequest, ChargeState, CloseResult, PayParams, ProviderError, Providers, RefundRequest,
     RefundResult,
 };
+use crate::sql;
+use crate::sql::Sql;
 use orderflow_domain::{Money, OrderId, OrderStatus, PaymentNo, PaymentStatus, ProviderName};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
@@ -113,12 +115,13 @@ pub async fn create(
     let payment_no = PaymentNo::for_order(&req.order_id);
     let now = now_ms();
     let mut tx = db.begin_write().await?;
-    let inserted = sqlx::query(
+    let inserted = sql!(
         "INSERT INTO payments (payment_no, order_id, provider, status, amount_minor, currency,
                                deadline_ms, created_at_ms, updated_at_ms)
          VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $7)
          ON CONFLICT (payment_no) DO NOTHING",
     )
+    .on(&*tx)
     .bind(payment_no.as_str())
     .bind(req.order_id.as_str())
     .bind(req.provider.as_str())
@@ -134,11 +137,11 @@ pub async fn create(
         req.deadline_ms
     } else {
         // A repeat: the deadline the customer was first given stands.
-        let (stored,): (i64,) =
-            sqlx::query_as("SELECT deadline_ms FROM payments WHERE payment_no = $1")
-                .bind(payment_no.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+        let (stored,): (i64,) = sql!("SELECT deadline_ms FROM payments WHERE payment_no = $1")
+            .on(&*tx)
+            .bind(payment_no.as_str())
+            .fetch_one_as(&mut *tx)
+            .await?;
         stored
     };
     tx.commit().await?;
@@ -151,9 +154,9 @@ pub async fn create(
             deadline_ms,
         })
         .await?;
-    sqlx::query(
+    sql!(
         "UPDATE payments SET checkout_url = $2, qr_payload = $3, updated_at_ms = $4 WHERE payment_no = $1",
-    )
+    ).on(db.engine())
     .bind(payment_no.as_str())
     .bind(&pay.checkout_url)
     .bind(&pay.qr_payload)
@@ -205,12 +208,13 @@ pub enum Kept {
 /// What the order of `payment_no` kept, from our `payments` and `orders` rows. A final order does
 /// not change what it kept, so the answer stands once it is not [`Kept::Undecided`].
 pub async fn kept_by_order(db: &Db, payment_no: &str) -> Result<Holding, sqlx::Error> {
-    let Some(r) = sqlx::query(
+    let Some(r) = sql!(
         "SELECT p.status, p.amount_minor, p.currency, p.paid_amount_minor, p.paid_currency,
                 p.provider_txn_id, o.status, p.order_id
            FROM payments p LEFT JOIN orders o ON o.order_id = p.order_id
           WHERE p.payment_no = $1",
     )
+    .on(db.engine())
     .bind(payment_no)
     .fetch_optional(db.pool())
     .await?
@@ -381,29 +385,33 @@ async fn received_in(
     from: &[&str],
 ) -> Result<(), PaymentError> {
     let now = now_ms();
-    let from_sql = sql_list(from);
-    let moved = sqlx::query(&format!(
+    let [from1, from2, from3] = in_list(from);
+    let moved = sql!(
         "UPDATE payments SET status = $2, paid_amount_minor = $3, paid_currency = $4,
                 provider_txn_id = $5, updated_at_ms = $6
-          WHERE payment_no = $1 AND status IN ({from_sql})"
-    ))
+          WHERE payment_no = $1 AND status IN ($7, $8, $9)"
+    )
+    .on(&**tx)
     .bind(paid.payment_no.as_str())
     .bind(status.as_str())
     .bind(paid.paid_amount_minor)
     .bind(&paid.paid_currency)
     .bind(&paid.provider_txn_id)
     .bind(now)
+    .bind(from1)
+    .bind(from2)
+    .bind(from3)
     .execute(&mut **tx)
     .await?
     .rows_affected();
     if moved == 0 {
         // A repeat finds the row already in `status`; anything else (a closed or refunded
         // payment asked to be paid) means the order took two paths at once: stop, visibly.
-        let current: Option<(String,)> =
-            sqlx::query_as("SELECT status FROM payments WHERE payment_no = $1")
-                .bind(paid.payment_no.as_str())
-                .fetch_optional(&mut **tx)
-                .await?;
+        let current: Option<(String,)> = sql!("SELECT status FROM payments WHERE payment_no = $1")
+            .on(&**tx)
+            .bind(paid.payment_no.as_str())
+            .fetch_optional_as(&mut **tx)
+            .await?;
         match current {
             Some((current,)) if current == status.as_str() => return Ok(()),
             Some((current,)) => {
@@ -464,11 +472,11 @@ pub async fn refund(
     if !moved {
         // A repeat (already `REFUNDED`, logged the first time), or an excess refunded from a
         // payment its order kept: the payment stays `PAID` and the log says what went back.
-        let current: Option<(String,)> =
-            sqlx::query_as("SELECT status FROM payments WHERE payment_no = $1")
-                .bind(req.payment_no.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let current: Option<(String,)> = sql!("SELECT status FROM payments WHERE payment_no = $1")
+            .on(&*tx)
+            .bind(req.payment_no.as_str())
+            .fetch_optional_as(&mut *tx)
+            .await?;
         if current.is_some_and(|(s,)| s == PaymentStatus::Paid.as_str()) {
             log(
                 &mut tx,
@@ -492,14 +500,18 @@ async fn set_status_in(
     detail: Option<&str>,
 ) -> Result<bool, PaymentError> {
     let now = now_ms();
-    let from_sql = sql_list(from);
-    let moved = sqlx::query(&format!(
+    let [from1, from2, from3] = in_list(from);
+    let moved = sql!(
         "UPDATE payments SET status = $2, updated_at_ms = $3
-          WHERE payment_no = $1 AND status IN ({from_sql})"
-    ))
+          WHERE payment_no = $1 AND status IN ($4, $5, $6)"
+    )
+    .on(&**tx)
     .bind(payment_no.as_str())
     .bind(status.as_str())
     .bind(now)
+    .bind(from1)
+    .bind(from2)
+    .bind(from3)
     .execute(&mut **tx)
     .await?
     .rows_affected()
@@ -512,14 +524,15 @@ async fn set_status_in(
     Ok(moved)
 }
 
-/// `'A', 'B'` for an `IN (...)` of status names. Only ever called with our own constants, never
-/// with input, so quoting them inline is safe.
-fn sql_list(values: &[&str]) -> String {
-    values
-        .iter()
-        .map(|s| format!("'{s}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The one to three statuses of a fixed `status IN ($a, $b, $c)`, the first repeated to fill it,
+/// so each statement's text is written once whatever the list.
+fn in_list<'a>(values: &[&'a str]) -> [&'a str; 3] {
+    assert!(
+        (1..=3).contains(&values.len()),
+        "a status list has one to three entries"
+    );
+    let at = |i: usize| values.get(i).copied().unwrap_or(values[0]);
+    [at(0), at(1), at(2)]
 }
 
 async fn log(
@@ -529,10 +542,12 @@ async fn log(
     detail: Option<&str>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sql!(
         "INSERT INTO payment_log (payment_no, event, detail, at_ms) VALUES ($1, $2, $3, $4)
          ON CONFLICT (payment_no, event) DO NOTHING",
+        key: "payment_log_payment_event",
     )
+    .on(&**tx)
     .bind(payment_no.as_str())
     .bind(event)
     .bind(detail)
@@ -559,31 +574,35 @@ pub struct StoredPayment {
 }
 
 pub async fn load_for_order(db: &Db, order_id: &str) -> Result<Option<StoredPayment>, sqlx::Error> {
-    load_where(db, "order_id", order_id).await
+    let by_order = sql!(
+        "SELECT payment_no, order_id, provider, status, amount_minor, currency, paid_amount_minor,
+                provider_txn_id, deadline_ms, checkout_url
+           FROM payments WHERE order_id = $1"
+    );
+    load_by(db, by_order, order_id).await
 }
 
 pub async fn load(db: &Db, payment_no: &str) -> Result<Option<StoredPayment>, sqlx::Error> {
-    load_where(db, "payment_no", payment_no).await
-}
-
-async fn load_where(
-    db: &Db,
-    column: &'static str,
-    value: &str,
-) -> Result<Option<StoredPayment>, sqlx::Error> {
-    let Some(r) = sqlx::query(&format!(
+    let by_number = sql!(
         "SELECT payment_no, order_id, provider, status, amount_minor, currency, paid_amount_minor,
                 provider_txn_id, deadline_ms, checkout_url
-           FROM payments WHERE {column} = $1"
-    ))
-    .bind(value)
-    .fetch_optional(db.pool())
-    .await?
-    else {
+           FROM payments WHERE payment_no = $1"
+    );
+    load_by(db, by_number, payment_no).await
+}
+
+/// The payment `select` finds by `key`, with its log.
+async fn load_by(
+    db: &Db,
+    select: &'static Sql,
+    key: &str,
+) -> Result<Option<StoredPayment>, sqlx::Error> {
+    let Some(r) = select.on(db).bind(key).fetch_optional(db.pool()).await? else {
         return Ok(None);
     };
     let payment_no: String = r.try_get(0)?;
-    let log = sqlx::query("SELECT event FROM payment_log WHERE payment_no = $1 ORDER BY id")
+    let log = sql!("SELECT event FROM payment_log WHERE payment_no = $1 ORDER BY id")
+        .on(db.engine())
         .bind(&payment_no)
         .fetch_all(db.pool())
         .await?

@@ -7,6 +7,7 @@
 
 use base64::prelude::*;
 use orderflow_activities::db::{Db, now_ms};
+use orderflow_activities::sql;
 use orderflow_domain::ClientId;
 use orderflow_worker::settings::SecretString;
 use sha2::{Digest, Sha256};
@@ -137,10 +138,11 @@ pub async fn create(
     let secret = BASE64_URL_SAFE_NO_PAD.encode(random_bytes::<SECRET_BYTES>());
     let key = format!("{PREFIX}{key_id}_{secret}");
     let scope_list: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    sqlx::query(
+    sql!(
         "INSERT INTO api_keys (key_id, client_id, scopes, secret_sha256, created_at_ms)
          VALUES ($1, $2, $3, $4, $5)",
     )
+    .on(db.engine())
     .bind(&key_id)
     .bind(client.as_str())
     .bind(scope_list.join(" "))
@@ -157,10 +159,11 @@ pub async fn create(
 }
 
 pub async fn list(db: &Db) -> Result<Vec<KeyInfo>, sqlx::Error> {
-    sqlx::query(
+    sql!(
         "SELECT key_id, client_id, scopes, created_at_ms, revoked_at_ms FROM api_keys
           ORDER BY client_id, created_at_ms",
     )
+    .on(db.engine())
     .fetch_all(db.pool())
     .await?
     .iter()
@@ -181,7 +184,8 @@ pub async fn list(db: &Db) -> Result<Vec<KeyInfo>, sqlx::Error> {
 /// revoked key keeps its first revocation time and answers `true`.
 pub async fn revoke(db: &Db, key_or_id: &str) -> Result<bool, sqlx::Error> {
     let key_id = public_id(key_or_id);
-    sqlx::query("UPDATE api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $2) WHERE key_id = $1")
+    sql!("UPDATE api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $2) WHERE key_id = $1")
+        .on(db.engine())
         .bind(key_id)
         .bind(now_ms())
         .execute(db.writes())
@@ -214,9 +218,10 @@ pub async fn authenticate(db: &Db, key: &str) -> Result<Result<Caller, Refused>,
     let Some(key_id) = key_id_of(key) else {
         return Ok(Err(Refused::Malformed));
     };
-    let row = sqlx::query(
+    let row = sql!(
         "SELECT client_id, scopes, secret_sha256, revoked_at_ms FROM api_keys WHERE key_id = $1",
     )
+    .on(db.engine())
     .bind(key_id)
     .fetch_optional(db.pool())
     .await?;

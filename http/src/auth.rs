@@ -17,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use orderflow_activities::sql;
 use orderflow_worker::settings::ShimLimits;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -141,7 +142,8 @@ pub async fn visible(app: &AppState, caller: &Caller, order_id: &str) -> Result<
     if caller.has(Scope::Operator) {
         return Ok(());
     }
-    let owned = sqlx::query("SELECT 1 FROM client_orders WHERE order_id = $1 AND client_id = $2")
+    let owned = sql!("SELECT 1 FROM client_orders WHERE order_id = $1 AND client_id = $2")
+        .on(app.orders.db.pool())
         .bind(order_id)
         .bind(caller.client.as_str())
         .fetch_optional(app.orders.db.pool())

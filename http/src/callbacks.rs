@@ -3,7 +3,8 @@
 //! shim's only writes of its own.
 
 use base64::prelude::*;
-use orderflow_activities::db::{Db, now_ms};
+use orderflow_activities::db::{self, Db, now_ms};
+use orderflow_activities::sql;
 use orderflow_domain::ClientId;
 use sqlx::Row;
 use std::collections::BTreeMap;
@@ -65,12 +66,13 @@ pub async fn record_refused(
 ) -> Result<(), sqlx::Error> {
     let (body, encoding) = callback.stored_body();
     let now = now_ms();
-    sqlx::query(
+    sql!(
         "INSERT INTO webhook_callbacks
             (provider, event_id, payment_no, verdict, detail, headers, body, body_encoding,
              received_at_ms, updated_at_ms)
          VALUES ($1, NULL, NULL, $2, $3, $4, $5, $6, $7, $7)",
     )
+    .on(db.engine())
     .bind(callback.provider)
     .bind(verdict)
     .bind(detail)
@@ -104,13 +106,15 @@ pub async fn record_verified(
 ) -> Result<Arrival, sqlx::Error> {
     let (body, encoding) = callback.stored_body();
     let now = now_ms();
-    let inserted = sqlx::query(
+    let inserted = sql!(
         "INSERT INTO webhook_callbacks
             (provider, event_id, payment_no, verdict, detail, headers, body, body_encoding,
              received_at_ms, updated_at_ms)
          VALUES ($1, $2, $3, 'RECEIVED', NULL, $4, $5, $6, $7, $7)
          ON CONFLICT (provider, event_id) WHERE event_id IS NOT NULL DO NOTHING",
+        key: "webhook_callbacks_event",
     )
+    .on(db.engine())
     .bind(callback.provider)
     .bind(event_id)
     .bind(payment_no)
@@ -124,17 +128,7 @@ pub async fn record_verified(
     if inserted == 1 {
         return Ok(Arrival::New);
     }
-    let row = sqlx::query(
-        "UPDATE webhook_callbacks SET deliveries = deliveries + 1, updated_at_ms = $3
-          WHERE provider = $1 AND event_id = $2
-          RETURNING verdict",
-    )
-    .bind(callback.provider)
-    .bind(event_id)
-    .bind(now)
-    .fetch_one(db.pool())
-    .await?;
-    let verdict: String = row.try_get(0)?;
+    let verdict = count_delivery(db, callback.provider, event_id, now).await?;
     let redo = [
         verdict::RECEIVED,
         verdict::UNKNOWN_PAYMENT,
@@ -155,10 +149,11 @@ pub async fn set_verdict(
     verdict: &str,
     detail: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sql!(
         "UPDATE webhook_callbacks SET verdict = $3, detail = $4, updated_at_ms = $5
           WHERE provider = $1 AND event_id = $2",
     )
+    .on(db.engine())
     .bind(provider)
     .bind(event_id)
     .bind(verdict)
@@ -179,7 +174,8 @@ pub struct LoggedCallback {
 }
 
 pub async fn list(db: &Db) -> Result<Vec<LoggedCallback>, sqlx::Error> {
-    sqlx::query("SELECT provider, event_id, verdict, deliveries FROM webhook_callbacks ORDER BY id")
+    sql!("SELECT provider, event_id, verdict, deliveries FROM webhook_callbacks ORDER BY id")
+        .on(db.engine())
         .fetch_all(db.pool())
         .await?
         .iter()
@@ -213,11 +209,12 @@ pub async fn claim_idempotency_key(
     request_sha256: &str,
     order_id: &str,
 ) -> Result<KeyClaim, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = sql!(
         "INSERT INTO client_orders
             (client_id, idempotency_key, request_sha256, order_id, created_at_ms)
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id, idempotency_key) DO NOTHING",
     )
+    .on(db.engine())
     .bind(client.as_str())
     .bind(key)
     .bind(request_sha256)
@@ -229,10 +226,11 @@ pub async fn claim_idempotency_key(
     if inserted == 1 {
         return Ok(KeyClaim::Claimed);
     }
-    let row = sqlx::query(
+    let row = sql!(
         "SELECT request_sha256, order_id FROM client_orders
           WHERE client_id = $1 AND idempotency_key = $2",
     )
+    .on(db.engine())
     .bind(client.as_str())
     .bind(key)
     .fetch_one(db.pool())
@@ -243,6 +241,51 @@ pub async fn claim_idempotency_key(
     } else {
         KeyClaim::Conflict { order_id }
     })
+}
+
+/// Counts one more delivery of a recorded event and returns the verdict it has.
+async fn count_delivery(
+    db: &Db,
+    provider: &str,
+    event_id: &str,
+    now: i64,
+) -> Result<String, sqlx::Error> {
+    if db.engine() != db::Engine::MySql {
+        return sql!(
+            "UPDATE webhook_callbacks SET deliveries = deliveries + 1, updated_at_ms = $3
+              WHERE provider = $1 AND event_id = $2
+              RETURNING verdict",
+            only: [Sqlite, Postgres]
+        )
+        .on(db)
+        .bind(provider)
+        .bind(event_id)
+        .bind(now)
+        .fetch_one_scalar(db.writes())
+        .await;
+    }
+    // No UPDATE … RETURNING on MySQL: the update, then a read of the row it locked, in one
+    // transaction.
+    let mut tx = db.begin_write().await?;
+    sql!(
+        "UPDATE webhook_callbacks SET deliveries = deliveries + 1, updated_at_ms = $3
+          WHERE provider = $1 AND event_id = $2"
+    )
+    .on(db)
+    .bind(provider)
+    .bind(event_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let verdict =
+        sql!("SELECT verdict FROM webhook_callbacks WHERE provider = $1 AND event_id = $2")
+            .on(db)
+            .bind(provider)
+            .bind(event_id)
+            .fetch_one_scalar(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(verdict)
 }
 
 #[cfg(test)]

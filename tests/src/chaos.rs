@@ -14,6 +14,7 @@ use crate::{Wait, eventually, free_port, fresh_database, temporal_bin, workspace
 use anyhow::{Context, bail};
 use orderflow_activities::db::{Db, Engine};
 use orderflow_activities::inventory;
+use orderflow_activities::sql;
 use orderflow_client::orders::Orders;
 use orderflow_domain::Sku;
 use orderflow_worker::{connect_temporal, open_database};
@@ -420,7 +421,8 @@ impl StatusBoard {
         let errs = errors.clone();
         let task = tokio::spawn(async move {
             loop {
-                match sqlx::query("SELECT order_id, status FROM orders")
+                match sql!("SELECT order_id, status FROM orders")
+                    .on(db.engine())
                     .fetch_all(db.pool())
                     .await
                 {
@@ -594,7 +596,8 @@ impl Audit {
 pub async fn audit(db: &Db, expected: &BTreeMap<String, String>) -> anyhow::Result<Audit> {
     let pool = db.pool();
     let mut a = Audit::default();
-    for r in sqlx::query("SELECT order_id, status FROM orders")
+    for r in sql!("SELECT order_id, status FROM orders")
+        .on(pool)
         .fetch_all(pool)
         .await?
     {
@@ -613,10 +616,11 @@ pub async fn audit(db: &Db, expected: &BTreeMap<String, String>) -> anyhow::Resu
             a.unexpected_orders.push(format!("{id}: not started by us"));
         }
     }
-    for r in sqlx::query(
+    for r in sql!(
         "SELECT order_id, sku, event, CAST(COUNT(*) AS BIGINT) FROM inventory_ledger
           WHERE order_id IS NOT NULL GROUP BY order_id, sku, event HAVING COUNT(*) > 1",
     )
+    .on(pool)
     .fetch_all(pool)
     .await?
     {
@@ -625,10 +629,11 @@ pub async fn audit(db: &Db, expected: &BTreeMap<String, String>) -> anyhow::Resu
         a.ledger_duplicates
             .push(format!("ledger: {e} of {s} for {o} recorded {n} times"));
     }
-    for r in sqlx::query(
+    for r in sql!(
         "SELECT order_id, sku, CAST(COUNT(*) AS BIGINT) FROM inventory_ledger
           WHERE event IN ('CONFIRM', 'RELEASE') GROUP BY order_id, sku HAVING COUNT(*) > 1",
     )
+    .on(pool)
     .fetch_all(pool)
     .await?
     {
@@ -637,10 +642,11 @@ pub async fn audit(db: &Db, expected: &BTreeMap<String, String>) -> anyhow::Resu
             "reservation of {s} for {o} settled {n} times (confirm + release)"
         ));
     }
-    for r in sqlx::query(
+    for r in sql!(
         "SELECT payment_no, CAST(COUNT(*) AS BIGINT) FROM sandbox_charges
           WHERE status = 'PAID' GROUP BY payment_no HAVING COUNT(*) > 1",
     )
+    .on(pool)
     .fetch_all(pool)
     .await?
     {
@@ -649,16 +655,18 @@ pub async fn audit(db: &Db, expected: &BTreeMap<String, String>) -> anyhow::Resu
             .push(format!("charge {p} kept twice ({n} PAID charges)"));
     }
     a.kept_charges =
-        sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM sandbox_charges WHERE status = 'PAID'")
+        sql!("SELECT CAST(COUNT(*) AS BIGINT) FROM sandbox_charges WHERE status = 'PAID'")
+            .on(pool)
             .fetch_one(pool)
             .await?
             .try_get(0)?;
-    for r in sqlx::query(
+    for r in sql!(
         "SELECT p.order_id, c.payment_no, c.status, o.status
            FROM sandbox_charges c
            JOIN payments p ON p.payment_no = c.payment_no
            JOIN orders o ON o.order_id = p.order_id",
     )
+    .on(pool)
     .fetch_all(pool)
     .await?
     {
@@ -671,10 +679,11 @@ pub async fn audit(db: &Db, expected: &BTreeMap<String, String>) -> anyhow::Resu
             ));
         }
     }
-    for r in sqlx::query(
+    for r in sql!(
         "SELECT r.order_id, r.sku, r.state, o.status
            FROM stock_reservations r JOIN orders o ON o.order_id = r.order_id",
     )
+    .on(pool)
     .fetch_all(pool)
     .await?
     {
@@ -899,7 +908,8 @@ pub async fn check_workflow_results(orders: &Orders, ids: &[String]) -> Vec<Stri
         .buffer_unordered(16)
         .collect()
         .await;
-    let stored: HashMap<String, String> = match sqlx::query("SELECT order_id, status FROM orders")
+    let stored: HashMap<String, String> = match sql!("SELECT order_id, status FROM orders")
+        .on(orders.db.pool())
         .fetch_all(orders.db.pool())
         .await
     {
@@ -1062,13 +1072,18 @@ async fn forward(
     // Both sockets are dropped (closed) here.
 }
 
-/// `host:port` of a postgres:// URL.
+/// `host:port` of a postgres:// or mysql:// URL.
 pub fn url_host_port(url: &str) -> anyhow::Result<String> {
     let parsed = url::Url::parse(url)?;
+    let default_port = if parsed.scheme() == "mysql" {
+        3306
+    } else {
+        5432
+    };
     Ok(format!(
         "{}:{}",
         parsed.host_str().unwrap_or("127.0.0.1"),
-        parsed.port().unwrap_or(5432)
+        parsed.port().unwrap_or(default_port)
     ))
 }
 

@@ -4,17 +4,15 @@
 //! settings (`ORDERFLOW_SEED`, `ORDERFLOW_LONG`).
 
 use orderflow_activities::db::Db;
+use orderflow_activities::sql;
 use sqlx::Row;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// `sqlite` or `postgres`: the module `on_both_engines!` puts a test in.
+/// `sqlite`, `postgres` or `mysql`: the module `on_every_engine!` puts a test in.
 pub fn engine_name(engine: crate::Engine) -> &'static str {
-    match engine {
-        crate::Engine::Sqlite => "sqlite",
-        crate::Engine::Postgres => "postgres",
-    }
+    engine.name()
 }
 
 /// `ORDERFLOW_LONG=1`: the full-size runs, run before resolving a reliability issue.
@@ -135,10 +133,10 @@ pub struct InventorySample {
 }
 
 /// Every inventory row with the quantities of its `RESERVED` and `CONFIRMED` reservations, in one
-/// statement, so it is one consistent snapshot on both engines (stock and reservations move in
+/// statement, so it is one consistent snapshot on every engine (stock and reservations move in
 /// the same transaction).
 pub async fn read_inventory(db: &Db) -> Result<Vec<InventorySample>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sql!(
         "SELECT i.sku, i.total, i.available, i.reserved, i.sold,
                 CAST(COALESCE((SELECT SUM(r.quantity) FROM stock_reservations r
                                 WHERE r.sku = i.sku AND r.state = 'RESERVED'), 0) AS BIGINT),
@@ -146,6 +144,7 @@ pub async fn read_inventory(db: &Db) -> Result<Vec<InventorySample>, sqlx::Error
                                 WHERE r.sku = i.sku AND r.state = 'CONFIRMED'), 0) AS BIGINT)
            FROM inventory i ORDER BY i.sku",
     )
+    .on(db.engine())
     .fetch_all(db.pool())
     .await?;
     rows.iter()
@@ -311,13 +310,14 @@ pub async fn check_reservations(db: &Db, settled: bool) -> Result<Vec<String>, s
     use std::collections::BTreeMap;
     // (RESERVE, CONFIRM, RELEASE) movements per (order, SKU), in one pass over the ledger.
     let mut ledger: BTreeMap<(String, String), (i64, i64, i64)> = BTreeMap::new();
-    let rows = sqlx::query(
+    let rows = sql!(
         "SELECT order_id, sku,
                 CAST(SUM(CASE WHEN event = 'RESERVE' THEN 1 ELSE 0 END) AS BIGINT),
                 CAST(SUM(CASE WHEN event = 'CONFIRM' THEN 1 ELSE 0 END) AS BIGINT),
                 CAST(SUM(CASE WHEN event = 'RELEASE' THEN 1 ELSE 0 END) AS BIGINT)
            FROM inventory_ledger WHERE order_id IS NOT NULL GROUP BY order_id, sku",
     )
+    .on(db.engine())
     .fetch_all(db.pool())
     .await?;
     for r in rows {
@@ -326,7 +326,8 @@ pub async fn check_reservations(db: &Db, settled: bool) -> Result<Vec<String>, s
             (r.try_get(2)?, r.try_get(3)?, r.try_get(4)?),
         );
     }
-    let rows = sqlx::query("SELECT order_id, sku, state FROM stock_reservations")
+    let rows = sql!("SELECT order_id, sku, state FROM stock_reservations")
+        .on(db.engine())
         .fetch_all(db.pool())
         .await?;
     let mut problems = Vec::new();

@@ -233,9 +233,13 @@ pub async fn fresh_database(engine: Engine) -> anyhow::Result<Option<String>> {
                 unique("t")
             )))
         }
-        Engine::Postgres => {
-            let Ok(base) = std::env::var("TEST_POSTGRES_URL") else {
-                eprintln!("TEST_POSTGRES_URL is not set: skipping the PostgreSQL variant");
+        Engine::Postgres | Engine::MySql => {
+            let (variable, name) = match engine {
+                Engine::MySql => ("TEST_MYSQL_URL", "MySQL"),
+                _ => ("TEST_POSTGRES_URL", "PostgreSQL"),
+            };
+            let Ok(base) = std::env::var(variable) else {
+                eprintln!("{variable} is not set: skipping the {name} variant");
                 return Ok(None);
             };
             let name = format!("of_test_{}", unique(""));
@@ -504,13 +508,12 @@ impl TestApp {
     /// Rows of a table matching a WHERE clause (for idempotency assertions).
     pub async fn count(&self, table_where: &str) -> i64 {
         use sqlx::Row;
-        sqlx::query(&format!(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM {table_where}"
-        ))
-        .fetch_one(self.db.pool())
-        .await
-        .unwrap()
-        .get(0)
+        // The one statement built from text: a test's own table and condition, no binds.
+        sqlx::query(&format!("SELECT COUNT(*) FROM {table_where}"))
+            .fetch_one(self.db.pool())
+            .await
+            .unwrap()
+            .get(0)
     }
 
     /// The shim's settings in tests: the defaults, with the sandbox gateway switched on and the
@@ -701,9 +704,11 @@ pub struct DeadlineTimer {
 /// (CONTRIBUTING.md). `v1`: Orderflow 1.0.
 pub const HISTORY_GENERATION: &str = "v1";
 
-/// Declares one async test body as two `#[tokio::test]`s, on SQLite and on PostgreSQL.
+/// Declares one async test body as a `#[tokio::test]` on each engine: SQLite, PostgreSQL
+/// (`TEST_POSTGRES_URL`) and MySQL/MariaDB (`TEST_MYSQL_URL`); without its variable a variant
+/// says so and returns.
 #[macro_export]
-macro_rules! on_both_engines {
+macro_rules! on_every_engine {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
             $(
@@ -720,6 +725,16 @@ macro_rules! on_both_engines {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     if let Some(app) = $crate::TestApp::spawn($crate::Engine::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )+
+        }
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::TestApp::spawn($crate::Engine::MySql).await {
                         super::$name(app).await;
                     }
                 }

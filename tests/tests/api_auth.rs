@@ -5,11 +5,11 @@
 //! are who their key says, and revocation taking effect on the next request.
 
 use orderflow_http::api_keys::{self, Scope};
-use orderflow_tests::{Shim, TestApp, bearer_client, on_both_engines, unique};
+use orderflow_tests::{Shim, TestApp, bearer_client, on_every_engine, unique};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-on_both_engines!(
+on_every_engine!(
     every_route_refuses_every_caller_it_must,
     operators_manage_stock_and_catalog_over_http,
     two_clients_with_the_same_idempotency_key_get_two_orders,

@@ -10,11 +10,11 @@
 
 use orderflow_domain::OrderStatus;
 use orderflow_tests::browser::{is_png, png_size, require_browser_tools, run_node_script};
-use orderflow_tests::{Engine, TestApp, on_both_engines, workspace_root};
+use orderflow_tests::{Engine, TestApp, on_every_engine, workspace_root};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-on_both_engines!(a_customer_pays_in_a_real_browser);
+on_every_engine!(a_customer_pays_in_a_real_browser);
 
 /// How long the page may take from opening to `Order PAID` (the script's own limit).
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -59,8 +59,8 @@ async fn a_customer_pays_in_a_real_browser(app: TestApp) {
 
     // The browser: open, check, Pay, wait for `Order PAID`, screenshot.
     let name = match app.engine {
-        Engine::Sqlite => "checkout-paid.png",
-        Engine::Postgres => "checkout-paid-postgres.png",
+        Engine::Sqlite => "checkout-paid.png".to_owned(),
+        other => format!("checkout-paid-{}.png", other.name()),
     };
     let screenshot = workspace_root().join("target/test-artifacts").join(name);
     let _ = std::fs::remove_file(&screenshot);

@@ -4,8 +4,8 @@
 //!   process is SIGKILLed at random points and restarted at once.
 //! * `temporal_server_restart`: a dev server of its own on a persistent SQLite file, stopped and
 //!   started again while payment timers are open and payment signals are pending.
-//! * `database_outage`: the orders database (PostgreSQL, through a TCP proxy this test cuts) is
-//!   unavailable for a while; activities retry, webhooks answer non-2xx, nothing is lost or
+//! * `database_outage` (PostgreSQL) and `database_outage_mysql` (MariaDB/MySQL): the orders
+//!   database, reached through a TCP proxy this test cuts, is unavailable for a while; activities retry, webhooks answer non-2xx, nothing is lost or
 //!   duplicated.
 //!
 //! The normal suite runs small versions; `ORDERFLOW_LONG=1` runs the full sizes (500 orders, a
@@ -15,6 +15,7 @@
 use anyhow::{Context, bail};
 use futures::future::join_all;
 use orderflow_activities::providers::sandbox::SandboxProvider;
+use orderflow_activities::sql;
 use orderflow_client::orders::{NewOrder, OrderOpError, Orders};
 use orderflow_domain::{OrderId, PaymentNo};
 use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
@@ -52,7 +53,17 @@ async fn temporal_server_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn database_outage() {
     let _one_at_a_time = SERIAL.lock().await;
-    db_outage().await.expect("database-outage scenario");
+    db_outage(Engine::Postgres)
+        .await
+        .expect("database-outage scenario");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_outage_mysql() {
+    let _one_at_a_time = SERIAL.lock().await;
+    db_outage(Engine::MySql)
+        .await
+        .expect("database-outage scenario on MySQL");
 }
 
 /// The figures above come from histories: the counting must see what a real history holds.
@@ -659,10 +670,11 @@ async fn server_restarts() -> anyhow::Result<()> {
     }
 
     // Timer lateness: when the order's row turned CLOSED minus its deadline.
-    let rows = sqlx::query(
+    let rows = sql!(
         "SELECT l.order_id, l.at_ms, p.deadline_ms FROM order_status_log l
            JOIN payments p ON p.order_id = l.order_id WHERE l.status = 'CLOSED'",
     )
+    .on(shop.db.pool())
     .fetch_all(shop.db.pool())
     .await?;
     let mut lateness = Vec::new();
@@ -717,7 +729,8 @@ async fn too_late(
     match paid {
         Ok(()) => Ok(false),
         Err(OrderOpError::Sandbox(e)) => {
-            let deadline: i64 = sqlx::query("SELECT deadline_ms FROM payments WHERE order_id = $1")
+            let deadline: i64 = sql!("SELECT deadline_ms FROM payments WHERE order_id = $1")
+                .on(db.engine())
                 .bind(id)
                 .fetch_one(db.pool())
                 .await?
@@ -826,10 +839,14 @@ async fn sandbox_pays(gateway: &SandboxProvider, order_id: &str) -> anyhow::Resu
     })
 }
 
-async fn db_outage() -> anyhow::Result<()> {
+async fn db_outage(engine: Engine) -> anyhow::Result<()> {
     const S: &str = "db-outage";
-    let Ok(base) = std::env::var("TEST_POSTGRES_URL") else {
-        eprintln!("TEST_POSTGRES_URL is not set: skipping the database-outage scenario");
+    let variable = match engine {
+        Engine::MySql => "TEST_MYSQL_URL",
+        _ => "TEST_POSTGRES_URL",
+    };
+    let Ok(base) = std::env::var(variable) else {
+        eprintln!("{variable} is not set: skipping the database-outage scenario");
         return Ok(());
     };
     let outage = Duration::from_secs(30);
@@ -837,15 +854,15 @@ async fn db_outage() -> anyhow::Result<()> {
     let mut rng = chaos::rng_from_env(S);
     let proxy = TcpProxy::start(chaos::url_host_port(&base)?).await?;
     let mut direct_url = None;
-    let app = TestApp::spawn_on(Engine::Postgres, &temporal_address(), |s| {
+    let app = TestApp::spawn_on(engine, &temporal_address(), |s| {
         let url = &mut s.connection.database_url;
         direct_url = Some(url.clone());
         *url = chaos::url_via(url.expose_secret(), proxy.port())
-            .expect("a postgres URL")
+            .expect("a database URL")
             .into();
     })
     .await?
-    .context("TEST_POSTGRES_URL is set")?;
+    .with_context(|| format!("{variable} is set"))?;
     let direct_url = direct_url.context("configure ran")?;
     // The test's own view of the database, and the sandbox gateway's books, bypass the proxy.
     let direct = orderflow_worker::open_database(&direct_url).await?;
@@ -867,7 +884,7 @@ async fn db_outage() -> anyhow::Result<()> {
     let orders = app.orders.clone();
     let give_up = Duration::from_secs(300);
     println!(
-        "[{S}] worker, shim and client reach PostgreSQL through a proxy on port {}; outage \
+        "[{S}] worker, shim and client reach {engine:?} through a proxy on port {}; outage \
          {outage:?}, {per_group} orders per group",
         proxy.port()
     );
@@ -1111,9 +1128,10 @@ async fn db_outage() -> anyhow::Result<()> {
     println!("[{S}] orders {} final {:?}", ids.len(), board.counts(&ids));
     let a = verify(S, &direct, &orders, &expected).await?;
     // Every callback recorded once, signalled once.
-    let rows = sqlx::query(
+    let rows = sql!(
         "SELECT event_id, verdict, deliveries FROM webhook_callbacks WHERE event_id IS NOT NULL",
     )
+    .on(direct.engine())
     .fetch_all(direct.pool())
     .await?;
     let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();

@@ -3,13 +3,14 @@
 //! stock, losers are answered without a workflow, a reservation whose start was lost is started
 //! by the relay, and a reserved order that is never paid releases what the edge reserved.
 
+use orderflow_activities::sql;
 use orderflow_client::orders::{EdgePlaced, order_id_for_key};
 use orderflow_client::outbox;
 use orderflow_domain::{OrderInput, OrderLineInput, OrderStatus};
-use orderflow_tests::{TestApp, on_both_engines, unique};
+use orderflow_tests::{TestApp, on_every_engine, unique};
 use serde_json::{Value, json};
 
-on_both_engines!(
+on_every_engine!(
     a_flash_sale_at_the_edge_sells_exactly_its_stock,
     a_reservation_whose_start_was_lost_is_started_by_the_relay,
     the_http_api_answers_a_sold_out_order_without_a_workflow
@@ -41,11 +42,14 @@ async fn has_workflow(app: &TestApp, order_id: &str) -> bool {
 }
 
 async fn status_row(app: &TestApp, order_id: &str) -> (String, Option<String>) {
-    sqlx::query_as("SELECT status, reason FROM orders WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_one(app.db.pool())
-        .await
-        .expect("the order is recorded")
+    let (status, reason): (String, Option<sql::Text>) =
+        sql!("SELECT status, reason FROM orders WHERE order_id = $1")
+            .on(&app.db)
+            .bind(order_id)
+            .fetch_one_as(app.db.pool())
+            .await
+            .expect("the order is recorded");
+    (status, reason.map(String::from))
 }
 
 async fn a_flash_sale_at_the_edge_sells_exactly_its_stock(app: TestApp) {

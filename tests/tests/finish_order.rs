@@ -11,10 +11,10 @@ use orderflow_activities::payments::{self, PaymentRef, ReceivedPayment};
 use orderflow_activities::providers::sandbox::SandboxProvider;
 use orderflow_activities::providers::{CloseResult, Providers};
 use orderflow_domain::{OrderId, OrderStatus, PaymentNo, ProviderName};
-use orderflow_tests::{TestApp, on_both_engines};
+use orderflow_tests::{TestApp, on_every_engine};
 use std::sync::Arc;
 
-on_both_engines!(
+on_every_engine!(
     a_paid_finish_moves_payment_stock_and_status_once,
     a_finish_that_cannot_complete_changes_nothing,
     a_close_moves_payment_stock_and_status_once,

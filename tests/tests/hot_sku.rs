@@ -5,14 +5,14 @@
 use futures::future::join_all;
 use orderflow_client::orders::NewOrder;
 use orderflow_domain::OrderStatus;
-use orderflow_tests::{TestApp, on_both_engines};
+use orderflow_tests::{TestApp, on_every_engine};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 const ORDERS: usize = 200;
 const STOCK: i64 = 50;
 
-on_both_engines!(two_hundred_orders_for_fifty_units);
+on_every_engine!(two_hundred_orders_for_fifty_units);
 
 async fn two_hundred_orders_for_fifty_units(app: TestApp) {
     app.set_stock("FLASH-DEAL", STOCK).await;

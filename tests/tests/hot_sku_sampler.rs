@@ -14,12 +14,13 @@
 use futures::StreamExt;
 use futures::future::join_all;
 use orderflow_activities::db::Db;
+use orderflow_activities::sql;
 use orderflow_client::orders::NewOrder;
 use orderflow_domain::OrderStatus;
 use orderflow_tests::invariants::{
     self, Sampler, Seed, check_inventory, check_reservations, engine_name, read_inventory,
 };
-use orderflow_tests::{TestApp, on_both_engines};
+use orderflow_tests::{TestApp, on_every_engine};
 use rand::Rng as _;
 use rand::seq::IndexedRandom;
 use sqlx::Row;
@@ -36,7 +37,7 @@ const MAX_QUANTITY: u64 = 4;
 const IN_FLIGHT: usize = 64;
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
-on_both_engines!(
+on_every_engine!(
     hot_skus_never_oversell_under_concurrency,
     a_naive_read_then_write_reservation_is_caught,
 );
@@ -231,7 +232,8 @@ async fn naive_reserve(
     quantity: i64,
     all_read: &tokio::sync::Barrier,
 ) -> bool {
-    let row = sqlx::query("SELECT available, reserved FROM inventory WHERE sku = $1")
+    let row = sql!("SELECT available, reserved FROM inventory WHERE sku = $1")
+        .on(db.engine())
         .bind(sku)
         .fetch_one(db.pool())
         .await
@@ -242,17 +244,18 @@ async fn naive_reserve(
         return false;
     }
     let mut tx = db.begin_write().await.expect("begin");
-    sqlx::query("UPDATE inventory SET available = $2, reserved = $3 WHERE sku = $1")
+    sql!("UPDATE inventory SET available = $2, reserved = $3 WHERE sku = $1")
+        .on(&*tx)
         .bind(sku)
         .bind(available - quantity)
         .bind(reserved + quantity)
         .execute(&mut *tx)
         .await
         .expect("the row still adds up, so the write is accepted");
-    sqlx::query(
+    sql!(
         "INSERT INTO stock_reservations (order_id, sku, quantity, state, created_at_ms, updated_at_ms)
          VALUES ($1, $2, $3, 'RESERVED', 0, 0)",
-    )
+    ).on(&*tx)
     .bind(order_id)
     .bind(sku)
     .bind(quantity)

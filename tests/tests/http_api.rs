@@ -8,11 +8,11 @@ use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
 use orderflow_http::callbacks;
 use orderflow_http::webhook_adapters::sandbox::{SIGNATURE_HEADER, SandboxEvent, sign_event};
 use orderflow_http::webhook_adapters::stripe_signature;
-use orderflow_tests::{Shim, TestApp, eventually, on_both_engines, sandbox_paid_event};
+use orderflow_tests::{Shim, TestApp, eventually, on_every_engine, sandbox_paid_event};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-on_both_engines!(
+on_every_engine!(
     order_paid_through_a_signed_webhook,
     forged_and_broken_webhooks_change_nothing,
     repeated_webhooks_change_state_once,

@@ -1,16 +1,17 @@
 //! Every path of OrderWorkflow, against a real Temporal dev server and a real worker, each on
 //! SQLite and on PostgreSQL.
 
+use orderflow_activities::sql;
 use orderflow_client::orders::{NewOrder, OrderOpError, Refusal};
 use orderflow_domain::{
     OrderId, OrderInput, OrderLineInput, OrderStatus, PaymentNo, PaymentOutcome, PaymentSignal,
     ResolveAction, ResolveRequest,
 };
-use orderflow_tests::{TestApp, eventually, on_both_engines};
+use orderflow_tests::{TestApp, eventually, on_every_engine};
 use std::time::Duration;
 use temporalio_client::{WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowExecutionStatus};
 
-on_both_engines!(
+on_every_engine!(
     paid,
     timed_out,
     cancelled,
@@ -34,11 +35,12 @@ async fn paid(app: TestApp) {
     assert_eq!(waiting.amount_minor, Some(2 * 1999 + 1250));
     assert_eq!(waiting.currency.as_deref(), Some("USD"));
     // Both lines recorded with their prices (one statement on PostgreSQL, three on SQLite).
-    let lines: Vec<(String, i64, i64)> = sqlx::query_as(
+    let lines: Vec<(String, i64, i64)> = sql!(
         "SELECT sku, quantity, line_total_minor FROM order_lines WHERE order_id = $1 ORDER BY sku",
     )
+    .on(app.db.pool())
     .bind(&id)
-    .fetch_all(app.db.pool())
+    .fetch_all_as(app.db.pool())
     .await
     .unwrap();
     assert_eq!(

@@ -16,6 +16,7 @@
 
 use futures::StreamExt;
 use orderflow_activities::providers::sandbox::{SandboxPayment, SandboxProvider};
+use orderflow_activities::sql;
 use orderflow_client::orders::OrderOpError;
 use orderflow_domain::{
     OrderStatus, PaymentNo, PaymentOutcome, PaymentSignal, ResolveAction, ResolveRequest,
@@ -44,7 +45,7 @@ const SKUS: [&str; 5] = [
 ];
 const WAIT: Duration = Duration::from_secs(120);
 
-orderflow_tests::on_both_engines!(random_scenarios_keep_the_invariants);
+orderflow_tests::on_every_engine!(random_scenarios_keep_the_invariants);
 
 /// How a provider callback reaches the order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -705,7 +706,8 @@ async fn check(ctx: &Ctx<'_>, script: &Script, f: &mut Facts) {
     }
 
     // Stock: confirmed for a paid order, released for any other; one row per line.
-    let rows = sqlx::query("SELECT state FROM stock_reservations WHERE order_id = $1 ORDER BY sku")
+    let rows = sql!("SELECT state FROM stock_reservations WHERE order_id = $1 ORDER BY sku")
+        .on(app.db.pool())
         .bind(&f.order_id)
         .fetch_all(app.db.pool())
         .await
@@ -755,7 +757,13 @@ async fn deadline_fired_before_cancel(app: &TestApp, f: &Facts) -> bool {
 }
 
 async fn charge_status(app: &TestApp, table: &str, payment_no: &str) -> String {
-    sqlx::query(&format!("SELECT status FROM {table} WHERE payment_no = $1"))
+    let statement = match table {
+        "payments" => sql!("SELECT status FROM payments WHERE payment_no = $1"),
+        "sandbox_charges" => sql!("SELECT status FROM sandbox_charges WHERE payment_no = $1"),
+        other => panic!("no charge status in {other}"),
+    };
+    statement
+        .on(&app.db)
         .bind(payment_no)
         .fetch_optional(app.db.pool())
         .await

@@ -7,9 +7,9 @@
 use orderflow_activities::inventory::{self, InventoryError, ReserveStock};
 use orderflow_activities::orders::{self, CatalogItem};
 use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, Sku};
-use orderflow_tests::{TestApp, on_both_engines};
+use orderflow_tests::{TestApp, on_every_engine};
 
-on_both_engines!(
+on_every_engine!(
     an_order_that_cannot_have_every_line_holds_none,
     reserving_twice_reserves_once,
     a_sku_without_stock_is_refused_and_holds_nothing

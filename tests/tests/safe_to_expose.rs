@@ -16,11 +16,11 @@ use orderflow_http::DEV_SANDBOX_WEBHOOK_SECRET;
 use orderflow_http::webhook_adapters::sandbox::{
     MERCHANT_ID, PAID, SIGNATURE_HEADER, SandboxEvent, SandboxEventData, sign_event,
 };
-use orderflow_tests::{Engine, TestApp, eventually, on_both_engines, unique};
+use orderflow_tests::{Engine, TestApp, eventually, on_every_engine, unique};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-on_both_engines!(
+on_every_engine!(
     a_shim_without_the_sandbox_has_none_of_it_and_creates_nothing,
     an_order_naming_no_provider_needs_a_default,
     at_the_edge_an_unconfigured_provider_holds_no_stock,

@@ -17,6 +17,7 @@ use orderflow_activities::providers::stripe::StripeProvider;
 use orderflow_activities::providers::{
     ChargeRequest, CloseResult, PaymentProvider, ProviderError, RefundRequest,
 };
+use orderflow_activities::sql;
 use orderflow_domain::{Currency, Money, OrderId, PaymentNo, PaymentStatus};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -560,7 +561,8 @@ fn refund_of(req: &ChargeRequest) -> RefundRequest {
 
 async fn stored_intent(db: &Db, payment_no: &PaymentNo) -> Option<String> {
     use sqlx::Row;
-    sqlx::query("SELECT intent_id FROM stripe_payment_intents WHERE payment_no = $1")
+    sql!("SELECT intent_id FROM stripe_payment_intents WHERE payment_no = $1")
+        .on(db.engine())
         .bind(payment_no.as_str())
         .fetch_optional(db.pool())
         .await

@@ -11,6 +11,7 @@ use super::{
     RefundRequest, RefundResult,
 };
 use crate::db::{Db, now_ms};
+use crate::sql;
 use async_trait::async_trait;
 use orderflow_domain::{PaymentNo, PaymentStatus};
 use sqlx::Row;
@@ -53,7 +54,7 @@ impl SandboxProvider {
         payment_no: &PaymentNo,
         amount_minor: Option<i64>,
     ) -> Result<SandboxPayment, ProviderError> {
-        self.take_payment(payment_no, amount_minor, "'PENDING'")
+        self.take_payment(payment_no, amount_minor, ["PENDING", "PENDING"])
             .await
     }
 
@@ -64,7 +65,7 @@ impl SandboxProvider {
         &self,
         payment_no: &PaymentNo,
     ) -> Result<SandboxPayment, ProviderError> {
-        self.take_payment(payment_no, None, "'PENDING', 'CLOSED'")
+        self.take_payment(payment_no, None, ["PENDING", "CLOSED"])
             .await
     }
 
@@ -72,20 +73,24 @@ impl SandboxProvider {
         &self,
         payment_no: &PaymentNo,
         amount_minor: Option<i64>,
-        payable_statuses: &'static str,
+        payable_statuses: [&'static str; 2],
     ) -> Result<SandboxPayment, ProviderError> {
         let txn_id = format!("sbx_txn_{}", payment_no.as_str().trim_start_matches("pay_"));
         let now = now_ms();
-        let updated = sqlx::query(&format!(
+        let [payable, also_payable] = payable_statuses;
+        let updated = sql!(
             "UPDATE sandbox_charges
                 SET status = 'PAID', paid_amount_minor = COALESCE($2, amount_minor),
                     txn_id = $3, updated_at_ms = $4
-              WHERE payment_no = $1 AND status IN ({payable_statuses})"
-        ))
+              WHERE payment_no = $1 AND status IN ($5, $6)"
+        )
+        .on(&self.db)
         .bind(payment_no.as_str())
         .bind(amount_minor)
         .bind(&txn_id)
         .bind(now)
+        .bind(payable)
+        .bind(also_payable)
         .execute(self.db.writes())
         .await?
         .rows_affected();
@@ -114,12 +119,13 @@ impl PaymentProvider for SandboxProvider {
 
     async fn create(&self, req: &ChargeRequest) -> Result<PayParams, ProviderError> {
         let now = now_ms();
-        let inserted = sqlx::query(
+        let inserted = sql!(
             "INSERT INTO sandbox_charges
                 (payment_no, amount_minor, currency, status, created_at_ms, updated_at_ms)
              VALUES ($1, $2, $3, 'PENDING', $4, $4)
              ON CONFLICT (payment_no) DO NOTHING",
         )
+        .on(self.db.writes())
         .bind(req.payment_no.as_str())
         .bind(req.amount.minor())
         .bind(req.amount.currency().code())
@@ -130,12 +136,12 @@ impl PaymentProvider for SandboxProvider {
         if inserted == 0 {
             // A repeat. Same idempotency key, different request: a real gateway refuses, and so
             // do we.
-            let row = sqlx::query(
-                "SELECT amount_minor, currency FROM sandbox_charges WHERE payment_no = $1",
-            )
-            .bind(req.payment_no.as_str())
-            .fetch_one(self.db.pool())
-            .await?;
+            let row =
+                sql!("SELECT amount_minor, currency FROM sandbox_charges WHERE payment_no = $1",)
+                    .on(self.db.pool())
+                    .bind(req.payment_no.as_str())
+                    .fetch_one(self.db.pool())
+                    .await?;
             let (amount, currency): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
             if amount != req.amount.minor() || currency != req.amount.currency().code() {
                 return Err(ProviderError::Rejected(format!(
@@ -155,10 +161,11 @@ impl PaymentProvider for SandboxProvider {
     }
 
     async fn query(&self, payment_no: &PaymentNo) -> Result<ChargeState, ProviderError> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT status, paid_amount_minor, currency, txn_id
                FROM sandbox_charges WHERE payment_no = $1",
         )
+        .on(self.db.pool())
         .bind(payment_no.as_str())
         .fetch_optional(self.db.pool())
         .await?
@@ -175,10 +182,11 @@ impl PaymentProvider for SandboxProvider {
     }
 
     async fn close(&self, payment_no: &PaymentNo) -> Result<CloseResult, ProviderError> {
-        sqlx::query(
+        sql!(
             "UPDATE sandbox_charges SET status = 'CLOSED', updated_at_ms = $2
               WHERE payment_no = $1 AND status = 'PENDING'",
         )
+        .on(self.db.writes())
         .bind(payment_no.as_str())
         .bind(now_ms())
         .execute(self.db.writes())
@@ -200,10 +208,11 @@ impl PaymentProvider for SandboxProvider {
             "sbx_refund_{}",
             req.payment_no.as_str().trim_start_matches("pay_")
         );
-        sqlx::query(
+        sql!(
             "UPDATE sandbox_charges SET status = 'REFUNDED', refund_id = $2, updated_at_ms = $3
               WHERE payment_no = $1 AND status = 'PAID'",
         )
+        .on(self.db.writes())
         .bind(req.payment_no.as_str())
         .bind(&refund_id)
         .bind(now_ms())

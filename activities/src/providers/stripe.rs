@@ -14,6 +14,7 @@ use super::{
     RefundRequest, RefundResult,
 };
 use crate::db::{Db, now_ms};
+use crate::sql;
 use async_trait::async_trait;
 use orderflow_domain::{PaymentNo, PaymentStatus};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -115,10 +116,11 @@ impl StripeProvider {
     }
 
     async fn stored(&self, payment_no: &PaymentNo) -> Result<Option<StoredIntent>, ProviderError> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT intent_id, amount_minor, currency
                FROM stripe_payment_intents WHERE payment_no = $1",
         )
+        .on(self.db.pool())
         .bind(payment_no.as_str())
         .fetch_optional(self.db.pool())
         .await?;
@@ -239,12 +241,13 @@ impl PaymentProvider for StripeProvider {
                 intent.payment_no()
             )));
         }
-        sqlx::query(
+        sql!(
             "INSERT INTO stripe_payment_intents
                 (payment_no, intent_id, amount_minor, currency, created_at_ms)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (payment_no) DO NOTHING",
         )
+        .on(self.db.writes())
         .bind(req.payment_no.as_str())
         .bind(&intent.id)
         .bind(req.amount.minor())

@@ -27,9 +27,10 @@
 #![allow(clippy::float_arithmetic)]
 
 use anyhow::{Context, bail};
-use orderflow_activities::db::{Db, Engine};
+use orderflow_activities::db::Db;
 use orderflow_activities::inventory;
 use orderflow_activities::orders::{self as order_rows, CatalogItem};
+use orderflow_activities::sql::Text;
 use orderflow_client::orders::{EdgePlaced, Orders, order_id_for_key};
 use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, OrderStatus, Sku};
 use orderflow_worker::dev_server::{self, DevServer};
@@ -460,7 +461,8 @@ impl StatusWatch {
                     "SELECT order_id, status, reason FROM orders WHERE order_id IN ({list}) AND {}",
                     self.until
                 );
-                let rows: Vec<(String, String, Option<String>)> =
+                // `reason` is a long text column: `Text` reads it on every engine.
+                let rows: Vec<(String, String, Option<Text>)> =
                     match sqlx::query_as(&sql).fetch_all(db.pool()).await {
                         Ok(rows) => rows,
                         Err(e) => {
@@ -471,7 +473,7 @@ impl StatusWatch {
                 let mut waiting = self.waiting.lock().expect("not poisoned");
                 for (id, status, reason) in rows {
                     if let Some(tx) = waiting.remove(&id) {
-                        let _ = tx.send((status, reason));
+                        let _ = tx.send((status, reason.map(String::from)));
                     }
                 }
             }
@@ -996,10 +998,7 @@ async fn summarize(
         run_id: driver.run_id.clone(),
         workflow: args.workflow,
         reserve_at_edge: args.reserve_at_edge,
-        engine: match db.engine() {
-            Engine::Sqlite => "sqlite".to_owned(),
-            Engine::Postgres => "postgres".to_owned(),
-        },
+        engine: db.engine().name().to_owned(),
         orders: records.len(),
         concurrency: args.concurrency,
         rate: args.rate,
