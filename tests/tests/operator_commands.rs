@@ -1,0 +1,80 @@
+//! The operator's command-line tools on every engine, as real processes: `orderflow db migrate`
+//! (again, on a migrated database), `catalog seed`, `stock set` and `stock show`, then the load
+//! generator `orderflow-load` running orders through the test's worker.
+
+use orderflow_tests::{TestApp, debug_binaries, on_every_engine};
+use serde_json::Value;
+use std::process::Command;
+
+on_every_engine!(the_operator_commands_and_the_load_tool_work);
+
+/// Runs one of the debug binaries against the app's database, Temporal and task queue.
+fn run(app: &TestApp, binary: &str, args: &[&str]) -> (String, String) {
+    let started = std::time::Instant::now();
+    let out = Command::new(debug_binaries().join(binary))
+        .env(
+            "DATABASE_URL",
+            app.settings.connection.database_url.expose_secret(),
+        )
+        .env("TEMPORAL_ADDRESS", &app.temporal_address)
+        .env("ORDERFLOW_TASK_QUEUE", &app.settings.connection.task_queue)
+        .env("ORDERFLOW_GRPC_COMPRESSION", "none")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{binary} runs: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!(
+        "[{:?}] {binary} {args:?}: {:?}\n{stderr}",
+        app.engine,
+        started.elapsed()
+    );
+    assert!(
+        out.status.success(),
+        "{binary} {args:?} failed on {:?}:\n{stderr}\n{stdout}",
+        app.engine
+    );
+    (stdout, stderr)
+}
+
+async fn the_operator_commands_and_the_load_tool_work(app: TestApp) {
+    run(&app, "orderflow", &["db", "migrate"]);
+    run(&app, "orderflow", &["catalog", "seed"]);
+    run(&app, "orderflow", &["stock", "set", "MUG-LOGO", "37"]);
+    let (shown, _) = run(&app, "orderflow", &["--json", "stock", "show", "MUG-LOGO"]);
+    let shown: Value = serde_json::from_str(&shown).expect("stock show --json is JSON");
+    let level = &shown["stock"][0];
+    assert_eq!(
+        shown["invariant_problems"],
+        serde_json::json!([]),
+        "{shown}"
+    );
+    assert_eq!(level["sku"], "MUG-LOGO", "{shown}");
+    assert_eq!(level["total"], 37, "{shown}");
+    assert_eq!(level["available"], 37, "{shown}");
+
+    let (report, _) = run(
+        &app,
+        "orderflow-load",
+        &[
+            "--orders",
+            "12",
+            "--concurrency",
+            "6",
+            "--mix",
+            "paid=50,timeout=50",
+            "--payment-timeout-secs",
+            "2",
+            "--stock",
+            "100",
+            "--no-progress",
+            "--json",
+        ],
+    );
+    let report: Value = serde_json::from_str(&report).expect("orderflow-load --json is JSON");
+    assert_eq!(report["engine"], app.engine.name(), "{report}");
+    assert_eq!(report["finished"], 12, "{report}");
+    assert_eq!(report["outcomes_match"], true, "{report}");
+    assert_eq!(report["stock_invariant_holds"], true, "{report}");
+    app.assert_stock_invariants().await;
+}
