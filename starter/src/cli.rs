@@ -204,7 +204,7 @@ pub enum ApiKeysCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum DbCommand {
-    /// Create or upgrade the schema.
+    /// Create or upgrade the schema (and, on PostgreSQL or MySQL, the database if missing).
     Migrate,
 }
 
@@ -239,9 +239,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Db(DbCommand::Migrate) => {
-            open_database(&g.connection.database_url).await?;
-            say(&g, json!({"migrated": true}), || {
-                "database is up to date".to_owned()
+            let url = &g.connection.database_url;
+            let created = orderflow_activities::db::create_if_missing(url.expose_secret())
+                .await
+                .with_context(|| format!("creating the database {url}"))?;
+            open_database(url).await?;
+            say(&g, json!({"migrated": true, "created": created}), || {
+                if created {
+                    format!("created {url}; database is up to date")
+                } else {
+                    "database is up to date".to_owned()
+                }
             });
             Ok(())
         }

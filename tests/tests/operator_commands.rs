@@ -39,6 +39,34 @@ fn run(app: &TestApp, binary: &str, args: &[&str]) -> (String, String) {
 
 async fn the_operator_commands_and_the_load_tool_work(app: TestApp) {
     run(&app, "orderflow", &["db", "migrate"]);
+    if app.engine != orderflow_tests::Engine::Sqlite {
+        // A database the server does not have yet is created, then migrated.
+        let mut url =
+            url::Url::parse(app.settings.connection.database_url.expose_secret()).unwrap();
+        let fresh = format!("{}_new", url.path().trim_start_matches('/'));
+        url.set_path(&fresh);
+        let out = Command::new(debug_binaries().join("orderflow"))
+            .args(["--json", "--database-url", url.as_str(), "db", "migrate"])
+            .output()
+            .unwrap();
+        let said: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        assert_eq!(
+            said["created"],
+            true,
+            "{said} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let db = orderflow_activities::db::Db::connect(url.as_str())
+            .await
+            .unwrap();
+        assert!(
+            orderflow_activities::inventory::levels(&db)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        db.close().await;
+    }
     run(&app, "orderflow", &["catalog", "seed"]);
     run(&app, "orderflow", &["stock", "set", "MUG-LOGO", "37"]);
     let (shown, _) = run(&app, "orderflow", &["--json", "stock", "show", "MUG-LOGO"]);
