@@ -75,6 +75,8 @@ pub enum DbError {
     },
     #[error("cannot connect to the database: {0}")]
     Connect(#[source] sqlx::Error),
+    #[error("another process held the migration lock for 300 s")]
+    MigrationLock,
     #[error("migrating the database failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -137,9 +139,15 @@ impl Db {
             Engine::Postgres => &POSTGRES_MIGRATIONS,
             Engine::MySql => &MYSQL_MIGRATIONS,
         };
+        if self.engine == Engine::MySql {
+            return self.migrate_mysql(migrator).await;
+        }
         let mut attempt = 0;
         loop {
-            match migrator.run(&self.pool).await {
+            // `run_direct` on a connection of our own: `run(&pool)` makes a future that is not
+            // `Send` for every lifetime, which a spawned task cannot hold.
+            let mut conn = self.pool.acquire().await.map_err(DbError::Connect)?;
+            match migrator.run_direct(&mut *conn).await {
                 Ok(()) => return Ok(()),
                 Err(e) if self.engine == Engine::Sqlite && attempt < 10 => {
                     attempt += 1;
@@ -149,6 +157,37 @@ impl Db {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// MariaDB's `GET_LOCK` takes no negative ("wait forever") timeout, which is what sqlx's own
+    /// migration lock asks for: it answers NULL at once, and two processes starting together
+    /// (the worker and `orderflow db migrate`) would both apply migration 1. So the migrations
+    /// run under a lock with a finite timeout that both servers honour, on the connection that
+    /// holds it.
+    async fn migrate_mysql(&self, migrator: &Migrator) -> Result<(), DbError> {
+        let mut conn = self.pool.acquire().await.map_err(DbError::Connect)?;
+        let locked: Option<i64> = sql!(
+            "SELECT CAST(GET_LOCK(CONCAT('orderflow-migrate:', DATABASE()), 300) AS SIGNED)",
+            only: [MySql]
+        )
+        .on(Engine::MySql)
+        .fetch_one_scalar(&mut *conn)
+        .await
+        .map_err(DbError::Connect)?;
+        if locked != Some(1) {
+            return Err(DbError::MigrationLock);
+        }
+        let migrated = migrator.run_direct(&mut *conn).await;
+        let released = sql!(
+            "SELECT RELEASE_LOCK(CONCAT('orderflow-migrate:', DATABASE()))",
+            only: [MySql]
+        )
+        .on(Engine::MySql)
+        .execute(&mut *conn)
+        .await;
+        migrated?;
+        released.map_err(DbError::Connect)?;
+        Ok(())
     }
 
     pub fn pool(&self) -> &AnyPool {

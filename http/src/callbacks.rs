@@ -58,6 +58,21 @@ impl Callback<'_> {
 }
 
 /// Records a request that was refused before its event could be trusted.
+/// The widest values the callback log keeps (the narrowest engine's columns, MySQL's
+/// `migrations/mysql/0002_http.sql`): a refused request's provider is whatever the URL said, and
+/// is kept cut to this; a verified event's id and payment number must fit whole (they identify
+/// the event), and one that does not is refused as malformed (`webhooks.rs`).
+pub const MAX_PROVIDER_CHARS: usize = 255;
+pub const MAX_EVENT_ID_CHARS: usize = 255;
+pub const MAX_PAYMENT_NO_CHARS: usize = 500;
+
+/// `text` cut to at most `max` characters.
+fn clipped(text: &str, max: usize) -> &str {
+    text.char_indices()
+        .nth(max)
+        .map_or(text, |(at, _)| &text[..at])
+}
+
 pub async fn record_refused(
     db: &Db,
     callback: &Callback<'_>,
@@ -73,7 +88,7 @@ pub async fn record_refused(
          VALUES ($1, NULL, NULL, $2, $3, $4, $5, $6, $7, $7)",
     )
     .on(db.engine())
-    .bind(callback.provider)
+    .bind(clipped(callback.provider, MAX_PROVIDER_CHARS))
     .bind(verdict)
     .bind(detail)
     .bind(callback.stored_headers())

@@ -104,7 +104,10 @@ async fn receive(app: &AppState, provider: &str, req: Request) -> (Response, Str
         headers: &headers,
         body: &body,
     };
-    let verified = match adapter.verify(&request, now_unix()) {
+    let verified = match adapter
+        .verify(&request, now_unix())
+        .and_then(fits_the_callback_log)
+    {
         Ok(v) => v,
         Err(rejection) => {
             tracing::warn!(
@@ -531,4 +534,26 @@ fn now_unix() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// A verified event whose id or payment number is longer than the callback log keeps is refused
+/// as malformed, on every engine alike (no provider sends such ids; the log must hold them whole).
+fn fits_the_callback_log(event: VerifiedWebhook) -> Result<VerifiedWebhook, WebhookRejection> {
+    let too_long = |what: &str, value: &str, max: usize| {
+        let chars = value.chars().count();
+        (chars > max).then(|| {
+            WebhookRejection::MalformedBody(format!("{what} is {chars} characters; at most {max}"))
+        })
+    };
+    if let Some(rejection) = too_long("event id", &event.event_id, callbacks::MAX_EVENT_ID_CHARS)
+        .or_else(|| {
+            event
+                .payment_no
+                .as_deref()
+                .and_then(|p| too_long("payment number", p, callbacks::MAX_PAYMENT_NO_CHARS))
+        })
+    {
+        return Err(rejection);
+    }
+    Ok(event)
 }

@@ -236,6 +236,14 @@ async fn forged_and_broken_webhooks_change_nothing(app: TestApp) {
     assert_eq!(status, 400, "malformed body");
     let (status, _) = api.webhook("paypal", &[], body.clone()).await;
     assert_eq!(status, 404, "unknown provider");
+    // Longer than any engine's callback log keeps: the provider is kept cut short, and a signed
+    // event whose id does not fit is refused as malformed (400, never a 5xx), on every engine.
+    let (status, _) = api.webhook(&"p".repeat(300), &[], body.clone()).await;
+    assert_eq!(status, 404, "a 300-character unknown provider");
+    let mut long_id = event.clone();
+    long_id.id = format!("sbx_evt_{}", "x".repeat(300));
+    let (status, reply) = api.signed(&long_id).await;
+    assert_eq!(status, 400, "a 308-character event id: {reply}");
     let mut foreign = event.clone();
     foreign.id = "sbx_evt_foreign".into();
     foreign.data.payment_no = "pay_0000000000000000000000000000".into();
@@ -246,7 +254,7 @@ async fn forged_and_broken_webhooks_change_nothing(app: TestApp) {
     // signal it sent would be in the history before the answer too)...
     let verdicts: Vec<String> = eventually(Duration::from_secs(30), || async {
         let verdicts = verdicts(&app).await;
-        if verdicts.len() >= 9 {
+        if verdicts.len() >= 11 {
             Ok(verdicts)
         } else {
             Err(verdicts)
@@ -275,7 +283,18 @@ async fn forged_and_broken_webhooks_change_nothing(app: TestApp) {
             "no {expected} in {verdicts:?}"
         );
     }
-    assert_eq!(verdicts.len(), 9, "{verdicts:?}");
+    assert_eq!(verdicts.len(), 11, "{verdicts:?}");
+    let providers: Vec<String> = callbacks::list(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.provider)
+        .collect();
+    assert!(
+        providers.contains(&"p".repeat(callbacks::MAX_PROVIDER_CHARS)),
+        "the long provider is on record, cut to {}",
+        callbacks::MAX_PROVIDER_CHARS
+    );
 }
 
 /// The verdicts of the webhook requests on record, oldest first.

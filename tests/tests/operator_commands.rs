@@ -6,7 +6,39 @@ use orderflow_tests::{TestApp, debug_binaries, on_every_engine};
 use serde_json::Value;
 use std::process::Command;
 
-on_every_engine!(the_operator_commands_and_the_load_tool_work);
+on_every_engine!(
+    the_operator_commands_and_the_load_tool_work,
+    processes_starting_together_migrate_once
+);
+
+/// Four processes' worth of migrators on one fresh database at once (the worker, the shim and
+/// `orderflow db migrate` starting together): each ends with the schema, none fails.
+async fn processes_starting_together_migrate_once(app: TestApp) {
+    let url = orderflow_tests::fresh_database(app.engine)
+        .await
+        .unwrap()
+        .expect("the engine is configured");
+    let migrations = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let db = orderflow_activities::db::Db::connect(&url).await?;
+            db.migrate().await?;
+            anyhow::Ok(db)
+        })
+    });
+    for migrated in futures::future::join_all(migrations).await {
+        let db = migrated
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{:?}: {e:#}", app.engine));
+        assert!(
+            orderflow_activities::inventory::levels(&db)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        db.close().await;
+    }
+}
 
 /// Runs one of the debug binaries against the app's database, Temporal and task queue.
 fn run(app: &TestApp, binary: &str, args: &[&str]) -> (String, String) {
