@@ -340,10 +340,6 @@ impl Stmt {
         self
     }
 
-    pub fn engine(&self) -> Engine {
-        self.engine
-    }
-
     fn query(&self) -> sqlx::query::Query<'_, Any, AnyArguments<'_>> {
         const UNBOUND: Param = Param::Int(None);
         let mut query = sqlx::query(&self.rendered.text);
@@ -483,7 +479,7 @@ impl<'q> BindParam<'q> for sqlx::query::Query<'q, Any, AnyArguments<'q>> {
 }
 
 /// The unique key named by MySQL's duplicate-key error (1062), without MySQL 8's `table.` prefix.
-pub fn duplicate_key(err: &sqlx::Error) -> Option<&str> {
+fn duplicate_key(err: &sqlx::Error) -> Option<&str> {
     let sqlx::Error::Database(db) = err else {
         return None;
     };

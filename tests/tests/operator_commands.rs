@@ -30,14 +30,19 @@ async fn processes_starting_together_migrate_once(app: TestApp) {
         let db = migrated
             .unwrap()
             .unwrap_or_else(|e| panic!("{:?}: {e:#}", app.engine));
-        assert!(
-            orderflow_activities::inventory::levels(&db)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        db.close().await;
+        assert_migrated_and_empty(db).await;
     }
+}
+
+/// The schema is there (the inventory table answers) and holds nothing yet.
+async fn assert_migrated_and_empty(db: orderflow_activities::db::Db) {
+    assert!(
+        orderflow_activities::inventory::levels(&db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    db.close().await;
 }
 
 /// Runs one of the debug binaries against the app's database, Temporal and task queue.
@@ -91,13 +96,7 @@ async fn the_operator_commands_and_the_load_tool_work(app: TestApp) {
         let db = orderflow_activities::db::Db::connect(url.as_str())
             .await
             .unwrap();
-        assert!(
-            orderflow_activities::inventory::levels(&db)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        db.close().await;
+        assert_migrated_and_empty(db).await;
     }
     run(&app, "orderflow", &["catalog", "seed"]);
     run(&app, "orderflow", &["stock", "set", "MUG-LOGO", "37"]);
