@@ -143,7 +143,7 @@ pub async fn visible(app: &AppState, caller: &Caller, order_id: &str) -> Result<
         return Ok(());
     }
     let owned = sql!("SELECT 1 FROM client_orders WHERE order_id = $1 AND client_id = $2")
-        .on(app.orders.db.pool())
+        .on(&app.orders.db)
         .bind(order_id)
         .bind(caller.client.as_str())
         .fetch_optional(app.orders.db.pool())

@@ -138,7 +138,7 @@ impl PaymentProvider for SandboxProvider {
             // do we.
             let row =
                 sql!("SELECT amount_minor, currency FROM sandbox_charges WHERE payment_no = $1",)
-                    .on(self.db.pool())
+                    .on(&self.db)
                     .bind(req.payment_no.as_str())
                     .fetch_one(self.db.pool())
                     .await?;
@@ -165,7 +165,7 @@ impl PaymentProvider for SandboxProvider {
             "SELECT status, paid_amount_minor, currency, txn_id
                FROM sandbox_charges WHERE payment_no = $1",
         )
-        .on(self.db.pool())
+        .on(&self.db)
         .bind(payment_no.as_str())
         .fetch_optional(self.db.pool())
         .await?

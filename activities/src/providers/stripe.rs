@@ -120,7 +120,7 @@ impl StripeProvider {
             "SELECT intent_id, amount_minor, currency
                FROM stripe_payment_intents WHERE payment_no = $1",
         )
-        .on(self.db.pool())
+        .on(&self.db)
         .bind(payment_no.as_str())
         .fetch_optional(self.db.pool())
         .await?;
