@@ -25,6 +25,11 @@ pub const DATABASE: &str = "DATABASE";
 pub const INVARIANT_VIOLATION: &str = "INVARIANT_VIOLATION";
 /// A late payment's order is still open: retried until the order has decided (not an error).
 pub const ORDER_UNDECIDED: &str = "ORDER_UNDECIDED";
+/// The provider accepted a refund and has not finished it: asked again until it has.
+pub const REFUND_PROCESSING: &str = "REFUND_PROCESSING";
+/// The provider cannot return the money without a person (WeChat Pay `ABNORMAL`): asked again,
+/// and visible as the step's last error until an operator completes it at the provider.
+pub const REFUND_STUCK: &str = "REFUND_STUCK";
 
 /// A typed activity error that knows its stable code and whether a retry could help.
 pub trait Classified: std::error::Error + Send + Sync + 'static {

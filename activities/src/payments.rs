@@ -8,7 +8,7 @@ use crate::db::{Db, now_ms};
 use crate::failure::{self, Classified};
 use crate::providers::{
     ChargeRequest, ChargeState, CloseResult, PayParams, ProviderError, Providers, RefundRequest,
-    RefundResult,
+    RefundResult, RefundState, refund_no_for,
 };
 use crate::sql;
 use crate::sql::Sql;
@@ -37,6 +37,16 @@ pub enum PaymentError {
         order_id: String,
         order_status: String,
     },
+    /// The provider has the refund and has not finished it (or cannot without an operator).
+    /// Retryable: the refund is asked for again with the same refund number, which is how its
+    /// progress is followed.
+    #[error("refund {refund_no} of payment {payment_no} is not done yet: {state}")]
+    RefundUnfinished {
+        payment_no: String,
+        refund_no: String,
+        stuck: bool,
+        state: String,
+    },
 }
 
 impl Classified for PaymentError {
@@ -45,6 +55,8 @@ impl Classified for PaymentError {
             PaymentError::Provider(p) => p.code(),
             PaymentError::Invariant { .. } => failure::INVARIANT_VIOLATION,
             PaymentError::OrderUndecided { .. } => failure::ORDER_UNDECIDED,
+            PaymentError::RefundUnfinished { stuck: false, .. } => failure::REFUND_PROCESSING,
+            PaymentError::RefundUnfinished { stuck: true, .. } => failure::REFUND_STUCK,
             PaymentError::Db(e) => e.code(),
         }
     }
@@ -54,6 +66,7 @@ impl Classified for PaymentError {
             PaymentError::Provider(p) => p.retryable(),
             PaymentError::Invariant { .. } => false,
             PaymentError::OrderUndecided { .. } => true,
+            PaymentError::RefundUnfinished { .. } => true,
             PaymentError::Db(e) => e.retryable(),
         }
     }
@@ -152,6 +165,7 @@ pub async fn create(
             order_id: req.order_id.clone(),
             amount: req.amount,
             deadline_ms,
+            description: format!("Order {}", req.order_id),
         })
         .await?;
     sql!(
@@ -448,14 +462,43 @@ pub async fn refund(
     providers: &Providers,
     req: &RefundPayment,
 ) -> Result<RefundResult, PaymentError> {
-    let result = providers
+    let refund_no = refund_no_for(&req.payment_no);
+    let refund = providers
         .get(req.provider.as_str())?
         .refund(&RefundRequest {
             payment_no: req.payment_no.clone(),
+            refund_no: refund_no.clone(),
             amount: req.amount,
             reason: req.reason.clone(),
         })
         .await?;
+    let unfinished = |stuck: bool, state: String| PaymentError::RefundUnfinished {
+        payment_no: req.payment_no.to_string(),
+        refund_no: refund_no.clone(),
+        stuck,
+        state,
+    };
+    match refund.state {
+        RefundState::Succeeded => {}
+        RefundState::Processing => {
+            return Err(unfinished(
+                false,
+                format!("the provider is processing refund {}", refund.refund_id),
+            ));
+        }
+        RefundState::Stuck(why) => {
+            return Err(unfinished(
+                true,
+                format!(
+                    "refund {} needs an operator at the provider: {why}",
+                    refund.refund_id
+                ),
+            ));
+        }
+    }
+    let result = RefundResult {
+        refund_id: refund.refund_id,
+    };
     let detail = format!(
         "refund {} of {} ({})",
         result.refund_id, req.amount, req.reason
@@ -533,6 +576,21 @@ fn in_list<'a>(values: &[&'a str]) -> [&'a str; 3] {
     );
     let at = |i: usize| values.get(i).copied().unwrap_or(values[0]);
     [at(0), at(1), at(2)]
+}
+
+/// Writes what a provider reported about a payment (a refund's progress) to its log, once per
+/// event name: a repeat of the report changes nothing.
+pub async fn record_provider_event(
+    db: &Db,
+    payment_no: &str,
+    event: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    let payment_no = PaymentNo::parse(payment_no)
+        .map_err(|e| sqlx::Error::Protocol(format!("payment number {payment_no:?}: {e}")))?;
+    let mut tx = db.begin_write().await?;
+    log(&mut tx, &payment_no, event, Some(detail), now_ms()).await?;
+    tx.commit().await
 }
 
 async fn log(

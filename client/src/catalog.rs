@@ -18,6 +18,15 @@ const DEMO: &[(&str, &str, &str, &str, i64)] = &[
         "USD",
         10,
     ),
+    // Priced in yuan: WeChat Pay and Alipay take CNY.
+    (
+        "TEA-LONGJING",
+        "West Lake Longjing tea, 250 g",
+        "168.00",
+        "CNY",
+        200,
+    ),
+    ("MOONCAKE-BOX", "Mooncake gift box", "88.80", "CNY", 100),
 ];
 
 /// Adds the demo catalog. Prices are (re)set; stock is only set for SKUs that have none yet, so

@@ -3,6 +3,8 @@
 //! with `#[path]` and feed them proptest inputs and hand-written cases, so the fuzzers and
 //! `cargo test` check the same properties.
 
+pub mod alipay;
 pub mod domain;
 pub mod orders_api;
+pub mod wechatpay;
 pub mod webhooks;

@@ -19,6 +19,8 @@ pub mod verdict {
     pub const LATE_PAYMENT_REFUND: &str = "LATE_PAYMENT_REFUND";
     pub const ALREADY_SETTLED: &str = "ALREADY_SETTLED";
     pub const IGNORED: &str = "IGNORED";
+    /// A provider's report on a refund, written to the payment's log.
+    pub const REFUND_RECORDED: &str = "REFUND_RECORDED";
     pub const UNKNOWN_PAYMENT: &str = "UNKNOWN_PAYMENT";
     pub const MERCHANT_MISMATCH: &str = "MERCHANT_MISMATCH";
     pub const UNKNOWN_PROVIDER: &str = "UNKNOWN_PROVIDER";

@@ -38,8 +38,10 @@ pub mod webhooks;
 pub mod whole_number;
 
 use crate::webhook_adapters::WebhookAdapter;
+use crate::webhook_adapters::alipay::AlipayWebhooks;
 use crate::webhook_adapters::sandbox::SandboxWebhooks;
 use crate::webhook_adapters::stripe::StripeWebhooks;
+use crate::webhook_adapters::wechatpay::WechatPayWebhooks;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -73,7 +75,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(orders: Orders, settings: ServeSettings) -> Self {
+    /// Fails when a provider's credentials are configured but cannot be read (a missing key file,
+    /// a malformed key): the error says which, never a key's content.
+    pub fn new(orders: Orders, settings: ServeSettings) -> anyhow::Result<Self> {
+        let wechatpay = settings.wechatpay.load()?;
+        let alipay = settings.alipay.load()?;
         let mut adapters: BTreeMap<&'static str, Arc<dyn WebhookAdapter>> = BTreeMap::new();
         // A development tool: only when switched on (`ORDERFLOW_SANDBOX`).
         if settings.sandbox.enabled {
@@ -101,7 +107,17 @@ impl AppState {
             let stripe: Arc<dyn WebhookAdapter> = Arc::new(stripe);
             adapters.insert(stripe.provider(), stripe);
         }
-        AppState {
+        if let Some(config) = &wechatpay {
+            let wechatpay: Arc<dyn WebhookAdapter> =
+                Arc::new(WechatPayWebhooks::new(Arc::new(config.clone())));
+            adapters.insert(wechatpay.provider(), wechatpay);
+        }
+        if let Some(config) = &alipay {
+            let alipay: Arc<dyn WebhookAdapter> =
+                Arc::new(AlipayWebhooks::new(Arc::new(config.clone())));
+            adapters.insert(alipay.provider(), alipay);
+        }
+        Ok(AppState {
             orders,
             adapters: Arc::new(adapters),
             limits: Arc::new(auth::Limits::new(&settings.limits)),
@@ -111,7 +127,7 @@ impl AppState {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("an HTTP client"),
-        }
+        })
     }
 
     pub fn with_adapter(mut self, adapter: Arc<dyn WebhookAdapter>) -> Self {

@@ -213,17 +213,14 @@ async fn handle(
     adapter: &dyn WebhookAdapter,
     event: &VerifiedWebhook,
 ) -> Result<Handled, Retry> {
-    let outcome = match &event.kind {
-        WebhookEventKind::PaymentSucceeded => PaymentOutcome::Paid,
-        WebhookEventKind::PaymentFailed => PaymentOutcome::Failed,
-        WebhookEventKind::Ignored(kind) => {
-            return Ok(Handled {
-                verdict: verdict::IGNORED,
-                detail: Some(format!("event type {kind} is not acted on")),
-                answer: Answer::Ack,
-            });
-        }
+    let ignored = |kind: &str| Handled {
+        verdict: verdict::IGNORED,
+        detail: Some(format!("event type {kind} is not acted on")),
+        answer: Answer::Ack,
     };
+    if let WebhookEventKind::Ignored(kind) = &event.kind {
+        return Ok(ignored(kind));
+    }
     let unknown = |detail: String| Handled {
         verdict: verdict::UNKNOWN_PAYMENT,
         detail: Some(detail),
@@ -253,6 +250,33 @@ async fn handle(
             answer: Answer::Refuse(400, "MERCHANT_MISMATCH"),
         });
     }
+    let outcome = match &event.kind {
+        WebhookEventKind::PaymentSucceeded => PaymentOutcome::Paid,
+        WebhookEventKind::PaymentFailed => PaymentOutcome::Failed,
+        WebhookEventKind::RefundUpdate { refund_no, status } => {
+            let detail = format!(
+                "refund {refund_no} is {status} ({} {})",
+                event.amount_minor, event.currency
+            );
+            payments::record_provider_event(
+                &app.orders.db,
+                &payment.payment_no,
+                // The log's event names are at most 32 characters.
+                &format!("REFUND_{status}")
+                    .chars()
+                    .take(32)
+                    .collect::<String>(),
+                &detail,
+            )
+            .await?;
+            return Ok(Handled {
+                verdict: verdict::REFUND_RECORDED,
+                detail: Some(detail),
+                answer: Answer::Ack,
+            });
+        }
+        WebhookEventKind::Ignored(kind) => return Ok(ignored(kind)),
+    };
     let matches = event.amount_minor == payment.amount_minor && event.currency == payment.currency;
     let signal = PaymentSignal {
         event_id: event.event_id.clone(),

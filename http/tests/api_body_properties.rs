@@ -136,7 +136,10 @@ fn shim() -> &'static Shim {
             settings.limits.api_rate_per_sec = u32::MAX;
             settings.limits.api_burst = u32::MAX;
             let key = created.key.expose_secret().to_owned();
-            (router(AppState::new(orders, settings)), key)
+            (
+                router(AppState::new(orders, settings).expect("app state")),
+                key,
+            )
         });
         Shim {
             runtime,

@@ -56,7 +56,7 @@ pub enum Command {
     #[command(subcommand)]
     Dev(DevCommand),
     /// Run the HTTP shim: orders API, provider webhooks, sandbox checkout page.
-    Serve(orderflow_http::ServeSettings),
+    Serve(Box<orderflow_http::ServeSettings>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -277,7 +277,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orders(cmd) => orders_command(&g, cmd).await,
         Command::Serve(settings) => {
             let orders = connect(&g).await?;
-            orderflow_http::serve(orderflow_http::AppState::new(orders, settings)).await
+            orderflow_http::serve(orderflow_http::AppState::new(orders, *settings)?).await
         }
     }
 }

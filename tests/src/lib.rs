@@ -33,9 +33,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use orderflow_activities::db::Engine;
 
 /// What the real-browser tests share (`tests/browser.rs`, `tests/ui_stuck_orders.rs`).
+pub mod alipay_standin;
 pub mod browser;
 pub mod chaos;
 pub mod invariants;
+pub mod wechatpay_standin;
 
 /// Root of the workspace (for `.venv/bin/temporal` and `tests/histories`).
 pub fn workspace_root() -> PathBuf {
@@ -457,6 +459,18 @@ impl TestApp {
         lines: &[(&str, i64)],
         timeout_secs: Option<u64>,
     ) -> String {
+        self.order_paid_with("sandbox", customer, lines, timeout_secs)
+            .await
+    }
+
+    /// [`TestApp::order`] with another payment provider.
+    pub async fn order_paid_with(
+        &self,
+        provider: &str,
+        customer: &str,
+        lines: &[(&str, i64)],
+        timeout_secs: Option<u64>,
+    ) -> String {
         let (order_id, _) = self
             .orders
             .start(&NewOrder {
@@ -464,7 +478,7 @@ impl TestApp {
                 idempotency_key: unique("key-"),
                 customer_id: customer.to_owned(),
                 lines: lines.iter().map(|(s, q)| (s.to_string(), *q)).collect(),
-                provider: "sandbox".to_owned(),
+                provider: provider.to_owned(),
                 payment_timeout_secs: timeout_secs,
             })
             .await
@@ -545,7 +559,8 @@ impl TestApp {
     /// Serves the HTTP shim on `settings.connection.public_url` (real sockets), with a client
     /// key that has every client scope.
     pub async fn serve_http(&self) -> Shim {
-        let state = orderflow_http::AppState::new(self.orders.clone(), self.shim_settings());
+        let state = orderflow_http::AppState::new(self.orders.clone(), self.shim_settings())
+            .expect("the shim's state");
         self.serve_http_with(state).await
     }
 

@@ -22,7 +22,7 @@ async fn spawn() -> TestApp {
 async fn serve(app: &TestApp, configure: impl FnOnce(&mut ServeSettings)) -> Shim {
     let mut settings = app.shim_settings();
     configure(&mut settings);
-    app.serve_http_with(AppState::new(app.orders.clone(), settings))
+    app.serve_http_with(AppState::new(app.orders.clone(), settings).expect("app state"))
         .await
 }
 

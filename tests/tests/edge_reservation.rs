@@ -174,7 +174,7 @@ async fn the_http_api_answers_a_sold_out_order_without_a_workflow(app: TestApp) 
     app.set_stock("HOODIE-BLK-L", 1).await;
     let mut settings = app.shim_settings();
     settings.reserve_at_edge = true;
-    let state = orderflow_http::AppState::new(app.orders.clone(), settings);
+    let state = orderflow_http::AppState::new(app.orders.clone(), settings).expect("app state");
     let shim = app.serve_http_with(state).await;
     let (base, http) = (shim.base, shim.http);
     // Keys unique to this run: the order id (and so the workflow id) is derived from the key,

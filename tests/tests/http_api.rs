@@ -850,7 +850,7 @@ async fn stripe_webhooks_are_verified_with_the_configured_secrets() {
         .unwrap();
     let mut settings = app.shim_settings();
     settings.stripe_webhook_secrets = vec!["whsec_old".into(), "whsec_new".into()];
-    let state = orderflow_http::AppState::new(app.orders.clone(), settings);
+    let state = orderflow_http::AppState::new(app.orders.clone(), settings).expect("app state");
     let api: Api = app.serve_http_with(state).await.into();
     let event = json!({
         "id": "evt_1", "type": "payment_intent.succeeded", "object": "event",

@@ -63,7 +63,7 @@ impl Api {
     ) -> Api {
         let mut settings = app.shim_settings();
         configure(&mut settings);
-        let state = orderflow_http::AppState::new(app.orders.clone(), settings);
+        let state = orderflow_http::AppState::new(app.orders.clone(), settings).expect("app state");
         let shim = app.serve_http_with(state).await;
         Api {
             base: shim.base,

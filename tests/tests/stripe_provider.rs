@@ -548,12 +548,14 @@ fn charge(order: &str, minor: i64, currency: &str) -> ChargeRequest {
         order_id,
         amount: Money::new(minor, Currency::parse(currency).unwrap()).unwrap(),
         deadline_ms: 1_700_000_900_000,
+        description: format!("Order {order}"),
     }
 }
 
 fn refund_of(req: &ChargeRequest) -> RefundRequest {
     RefundRequest {
         payment_no: req.payment_no.clone(),
+        refund_no: orderflow_activities::providers::refund_no_for(&req.payment_no),
         amount: req.amount,
         reason: "operator chose REFUND".into(),
     }

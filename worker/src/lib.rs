@@ -24,8 +24,10 @@ use anyhow::Context;
 use orderflow_activities::db::Db;
 use orderflow_activities::metrics::OrderMetrics;
 use orderflow_activities::providers::Providers;
+use orderflow_activities::providers::alipay::AlipayProvider;
 use orderflow_activities::providers::sandbox::SandboxProvider;
 use orderflow_activities::providers::stripe::StripeProvider;
+use orderflow_activities::providers::wechatpay::WechatPayProvider;
 use orderflow_activities::{OrderActivities, PaymentActivities};
 use orderflow_workflows::{LatePaymentWorkflow, NoopWorkflow, OrderWorkflow, OrderWorkflowConfig};
 use settings::ExposeSecret;
@@ -89,7 +91,8 @@ pub async fn open_database(url: &DatabaseUrl) -> anyhow::Result<Db> {
 }
 
 /// The payment providers this worker is configured for: the sandbox only when switched on
-/// (`ORDERFLOW_SANDBOX`, development only), Stripe when a secret key is set. An order naming
+/// (`ORDERFLOW_SANDBOX`, development only), Stripe when a secret key is set, WeChat Pay and Alipay
+/// when their merchant ids are (their keys are read here). An order naming
 /// any other is rejected `UNKNOWN_PROVIDER` by its workflow.
 pub fn providers(db: &Db, settings: &WorkerSettings) -> anyhow::Result<Providers> {
     let mut providers = Providers::default();
@@ -109,6 +112,27 @@ pub fn providers(db: &Db, settings: &WorkerSettings) -> anyhow::Result<Providers
             .context("building the Stripe client")?
             .with_base_url(settings.stripe_api_base.clone());
         providers = providers.with(Arc::new(stripe));
+    }
+    let public_url = &settings.connection.public_url;
+    if let Some(config) = settings.wechatpay.load()? {
+        let wechatpay = WechatPayProvider::new(
+            Arc::new(config),
+            settings.wechatpay.wechatpay_api_base.clone(),
+            settings.wechatpay.notify_url(public_url),
+        )
+        .context("building the WeChat Pay client")?;
+        providers = providers.with(Arc::new(wechatpay));
+    }
+    if let Some(config) = settings.alipay.load()? {
+        let alipay = AlipayProvider::new(
+            Arc::new(config),
+            settings.alipay.alipay_gateway.clone(),
+            settings.alipay.notify_url(public_url),
+            settings.alipay.channel(),
+            settings.alipay.alipay_return_url.clone(),
+        )
+        .context("building the Alipay client")?;
+        providers = providers.with(Arc::new(alipay));
     }
     Ok(providers)
 }

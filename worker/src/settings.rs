@@ -130,6 +130,12 @@ pub struct WorkerSettings {
 
     #[command(flatten)]
     pub sandbox: SandboxSettings,
+
+    #[command(flatten)]
+    pub wechatpay: WechatPaySettings,
+
+    #[command(flatten)]
+    pub alipay: AlipaySettings,
 }
 
 impl WorkerSettings {
@@ -143,6 +149,235 @@ impl WorkerSettings {
             search_attributes: self.search_attributes,
         }
     }
+}
+
+/// WeChat Pay API v3 (provider `wechatpay`), declared once and flattened into the worker (which
+/// calls the API) and the shim (which verifies and decrypts the notifies). On when
+/// `WECHATPAY_MCHID` is set; then the rest is required, and a missing or unreadable piece stops
+/// the binary at start with what is wrong (never a key's content).
+#[derive(Debug, Clone, Default, Args)]
+pub struct WechatPaySettings {
+    /// Merchant number (mchid). Setting it switches provider `wechatpay` on.
+    #[arg(long, env = "WECHATPAY_MCHID")]
+    pub wechatpay_mchid: Option<String>,
+
+    /// The appid payments are made under (official account, mini program or app).
+    #[arg(long, env = "WECHATPAY_APPID")]
+    pub wechatpay_appid: Option<String>,
+
+    /// Serial number of the merchant API certificate (signs our requests).
+    #[arg(long, env = "WECHATPAY_MERCHANT_SERIAL")]
+    pub wechatpay_merchant_serial: Option<String>,
+
+    /// PEM file of the merchant API private key (apiclient_key.pem).
+    #[arg(long, env = "WECHATPAY_MERCHANT_KEY_FILE")]
+    pub wechatpay_merchant_key_file: Option<std::path::PathBuf>,
+
+    /// The APIv3 key (32 characters), which decrypts notifies.
+    #[arg(long, env = "WECHATPAY_APIV3_KEY", hide_env_values = true)]
+    pub wechatpay_apiv3_key: Option<SecretString>,
+
+    /// Platform certificate PEM files, comma-separated (their serials are read from them).
+    #[arg(long, env = "WECHATPAY_PLATFORM_CERT_FILES", value_delimiter = ',')]
+    pub wechatpay_platform_cert_files: Vec<std::path::PathBuf>,
+
+    /// Id of the WeChat Pay public key (PUB_KEY_ID_...), with WECHATPAY_PUBLIC_KEY_FILE.
+    #[arg(long, env = "WECHATPAY_PUBLIC_KEY_ID")]
+    pub wechatpay_public_key_id: Option<String>,
+
+    /// PEM file of the WeChat Pay public key (pub_key.pem).
+    #[arg(long, env = "WECHATPAY_PUBLIC_KEY_FILE")]
+    pub wechatpay_public_key_file: Option<std::path::PathBuf>,
+
+    /// Base URL of the API (a stand-in in tests and the demo).
+    #[arg(long, env = "WECHATPAY_API_BASE", default_value = orderflow_protocols::wechatpay::DEFAULT_API_BASE)]
+    pub wechatpay_api_base: String,
+
+    /// Where WeChat Pay sends notifies (https, no query). Default: ORDERFLOW_PUBLIC_URL +
+    /// /v1/webhooks/wechatpay.
+    #[arg(long, env = "WECHATPAY_NOTIFY_URL")]
+    pub wechatpay_notify_url: Option<String>,
+}
+
+impl WechatPaySettings {
+    /// The merchant's credentials, read from the configured files; `None` when WeChat Pay is off.
+    pub fn load(&self) -> anyhow::Result<Option<orderflow_protocols::wechatpay::MerchantConfig>> {
+        use anyhow::Context as _;
+        use orderflow_protocols::rsa_keys::{Certificate, PrivateKey, PublicKey};
+        use orderflow_protocols::wechatpay::{ApiV3Key, MerchantConfig, VerifierKeys};
+        let Some(mchid) = self.wechatpay_mchid.clone().filter(|m| !m.is_empty()) else {
+            return Ok(None);
+        };
+        let required = |value: &Option<String>, variable: &str| {
+            value
+                .clone()
+                .filter(|v| !v.is_empty())
+                .with_context(|| format!("WECHATPAY_MCHID is set, so {variable} is required"))
+        };
+        let key_file = self
+            .wechatpay_merchant_key_file
+            .as_ref()
+            .context("WECHATPAY_MCHID is set, so WECHATPAY_MERCHANT_KEY_FILE is required")?;
+        let merchant_key = PrivateKey::from_text(&read_key_file(key_file)?)
+            .with_context(|| format!("the merchant key in {}", key_file.display()))?;
+        let apiv3_key = ApiV3Key::from_text(
+            self.wechatpay_apiv3_key
+                .as_ref()
+                .context("WECHATPAY_MCHID is set, so WECHATPAY_APIV3_KEY is required")?
+                .expose_secret(),
+        )
+        .context("WECHATPAY_APIV3_KEY")?;
+        let mut verifier_keys = VerifierKeys::default();
+        for file in &self.wechatpay_platform_cert_files {
+            let certificate = Certificate::from_pem(&read_key_file(file)?)
+                .with_context(|| format!("the platform certificate in {}", file.display()))?;
+            verifier_keys = verifier_keys.with_certificate(certificate);
+        }
+        match (
+            &self.wechatpay_public_key_id,
+            &self.wechatpay_public_key_file,
+        ) {
+            (Some(id), Some(file)) => {
+                let key = PublicKey::from_text(&read_key_file(file)?)
+                    .with_context(|| format!("the WeChat Pay public key in {}", file.display()))?;
+                verifier_keys = verifier_keys.with_public_key(id.clone(), key);
+            }
+            (None, None) => {}
+            _ => anyhow::bail!(
+                "WECHATPAY_PUBLIC_KEY_ID and WECHATPAY_PUBLIC_KEY_FILE go together: set both or neither"
+            ),
+        }
+        anyhow::ensure!(
+            !verifier_keys.is_empty(),
+            "WeChat Pay needs a key to verify its answers and notifies: set \
+             WECHATPAY_PLATFORM_CERT_FILES and/or WECHATPAY_PUBLIC_KEY_ID + WECHATPAY_PUBLIC_KEY_FILE"
+        );
+        Ok(Some(MerchantConfig {
+            mchid,
+            appid: required(&self.wechatpay_appid, "WECHATPAY_APPID")?,
+            merchant_serial: required(
+                &self.wechatpay_merchant_serial,
+                "WECHATPAY_MERCHANT_SERIAL",
+            )?,
+            merchant_key,
+            apiv3_key,
+            verifier_keys,
+        }))
+    }
+
+    /// The notify URL sent with every payment and refund.
+    pub fn notify_url(&self, public_url: &str) -> String {
+        self.wechatpay_notify_url.clone().unwrap_or_else(|| {
+            format!(
+                "{}/v1/webhooks/{}",
+                public_url.trim_end_matches('/'),
+                orderflow_protocols::wechatpay::PROVIDER
+            )
+        })
+    }
+}
+
+/// Alipay (provider `alipay`), declared once and flattened into the worker and the shim. On when
+/// `ALIPAY_APP_ID` is set; then the rest is required.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AlipaySettings {
+    /// The application's app_id on the Alipay open platform. Setting it switches provider `alipay` on.
+    #[arg(long, env = "ALIPAY_APP_ID")]
+    pub alipay_app_id: Option<String>,
+
+    /// The merchant's Alipay user id (PID, 2088...) that receives the money; notifies for any
+    /// other seller are refused.
+    #[arg(long, env = "ALIPAY_SELLER_ID")]
+    pub alipay_seller_id: Option<String>,
+
+    /// File of the application private key (PEM, or the bare base64 Alipay's key tool writes).
+    #[arg(long, env = "ALIPAY_APP_PRIVATE_KEY_FILE")]
+    pub alipay_app_private_key_file: Option<std::path::PathBuf>,
+
+    /// File of the Alipay public key (PEM or bare base64), which verifies answers and notifies.
+    #[arg(long, env = "ALIPAY_PUBLIC_KEY_FILE")]
+    pub alipay_public_key_file: Option<std::path::PathBuf>,
+
+    /// The gateway (a stand-in in tests and the demo; https://openapi-sandbox.dl.alipaydev.com/gateway.do
+    /// for Alipay's own sandbox).
+    #[arg(long, env = "ALIPAY_GATEWAY", default_value = orderflow_protocols::alipay::DEFAULT_GATEWAY)]
+    pub alipay_gateway: String,
+
+    /// Where Alipay sends notifies. Default: ORDERFLOW_PUBLIC_URL + /v1/webhooks/alipay.
+    #[arg(long, env = "ALIPAY_NOTIFY_URL")]
+    pub alipay_notify_url: Option<String>,
+
+    /// How customers pay: `qr` (alipay.trade.precreate, a QR code for the Alipay app) or `page`
+    /// (alipay.trade.page.pay, Alipay's desktop cashier).
+    #[arg(long, env = "ALIPAY_CHANNEL", value_enum, default_value_t = AlipayChannelSetting::Qr)]
+    pub alipay_channel: AlipayChannelSetting,
+
+    /// Where Alipay's desktop cashier sends the customer back after paying (`page` only).
+    #[arg(long, env = "ALIPAY_RETURN_URL")]
+    pub alipay_return_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AlipayChannelSetting {
+    #[default]
+    Qr,
+    Page,
+}
+
+impl AlipaySettings {
+    /// The application's credentials, read from the configured files; `None` when Alipay is off.
+    pub fn load(&self) -> anyhow::Result<Option<orderflow_protocols::alipay::MerchantConfig>> {
+        use anyhow::Context as _;
+        use orderflow_protocols::alipay::MerchantConfig;
+        use orderflow_protocols::rsa_keys::{PrivateKey, PublicKey};
+        let Some(app_id) = self.alipay_app_id.clone().filter(|a| !a.is_empty()) else {
+            return Ok(None);
+        };
+        let seller_id = self
+            .alipay_seller_id
+            .clone()
+            .filter(|s| !s.is_empty())
+            .context("ALIPAY_APP_ID is set, so ALIPAY_SELLER_ID is required")?;
+        let private_file = self
+            .alipay_app_private_key_file
+            .as_ref()
+            .context("ALIPAY_APP_ID is set, so ALIPAY_APP_PRIVATE_KEY_FILE is required")?;
+        let public_file = self
+            .alipay_public_key_file
+            .as_ref()
+            .context("ALIPAY_APP_ID is set, so ALIPAY_PUBLIC_KEY_FILE is required")?;
+        Ok(Some(MerchantConfig {
+            app_id,
+            seller_id,
+            app_private_key: PrivateKey::from_text(&read_key_file(private_file)?)
+                .with_context(|| format!("the app private key in {}", private_file.display()))?,
+            alipay_public_key: PublicKey::from_text(&read_key_file(public_file)?)
+                .with_context(|| format!("the Alipay public key in {}", public_file.display()))?,
+        }))
+    }
+
+    pub fn channel(&self) -> orderflow_protocols::alipay::Channel {
+        match self.alipay_channel {
+            AlipayChannelSetting::Qr => orderflow_protocols::alipay::Channel::Qr,
+            AlipayChannelSetting::Page => orderflow_protocols::alipay::Channel::Page,
+        }
+    }
+
+    /// The notify URL sent with every payment.
+    pub fn notify_url(&self, public_url: &str) -> String {
+        self.alipay_notify_url.clone().unwrap_or_else(|| {
+            format!(
+                "{}/v1/webhooks/{}",
+                public_url.trim_end_matches('/'),
+                orderflow_protocols::alipay::PROVIDER
+            )
+        })
+    }
+}
+
+/// Reads a key or certificate file; the error names the file, never its content.
+fn read_key_file(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
 }
 
 /// The sandbox payment gateway (provider `sandbox`: its charges, its checkout page and its
@@ -289,6 +524,13 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub sandbox: SandboxSettings,
+
+    #[command(flatten)]
+    pub wechatpay: WechatPaySettings,
+
+    #[command(flatten)]
+    pub alipay: AlipaySettings,
+
     /// Address of the admin listener: `/metrics`, `/healthz`, `/readyz`. Keep it private.
     #[arg(long, env = "ORDERFLOW_ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: String,

@@ -8,8 +8,10 @@
 //! Only the outbound half lives here (create, query, close, refund). Verifying and parsing a
 //! provider's *webhooks* is the HTTP shim's job and has its own adapter trait.
 
+pub mod alipay;
 pub mod sandbox;
 pub mod stripe;
+pub mod wechatpay;
 
 use crate::failure::{self, Classified};
 use async_trait::async_trait;
@@ -24,8 +26,11 @@ pub struct ChargeRequest {
     pub payment_no: PaymentNo,
     pub order_id: OrderId,
     pub amount: Money,
-    /// Unix milliseconds after which the charge should no longer be payable.
+    /// Unix milliseconds after which the charge should no longer be payable; sent as the
+    /// provider's own expiry where it has one (WeChat Pay `time_expire`, Alipay `time_expire`).
     pub deadline_ms: i64,
+    /// What the customer sees on their payment screen (WeChat Pay `description`, Alipay `subject`).
+    pub description: String,
 }
 
 /// How the customer pays: a hosted page and/or a QR payload.
@@ -60,13 +65,49 @@ pub enum CloseResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRequest {
     pub payment_no: PaymentNo,
+    /// The refund's idempotency key at the provider (WeChat Pay `out_refund_no`, Alipay
+    /// `out_request_no`), derived from the payment ([`refund_no_for`]), never random: asking again
+    /// with it returns the refund already made instead of making a second one.
+    pub refund_no: String,
     pub amount: Money,
     pub reason: String,
 }
 
+/// The refund number of a payment's one refund: `rf_` and the payment number's 28 hex digits
+/// (32 characters, within every provider's limit).
+pub fn refund_no_for(payment_no: &PaymentNo) -> String {
+    let digits = payment_no
+        .as_str()
+        .strip_prefix("pay_")
+        .unwrap_or(payment_no.as_str());
+    format!("rf_{digits}")
+}
+
+/// What `refund_payment` returns once the money is back with the customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundResult {
     pub refund_id: String,
+}
+
+/// A provider's answer to a refund request: the refund it made (or had made for this refund
+/// number before) and how far it has got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRefund {
+    pub refund_id: String,
+    pub state: RefundState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundState {
+    /// The money is back with the customer (WeChat Pay `SUCCESS`, Alipay `fund_change=Y` or
+    /// `REFUND_SUCCESS`, Stripe `succeeded`).
+    Succeeded,
+    /// Accepted, not yet done (WeChat Pay `PROCESSING`, Stripe `pending`): asked again later.
+    Processing,
+    /// The provider could not return the money and will not without a person (WeChat Pay
+    /// `ABNORMAL`: the customer's card or account is closed). Asked again later too, because an
+    /// operator can still complete it at the provider; the reason shows as the step's last error.
+    Stuck(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,8 +157,9 @@ pub trait PaymentProvider: Send + Sync {
     async fn query(&self, payment_no: &PaymentNo) -> Result<ChargeState, ProviderError>;
     /// Idempotent: closing a closed charge answers `Closed` again.
     async fn close(&self, payment_no: &PaymentNo) -> Result<CloseResult, ProviderError>;
-    /// Idempotent per payment number: a second call returns the first refund.
-    async fn refund(&self, req: &RefundRequest) -> Result<RefundResult, ProviderError>;
+    /// Idempotent per refund number: a second call returns the first refund and its state now,
+    /// so calling again is how a refund in progress is followed to its end.
+    async fn refund(&self, req: &RefundRequest) -> Result<ProviderRefund, ProviderError>;
 }
 
 /// The providers a worker is configured with, by name. A `BTreeMap`, so listing them is ordered.

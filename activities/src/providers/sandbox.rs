@@ -8,7 +8,7 @@
 
 use super::{
     ChargeRequest, ChargeState, CloseResult, PayParams, PaymentProvider, ProviderError,
-    RefundRequest, RefundResult,
+    ProviderRefund, RefundRequest, RefundState,
 };
 use crate::db::{Db, now_ms};
 use crate::sql;
@@ -203,7 +203,7 @@ impl PaymentProvider for SandboxProvider {
         }
     }
 
-    async fn refund(&self, req: &RefundRequest) -> Result<RefundResult, ProviderError> {
+    async fn refund(&self, req: &RefundRequest) -> Result<ProviderRefund, ProviderError> {
         let refund_id = format!(
             "sbx_refund_{}",
             req.payment_no.as_str().trim_start_matches("pay_")
@@ -220,7 +220,10 @@ impl PaymentProvider for SandboxProvider {
         .await?;
         let state = self.query(&req.payment_no).await?;
         match state.status {
-            PaymentStatus::Refunded => Ok(RefundResult { refund_id }),
+            PaymentStatus::Refunded => Ok(ProviderRefund {
+                refund_id,
+                state: RefundState::Succeeded,
+            }),
             other => Err(ProviderError::Rejected(format!(
                 "charge {} is {other}; only a paid charge can be refunded",
                 req.payment_no

@@ -11,7 +11,7 @@
 
 use super::{
     ChargeRequest, ChargeState, CloseResult, PayParams, PaymentProvider, ProviderError,
-    RefundRequest, RefundResult,
+    ProviderRefund, RefundRequest, RefundState,
 };
 use crate::db::{Db, now_ms};
 use crate::sql;
@@ -305,7 +305,7 @@ impl PaymentProvider for StripeProvider {
         }
     }
 
-    async fn refund(&self, req: &RefundRequest) -> Result<RefundResult, ProviderError> {
+    async fn refund(&self, req: &RefundRequest) -> Result<ProviderRefund, ProviderError> {
         let stored = self.stored_or_not_found(&req.payment_no).await?;
         if stored.currency != req.amount.currency().code() {
             return Err(ProviderError::Rejected(format!(
@@ -353,8 +353,13 @@ impl PaymentProvider for StripeProvider {
                 refund.status.as_deref().unwrap_or("?")
             )));
         }
-        Ok(RefundResult {
+        let state = match refund.status.as_deref() {
+            Some("pending" | "requires_action") => RefundState::Processing,
+            _ => RefundState::Succeeded,
+        };
+        Ok(ProviderRefund {
             refund_id: refund.id,
+            state,
         })
     }
 }

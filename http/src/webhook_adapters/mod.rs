@@ -12,9 +12,11 @@
 //!
 //! Verification works on the raw request bytes, before any parsing, and never panics on any input.
 
+pub mod alipay;
 pub mod sandbox;
 pub mod stripe;
 pub mod stripe_signature;
+pub mod wechatpay;
 
 use std::collections::BTreeMap;
 
@@ -52,6 +54,14 @@ pub struct VerifiedWebhook {
 pub enum WebhookEventKind {
     PaymentSucceeded,
     PaymentFailed,
+    /// The provider reports how a refund went (WeChat Pay `REFUND.SUCCESS` / `REFUND.ABNORMAL` /
+    /// `REFUND.CLOSED`, Alipay's notify after a refund). Recorded in the payment's log; the
+    /// refund step itself follows the refund by asking the provider with its refund number.
+    RefundUpdate {
+        refund_no: String,
+        /// The provider's word for the refund's state, upper-case (`SUCCESS`, `ABNORMAL`, …).
+        status: String,
+    },
     /// A valid event we do not act on (its type), acknowledged so the provider stops sending it.
     Ignored(String),
 }

@@ -1,0 +1,1 @@
+//! The alipay stand-in (filled in with the adapter).

@@ -1,0 +1,1 @@
+//! The wechatpay stand-in (filled in with the adapter).
