@@ -158,6 +158,10 @@ async fn receive(app: &AppState, provider: &str, req: Request) -> (Response, Str
             detail,
             answer,
         }) => {
+            let detail = match (detail, &verified.note) {
+                (Some(detail), Some(note)) => Some(format!("{detail}; {note}")),
+                (detail, note) => detail.or_else(|| note.clone()),
+            };
             if let Err(e) = callbacks::set_verdict(
                 &app.orders.db,
                 &provider,

@@ -48,6 +48,9 @@ pub struct VerifiedWebhook {
     /// Merchant / app / account the event was sent for, when the provider says; checked against
     /// the configured one by the shim.
     pub merchant_id: Option<String>,
+    /// What else the event says that is worth keeping in the callback log with its verdict
+    /// (WeChat Pay: what the payer paid, in the payer's currency).
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -108,6 +108,7 @@ impl WebhookAdapter for SandboxWebhooks {
             currency: event.data.currency.to_ascii_uppercase(),
             provider_txn_id: event.data.txn_id,
             merchant_id: Some(event.data.merchant_id),
+            note: None,
         })
     }
 

@@ -139,6 +139,7 @@ fn parse_event(
                     .unwrap_or_default()
                     .to_owned(),
                 merchant_id,
+                note: None,
             });
         }
     };
@@ -177,6 +178,7 @@ fn parse_event(
         currency,
         provider_txn_id,
         merchant_id,
+        note: None,
     })
 }
 
