@@ -270,6 +270,7 @@ mod tests {
                 currency: "USD".into(),
                 provider_txn_id: "ch_3Mtw".into(),
                 merchant_id: Some("acct_orderflow".into()),
+                note: None,
             }
         );
     }
