@@ -159,7 +159,7 @@ pub async fn create(
     };
     tx.commit().await?;
 
-    let pay = provider
+    let mut pay = provider
         .create(&ChargeRequest {
             payment_no: payment_no.clone(),
             order_id: req.order_id.clone(),
@@ -168,6 +168,7 @@ pub async fn create(
             description: format!("Order {}", req.order_id),
         })
         .await?;
+    pay.checkout_url = providers.checkout_url(&payment_no, &pay);
     sql!(
         "UPDATE payments SET checkout_url = $2, qr_payload = $3, updated_at_ms = $4 WHERE payment_no = $1",
     ).on(db.engine())
@@ -647,6 +648,48 @@ pub async fn load(db: &Db, payment_no: &str) -> Result<Option<StoredPayment>, sq
            FROM payments WHERE payment_no = $1"
     );
     load_by(db, by_number, payment_no).await
+}
+
+/// What the payment page shows: the QR code's payload, the amount, the deadline and where the
+/// order stands, read in one statement (the page asks every second while a customer looks at it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayPage {
+    pub payment_no: String,
+    pub order_id: String,
+    pub provider: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub deadline_ms: i64,
+    pub qr_payload: String,
+    /// The order's recorded status (`AWAITING_PAYMENT`, `PAID`, `CLOSED`, …).
+    pub order_status: String,
+}
+
+pub async fn pay_page(db: &Db, payment_no: &str) -> Result<Option<PayPage>, sqlx::Error> {
+    let Some(r) = sql!(
+        "SELECT p.payment_no, p.order_id, p.provider, p.amount_minor, p.currency, p.deadline_ms,
+                p.qr_payload, o.status
+           FROM payments p JOIN orders o ON o.order_id = p.order_id
+          WHERE p.payment_no = $1"
+    )
+    .on(db)
+    .bind(payment_no)
+    .fetch_optional(db.pool())
+    .await?
+    else {
+        return Ok(None);
+    };
+    let qr_payload: Option<String> = r.try_get(6)?;
+    Ok(Some(PayPage {
+        payment_no: r.try_get(0)?,
+        order_id: r.try_get(1)?,
+        provider: r.try_get(2)?,
+        amount_minor: r.try_get(3)?,
+        currency: r.try_get(4)?,
+        deadline_ms: r.try_get(5)?,
+        qr_payload: qr_payload.unwrap_or_default(),
+        order_status: r.try_get(7)?,
+    }))
 }
 
 /// The payment `select` finds by `key`, with its log.

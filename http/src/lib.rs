@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod operations;
 pub mod orders;
+pub mod pay_page;
 pub mod server;
 pub mod trace_context;
 pub mod webhook_adapters;
@@ -174,6 +175,7 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .merge(checkout::routes(state.settings.sandbox.enabled))
+        .merge(pay_page::routes())
         .route("/openapi.json", get(openapi::serve))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)

@@ -155,3 +155,33 @@ pub fn png_size(bytes: &[u8]) -> (u32, u32) {
     let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     (be(16), be(20))
 }
+
+/// The texts of the QR codes in a PNG picture (a screenshot of a page), read the way a phone's
+/// camera app would: greyscale, then `rqrr` finds and decodes every code in it.
+pub fn decode_qr_codes(png_bytes: &[u8]) -> Vec<String> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    // Palette and 16-bit pictures come out as 8-bit samples.
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().expect("a readable PNG");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("a PNG of sane size")];
+    let frame = reader.next_frame(&mut pixels).expect("the PNG's pixels");
+    let channels = frame.color_type.samples();
+    let (width, height) = (frame.width as usize, frame.height as usize);
+    let grey = |x: usize, y: usize| -> u8 {
+        let at = (y * width + x) * channels;
+        match channels {
+            1 | 2 => pixels[at],
+            // Luma from RGB; alpha (a screenshot's is opaque) ignored.
+            _ => {
+                let [r, g, b] = [pixels[at], pixels[at + 1], pixels[at + 2]].map(u32::from);
+                u8::try_from((r * 299 + g * 587 + b * 114) / 1000).unwrap_or(u8::MAX)
+            }
+        }
+    };
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| grey(x, y));
+    image
+        .detect_grids()
+        .into_iter()
+        .filter_map(|grid| grid.decode().ok().map(|(_, text)| text))
+        .collect()
+}

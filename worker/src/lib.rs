@@ -95,7 +95,10 @@ pub async fn open_database(url: &DatabaseUrl) -> anyhow::Result<Db> {
 /// when their merchant ids are (their keys are read here). An order naming
 /// any other is rejected `UNKNOWN_PROVIDER` by its workflow.
 pub fn providers(db: &Db, settings: &WorkerSettings) -> anyhow::Result<Providers> {
-    let mut providers = Providers::default();
+    let mut providers = Providers::default().with_pay_page(format!(
+        "{}/pay",
+        settings.connection.public_url.trim_end_matches('/')
+    ));
     if settings.sandbox.enabled {
         providers = providers.with(Arc::new(SandboxProvider::new(
             db.clone(),

@@ -797,6 +797,192 @@ mod tests {
         assert_eq!(serve.default_provider.as_deref(), Some("sandbox"));
     }
 
+    fn fixture(path: &str) -> String {
+        format!(
+            "{}/../tests/fixtures/providers/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    }
+
+    #[test]
+    fn wechatpay_loads_from_its_files_and_never_prints_a_key() {
+        let off: ServeSettings = parse(&[]);
+        assert!(off.wechatpay.load().unwrap().is_none());
+        let apiv3 = "0123456789abcdefABCDEF0123456789";
+        let cert = fixture("wechatpay/platform_cert.pem");
+        let key = fixture("wechatpay/merchant_private_key.pem");
+        let pubkey = fixture("wechatpay/pubkey_public_key.pem");
+        let args = [
+            "--wechatpay-mchid",
+            "1900000109",
+            "--wechatpay-appid",
+            "wxd678efh567hg6787",
+            "--wechatpay-merchant-serial",
+            "3A7E1C2B4D5F6071829304A5B6C7D8E9F0A1B2C3",
+            "--wechatpay-merchant-key-file",
+            &key,
+            "--wechatpay-apiv3-key",
+            apiv3,
+            "--wechatpay-platform-cert-files",
+            &cert,
+            "--wechatpay-public-key-id",
+            "PUB_KEY_ID_0114232134912410000000000000",
+            "--wechatpay-public-key-file",
+            &pubkey,
+        ];
+        let worker: WorkerSettings = parse(&args);
+        let config = worker.wechatpay.load().unwrap().unwrap();
+        let serials: Vec<&str> = config.verifier_keys.serials().collect();
+        assert_eq!(
+            serials,
+            [
+                "5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+                "PUB_KEY_ID_0114232134912410000000000000"
+            ]
+        );
+        for shown in [format!("{worker:?}"), format!("{config:?}")] {
+            assert!(!shown.contains(apiv3), "{shown}");
+            assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+        }
+        assert_eq!(
+            worker.wechatpay.notify_url("https://shop.example/"),
+            "https://shop.example/v1/webhooks/wechatpay"
+        );
+
+        // Each missing or unreadable piece is named, and nothing starts half-configured.
+        let without = |flag: &str| -> String {
+            let mut kept = Vec::new();
+            let mut skip = false;
+            for arg in args {
+                if skip {
+                    skip = false;
+                } else if arg == flag {
+                    skip = true;
+                } else {
+                    kept.push(arg);
+                }
+            }
+            let settings: WorkerSettings = parse(&kept);
+            format!("{:#}", settings.wechatpay.load().unwrap_err())
+        };
+        assert!(without("--wechatpay-appid").contains("WECHATPAY_APPID"));
+        assert!(without("--wechatpay-apiv3-key").contains("WECHATPAY_APIV3_KEY"));
+        assert!(without("--wechatpay-merchant-key-file").contains("WECHATPAY_MERCHANT_KEY_FILE"));
+        assert!(without("--wechatpay-public-key-file").contains("go together"));
+        let short_key: WorkerSettings = parse(&[
+            "--wechatpay-mchid",
+            "1",
+            "--wechatpay-appid",
+            "wx",
+            "--wechatpay-merchant-serial",
+            "S",
+            "--wechatpay-merchant-key-file",
+            &key,
+            "--wechatpay-apiv3-key",
+            "too-short",
+            "--wechatpay-platform-cert-files",
+            &cert,
+        ]);
+        let error = format!("{:#}", short_key.wechatpay.load().unwrap_err());
+        assert!(
+            error.contains("32 characters") && !error.contains("too-short"),
+            "{error}"
+        );
+        let missing_file: WorkerSettings = parse(&[
+            "--wechatpay-mchid",
+            "1",
+            "--wechatpay-appid",
+            "wx",
+            "--wechatpay-merchant-serial",
+            "S",
+            "--wechatpay-merchant-key-file",
+            "/nonexistent/key.pem",
+            "--wechatpay-apiv3-key",
+            apiv3,
+            "--wechatpay-platform-cert-files",
+            &cert,
+        ]);
+        let error = format!("{:#}", missing_file.wechatpay.load().unwrap_err());
+        assert!(error.contains("/nonexistent/key.pem"), "{error}");
+        // A certificate file holding a key instead: refused at start, with the file named.
+        let wrong: WorkerSettings = parse(&[
+            "--wechatpay-mchid",
+            "1",
+            "--wechatpay-appid",
+            "wx",
+            "--wechatpay-merchant-serial",
+            "S",
+            "--wechatpay-merchant-key-file",
+            &key,
+            "--wechatpay-apiv3-key",
+            apiv3,
+            "--wechatpay-platform-cert-files",
+            &key,
+        ]);
+        let error = format!("{:#}", wrong.wechatpay.load().unwrap_err());
+        assert!(
+            error.contains("platform certificate") && !error.contains("MII"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn alipay_loads_from_its_files() {
+        let off: WorkerSettings = parse(&[]);
+        assert!(off.alipay.load().unwrap().is_none());
+        assert_eq!(
+            off.alipay.channel(),
+            orderflow_protocols::alipay::Channel::Qr
+        );
+        let private = fixture("alipay/app_private_key.pem");
+        let public = fixture("alipay/alipay_public_key.pem");
+        let serve: ServeSettings = parse(&[
+            "--alipay-app-id",
+            "2021000000000000",
+            "--alipay-seller-id",
+            "2088000000000000",
+            "--alipay-app-private-key-file",
+            &private,
+            "--alipay-public-key-file",
+            &public,
+            "--alipay-channel",
+            "page",
+        ]);
+        let config = serve.alipay.load().unwrap().unwrap();
+        assert_eq!(
+            (config.app_id.as_str(), config.seller_id.as_str()),
+            ("2021000000000000", "2088000000000000")
+        );
+        assert_eq!(
+            serve.alipay.channel(),
+            orderflow_protocols::alipay::Channel::Page
+        );
+        assert!(!format!("{config:?}").contains("PRIVATE"));
+        let no_seller: ServeSettings = parse(&[
+            "--alipay-app-id",
+            "2021000000000000",
+            "--alipay-app-private-key-file",
+            &private,
+            "--alipay-public-key-file",
+            &public,
+        ]);
+        let error = format!("{:#}", no_seller.alipay.load().unwrap_err());
+        assert!(error.contains("ALIPAY_SELLER_ID"), "{error}");
+        // The keys swapped: the public key file cannot sign.
+        let swapped: ServeSettings = parse(&[
+            "--alipay-app-id",
+            "2021000000000000",
+            "--alipay-seller-id",
+            "2088000000000000",
+            "--alipay-app-private-key-file",
+            &public,
+            "--alipay-public-key-file",
+            &private,
+        ]);
+        let error = format!("{:#}", swapped.alipay.load().unwrap_err());
+        assert!(error.contains("app private key"), "{error}");
+    }
+
     /// House style: every variable a binary reads is in `.env.example`, set or commented out.
     #[test]
     fn every_variable_is_in_env_example() {

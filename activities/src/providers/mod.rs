@@ -166,9 +166,28 @@ pub trait PaymentProvider: Send + Sync {
 #[derive(Clone, Default)]
 pub struct Providers {
     by_name: BTreeMap<&'static str, Arc<dyn PaymentProvider>>,
+    pay_page_base: Option<String>,
 }
 
 impl Providers {
+    /// Where the shim serves its payment page (`{public_url}/pay`): a charge paid by scanning a
+    /// QR code (WeChat Pay, Alipay) gets `{base}/{payment_no}` as its checkout URL, the page that
+    /// shows the code with the amount and the time left.
+    pub fn with_pay_page(mut self, base: impl Into<String>) -> Self {
+        self.pay_page_base = Some(base.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// The checkout URL for a charge the provider answered with `pay`.
+    pub fn checkout_url(&self, payment_no: &PaymentNo, pay: &PayParams) -> String {
+        match &self.pay_page_base {
+            Some(base) if pay.checkout_url.is_empty() && !pay.qr_payload.is_empty() => {
+                format!("{base}/{payment_no}")
+            }
+            _ => pay.checkout_url.clone(),
+        }
+    }
+
     pub fn with(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
         self.by_name.insert(provider.name(), provider);
         self
