@@ -235,3 +235,208 @@ pub mod aead {
         Ok(BASE64.encode(sealed))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn fixture(path: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/providers")
+            .join(path)
+    }
+
+    fn read(path: &str) -> String {
+        std::fs::read_to_string(fixture(path)).unwrap()
+    }
+
+    fn openssl(args: &[&str]) -> std::process::Output {
+        Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("the openssl command line tool")
+    }
+
+    /// Our signatures are what OpenSSL's SHA256withRSA makes and checks, in both directions:
+    /// an independent implementation agrees with this one on the fixtures.
+    #[test]
+    fn signatures_agree_with_openssl() {
+        let dir = std::env::temp_dir().join(format!("orderflow-rsa-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let message = "POST\n/v3/pay/transactions/native\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n{\"appid\":\"wx\"}\n";
+        let message_file = dir.join("message");
+        std::fs::write(&message_file, message).unwrap();
+
+        let key = PrivateKey::from_text(&read("wechatpay/merchant_private_key.pem")).unwrap();
+        let ours = key.sign_base64(message.as_bytes());
+        let signature_file = dir.join("ours.sig");
+        std::fs::write(&signature_file, BASE64.decode(&ours).unwrap()).unwrap();
+        let checked = openssl(&[
+            "dgst",
+            "-sha256",
+            "-verify",
+            fixture("wechatpay/merchant_public_key.pem")
+                .to_str()
+                .unwrap(),
+            "-signature",
+            signature_file.to_str().unwrap(),
+            message_file.to_str().unwrap(),
+        ]);
+        assert!(
+            checked.status.success(),
+            "openssl refused our signature: {checked:?}"
+        );
+
+        let theirs_file = dir.join("theirs.sig");
+        let signed = openssl(&[
+            "dgst",
+            "-sha256",
+            "-sign",
+            fixture("wechatpay/merchant_private_key.pem")
+                .to_str()
+                .unwrap(),
+            "-out",
+            theirs_file.to_str().unwrap(),
+            message_file.to_str().unwrap(),
+        ]);
+        assert!(signed.status.success(), "{signed:?}");
+        let theirs = BASE64.encode(std::fs::read(&theirs_file).unwrap());
+        let public = PublicKey::from_text(&read("wechatpay/merchant_public_key.pem")).unwrap();
+        assert!(public.verifies(message.as_bytes(), &theirs));
+        assert!(key.public_key().verifies(message.as_bytes(), &theirs));
+        // PKCS#1 v1.5 is deterministic: the same key and message give the same signature.
+        assert_eq!(ours, theirs);
+
+        assert!(!public.verifies(b"another message", &theirs));
+        let other = PublicKey::from_text(&read("wechatpay/platform_public_key.pem")).unwrap();
+        assert!(!other.verifies(message.as_bytes(), &theirs));
+        for garbage in ["", "not base64!", "AAAA", &theirs[..theirs.len() - 4]] {
+            assert!(!public.verifies(message.as_bytes(), garbage), "{garbage:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn keys_load_in_every_wrapping_providers_use() {
+        let pem = read("alipay/app_private_key.pem");
+        let bare: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let from_pem = PrivateKey::from_text(&pem).unwrap();
+        let from_bare = PrivateKey::from_text(&bare).unwrap();
+        assert_eq!(from_pem.sign_base64(b"x"), from_bare.sign_base64(b"x"));
+
+        let public_pem = read("alipay/app_public_key.pem");
+        let public_bare: String = public_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let signature = from_pem.sign_base64(b"x");
+        assert!(
+            PublicKey::from_text(&public_bare)
+                .unwrap()
+                .verifies(b"x", &signature)
+        );
+
+        let rsa_pem = openssl(&[
+            "pkey",
+            "-in",
+            fixture("alipay/app_private_key.pem").to_str().unwrap(),
+            "-traditional",
+        ]);
+        let pkcs1 = String::from_utf8(rsa_pem.stdout).unwrap();
+        if pkcs1.contains("BEGIN RSA PRIVATE KEY") {
+            assert_eq!(
+                PrivateKey::from_text(&pkcs1).unwrap().sign_base64(b"x"),
+                signature
+            );
+        }
+
+        for bad in [
+            "",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+            "!!",
+        ] {
+            assert!(PrivateKey::from_text(bad).is_err(), "{bad:?}");
+            assert!(PublicKey::from_text(bad).is_err(), "{bad:?}");
+        }
+        assert!(format!("{from_pem:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        let short = openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:1024",
+        ]);
+        assert!(short.status.success(), "{short:?}");
+        let pem = String::from_utf8(short.stdout).unwrap();
+        assert_eq!(
+            PrivateKey::from_text(&pem).unwrap_err(),
+            KeyError::TooShort(1024)
+        );
+    }
+
+    #[test]
+    fn certificate_serials_read_as_openssl_prints_them() {
+        for cert in ["wechatpay/platform_cert.pem", "wechatpay/merchant_cert.pem"] {
+            let out = openssl(&[
+                "x509",
+                "-noout",
+                "-serial",
+                "-in",
+                fixture(cert).to_str().unwrap(),
+            ]);
+            let printed = String::from_utf8(out.stdout).unwrap();
+            let serial = printed.trim().trim_start_matches("serial=");
+            let parsed = Certificate::from_pem(&read(cert)).unwrap();
+            assert_eq!(parsed.serial, serial);
+        }
+        let platform = Certificate::from_pem(&read("wechatpay/platform_cert.pem")).unwrap();
+        let key = PrivateKey::from_text(&read("wechatpay/platform_private_key.pem")).unwrap();
+        assert!(platform.public_key.verifies(b"m", &key.sign_base64(b"m")));
+        assert!(Certificate::from_pem(&read("wechatpay/platform_public_key.pem")).is_err());
+    }
+
+    #[test]
+    fn aead_round_trips_and_refuses_any_change() {
+        let key = b"0123456789abcdefABCDEF0123456789";
+        let sealed = aead::encrypt(key, "fdasflkja484", "transaction", b"{\"a\":1}").unwrap();
+        assert_eq!(
+            aead::decrypt(key, "fdasflkja484", "transaction", &sealed).unwrap(),
+            b"{\"a\":1}"
+        );
+        let wrong_key = b"0123456789abcdefABCDEF012345678X";
+        assert_eq!(
+            aead::decrypt(wrong_key, "fdasflkja484", "transaction", &sealed),
+            Err(aead::AeadError::Authentication)
+        );
+        assert_eq!(
+            aead::decrypt(key, "fdasflkja485", "transaction", &sealed),
+            Err(aead::AeadError::Authentication)
+        );
+        assert_eq!(
+            aead::decrypt(key, "fdasflkja484", "refund", &sealed),
+            Err(aead::AeadError::Authentication)
+        );
+        assert_eq!(
+            aead::decrypt(key, "short", "transaction", &sealed),
+            Err(aead::AeadError::NonceLength)
+        );
+        assert_eq!(
+            aead::decrypt(&key[..31], "fdasflkja484", "transaction", &sealed),
+            Err(aead::AeadError::KeyLength)
+        );
+        assert_eq!(
+            aead::decrypt(key, "fdasflkja484", "transaction", "%%%"),
+            Err(aead::AeadError::Base64)
+        );
+        assert_eq!(
+            aead::decrypt(key, "fdasflkja484", "transaction", "AAAA"),
+            Err(aead::AeadError::Authentication)
+        );
+    }
+}
