@@ -178,7 +178,7 @@ pub fn decode_qr_codes(png_bytes: &[u8]) -> Vec<String> {
             }
         }
     };
-    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| grey(x, y));
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, grey);
     image
         .detect_grids()
         .into_iter()
