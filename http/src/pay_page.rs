@@ -149,7 +149,7 @@ fn render(pay: &PayPage, svg: &str) -> String {
  <p class="instruction">{instruction}</p>
  <dl>
   <dt>Order</dt><dd id="order">{order}</dd>
-  <dt>Pay within</dt><dd id="countdown" data-deadline="{deadline}">…</dd>
+  <dt>Time left</dt><dd id="countdown" data-deadline="{deadline}">…</dd>
  </dl>
  <div id="result" role="status" data-status="{status}">{status_text}</div>
 </main>

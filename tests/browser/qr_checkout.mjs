@@ -106,7 +106,7 @@ async function run(opts, state, { left }) {
   const box = await qr.boundingBox();
   seen.qr_size = box ? [Math.round(box.width), Math.round(box.height)] : null;
   fs.mkdirSync(path.dirname(opts.qrShot), { recursive: true });
-  const partial = `${opts.qrShot}.partial`;
+  const partial = opts.qrShot.replace(/\.png$/i, '') + '.partial.png';
   await page.locator('#qr').screenshot({ path: partial, timeout: left('the QR picture') });
   fs.renameSync(partial, opts.qrShot); // appears whole: the harness reads it as soon as it exists
   seen.qr_shot = opts.qrShot;
