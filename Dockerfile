@@ -17,6 +17,7 @@ WORKDIR /src
 # fails this step loudly until it is added).
 COPY Cargo.toml Cargo.lock ./
 COPY domain/Cargo.toml domain/
+COPY protocols/Cargo.toml protocols/
 COPY activities/Cargo.toml activities/
 COPY workflows/Cargo.toml workflows/
 COPY worker/Cargo.toml worker/
@@ -29,7 +30,7 @@ COPY tests/Cargo.toml tests/
 # from them, so the real sources below are always recompiled (their mtimes, older than the
 # stand-ins', would otherwise let cargo keep the empty build).
 RUN set -eux; \
-    for crate in domain activities workflows worker client http starter bench/load tests; do \
+    for crate in domain protocols activities workflows worker client http starter bench/load tests; do \
         mkdir -p "$crate/src"; \
         : > "$crate/src/lib.rs"; \
     done; \
@@ -38,7 +39,7 @@ RUN set -eux; \
     done; \
     cargo build --release --locked --bins -p orderflow-worker -p orderflow-starter; \
     cargo clean --release \
-        -p orderflow-domain -p orderflow-activities -p orderflow-workflows \
+        -p orderflow-domain -p orderflow-protocols -p orderflow-activities -p orderflow-workflows \
         -p orderflow-worker -p orderflow-client -p orderflow-http -p orderflow-starter -p orderflow-tests
 
 # The real sources, and migrations/ for sqlx::migrate!.

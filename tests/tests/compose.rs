@@ -9,7 +9,7 @@
 //!
 //! * The services started from the Orderflow image run real subcommands (`<cmd> --help` exits
 //!   0 on this checkout's debug binaries), and every `ORDERFLOW_*`, `DATABASE_URL`,
-//!   `TEMPORAL_*` and `STRIPE_*` variable they set is one those binaries read.
+//!   `TEMPORAL_*`, `STRIPE_*`, `WECHATPAY_*` and `ALIPAY_*` variable they set is one those binaries read.
 //! * No service switches the sandbox payment gateway on (a development tool).
 //! * Every long-running service has a healthcheck and a restart policy; one-shots do not
 //!   restart.
@@ -295,6 +295,8 @@ fn is_checked_variable(name: &str) -> bool {
         || name.starts_with("ORDERFLOW_")
         || name.starts_with("TEMPORAL_")
         || name.starts_with("STRIPE_")
+        || name.starts_with("WECHATPAY_")
+        || name.starts_with("ALIPAY_")
 }
 
 fn is_temporal_envconfig(name: &str) -> bool {
