@@ -374,6 +374,17 @@ pub struct RefundNotice {
     #[serde(default)]
     pub refund_id: Option<String>,
     pub refund_status: String,
+    #[serde(default)]
+    pub amount: Option<RefundNoticeAmount>,
+}
+
+/// A refund notify's amounts, fen (it names no currency: refunds are in the order's CNY).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RefundNoticeAmount {
+    #[serde(default)]
+    pub total: Option<i64>,
+    #[serde(default)]
+    pub refund: Option<i64>,
 }
 
 /// Every error answer: `{"code": "PARAM_ERROR", "message": "…"}`.
