@@ -110,6 +110,8 @@ pub const TIMESTAMP_TOLERANCE_SECS: i64 = 300;
 pub const CURRENCY: &str = "CNY";
 /// `description` is at most 127 bytes (UTF-8).
 pub const DESCRIPTION_MAX_BYTES: usize = 127;
+/// A refund's `reason` is at most 80 (counted here in bytes, the stricter reading).
+pub const REFUND_REASON_MAX_BYTES: usize = 80;
 
 /// Header names of a signed answer or notify, lower-case (as the shim and reqwest hand them).
 pub const HEADER_TIMESTAMP: &str = "wechatpay-timestamp";
@@ -257,10 +259,19 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 /// `description` cut to [`DESCRIPTION_MAX_BYTES`] on a character boundary (WeChat counts UTF-8
 /// bytes; a cut inside a character would be invalid UTF-8 and fail the request).
 pub fn description(text: &str) -> &str {
-    if text.len() <= DESCRIPTION_MAX_BYTES {
+    cut_utf8(text, DESCRIPTION_MAX_BYTES)
+}
+
+/// A refund's `reason` cut to [`REFUND_REASON_MAX_BYTES`] the same way.
+pub fn refund_reason(text: &str) -> &str {
+    cut_utf8(text, REFUND_REASON_MAX_BYTES)
+}
+
+fn cut_utf8(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
         return text;
     }
-    let mut end = DESCRIPTION_MAX_BYTES;
+    let mut end = max_bytes;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
@@ -613,6 +624,8 @@ mod tests {
         assert_eq!(description("tea"), "tea");
         let exact = "a".repeat(127);
         assert_eq!(description(&exact), exact);
+        let reason = refund_reason(&long);
+        assert!(reason.len() <= 80 && reason.len() >= 77 && long.starts_with(reason));
     }
 
     #[test]

@@ -655,6 +655,22 @@ fn violation(inner: &Inner, use_pubkey: bool, what: String) -> Response {
     )
 }
 
+/// [`admit`], then the body as JSON.
+#[allow(clippy::result_large_err)]
+fn admit_json(
+    inner: &Inner,
+    method: &Method,
+    uri: &OriginalUri,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<(bool, Value), Response> {
+    let use_pubkey = admit(inner, method, uri, headers, body)?;
+    serde_json::from_slice::<Value>(body)
+        .map(|req| (use_pubkey, req))
+        .map_err(|_| violation(inner, use_pubkey, format!("{what}: body is not JSON")))
+}
+
 fn valid_out_trade_no(no: &str) -> bool {
     (6..=32).contains(&no.len())
         && no
@@ -701,12 +717,9 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let use_pubkey = match admit(&inner, &method, &uri, &headers, &body) {
-        Ok(k) => k,
+    let (use_pubkey, req) = match admit_json(&inner, &method, &uri, &headers, &body, "create") {
+        Ok(admitted) => admitted,
         Err(r) => return r,
-    };
-    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
-        return violation(&inner, use_pubkey, "create: body is not JSON".into());
     };
     let s = |k: &str| req[k].as_str().unwrap_or_default().to_owned();
     let no = s("out_trade_no");
@@ -880,12 +893,9 @@ async fn refund(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let use_pubkey = match admit(&inner, &method, &uri, &headers, &body) {
-        Ok(k) => k,
+    let (use_pubkey, req) = match admit_json(&inner, &method, &uri, &headers, &body, "refund") {
+        Ok(admitted) => admitted,
         Err(r) => return r,
-    };
-    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
-        return violation(&inner, use_pubkey, "refund: body is not JSON".into());
     };
     let s = |k: &str| req[k].as_str().unwrap_or_default().to_owned();
     let (trade_no, refund_no) = (s("out_trade_no"), s("out_refund_no"));
@@ -910,8 +920,11 @@ async fn refund(
     if total != paid || refund < 1 || refund > total || req["amount"]["currency"] != "CNY" {
         problems.push(format!("amount {} for a trade of {paid}", req["amount"]));
     }
-    if s("reason").chars().count() > 80 || s("notify_url").contains('?') {
-        problems.push("reason/notify_url".into());
+    if s("reason").len() > 80 {
+        problems.push(format!("reason of {} bytes", s("reason").len()));
+    }
+    if s("notify_url").contains('?') {
+        problems.push(format!("notify_url {:?}", s("notify_url")));
     }
     if trade.state != "SUCCESS" && trade.state != "REFUND" {
         drop(b);

@@ -202,7 +202,13 @@ async fn review_and_refund(app: TestApp, _shim: Shim, standin: WechatPayStandIn)
     let (id, no) = order(&app, "wx-mismatch", 60).await;
     standin.pay(&no, Some(100));
     app.wait_status(&id, OrderStatus::NeedsReview).await;
-    assert_eq!(callbacks(&app, "MISMATCH_SIGNALLED", Some(&no)).await, 1);
+    // The verdict is written after the signal it reports, so it may trail the status.
+    eventually(Duration::from_secs(10), || async {
+        let n = callbacks(&app, "MISMATCH_SIGNALLED", Some(&no)).await;
+        if n == 1 { Ok(()) } else { Err(n) }
+    })
+    .await
+    .expect("the mismatch verdict recorded");
     app.orders
         .resolve(
             &id,
@@ -214,7 +220,20 @@ async fn review_and_refund(app: TestApp, _shim: Shim, standin: WechatPayStandIn)
         )
         .await
         .expect("resolve");
-    let done = app.final_view(&id).await;
+    let done = eventually(Duration::from_secs(60), || async {
+        let view = app.view(&id).await;
+        if view.status == Some(OrderStatus::Refunded) {
+            return Ok(view);
+        }
+        Err(format!(
+            "{view:?}; refunds {:?}, posts {}, violations {:?}",
+            standin.refunds_of(&no),
+            standin.refund_posts(),
+            standin.violations()
+        ))
+    })
+    .await
+    .expect("refunded");
     assert_eq!(done.status, Some(OrderStatus::Refunded), "{done:?}");
     let refunds = standin.refunds_of(&no);
     assert_eq!(refunds.len(), 1, "{refunds:?}");

@@ -461,7 +461,7 @@ impl PaymentProvider for WechatPayProvider {
         let order = RefundOrder {
             out_trade_no: req.payment_no.as_str(),
             out_refund_no: path_segment(&req.refund_no)?,
-            reason: protocol::description(&req.reason),
+            reason: protocol::refund_reason(&req.reason),
             notify_url: &self.notify_url,
             amount: RefundAmount {
                 refund: req.amount.minor(),
