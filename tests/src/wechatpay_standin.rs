@@ -13,7 +13,7 @@
 //! Test controls: the customer pays (the full amount or another), notifies lost, repeated in
 //! parallel, forged / tampered / stale / under an unknown serial / probes, a merchant other than
 //! ours, refunds that stay PROCESSING for a few queries then succeed (with REFUND.SUCCESS), an
-//! outage (503 SYSTEM_ERROR) for the next N requests, a customer who pays just as we close, and
+//! outage (503 SERVICE_UNAVAILABLE) for the next N requests, a customer who pays just as we close, and
 //! close answering 204 for numbers it does not know (the trap).
 
 use axum::Router;
@@ -191,7 +191,7 @@ impl WechatPayStandIn {
         self.books().lose_notifies = yes;
     }
 
-    /// The next `n` API requests answer 503 SYSTEM_ERROR.
+    /// The next `n` API requests answer 503 SERVICE_UNAVAILABLE.
     pub fn fail_next(&self, n: usize) {
         self.books().fail_next = n;
     }
@@ -553,7 +553,7 @@ fn admit(
             inner,
             use_pubkey,
             StatusCode::SERVICE_UNAVAILABLE,
-            error("SYSTEM_ERROR", "系统错误"),
+            error("SERVICE_UNAVAILABLE", "服务不可用，过载保护"),
         ));
     }
     let path_and_query = uri

@@ -157,6 +157,12 @@ impl WechatPayProvider {
                 "{method} {path_and_query}: {status} answer failed verification: {e} (request {request_id})"
             )));
         }
+        if status == StatusCode::ACCEPTED {
+            // "Accepted, not yet processed: repeat the request with the same parameters."
+            return Err(unavailable(format!(
+                "{method} {path_and_query}: 202 Accepted, not processed yet (request {request_id})"
+            )));
+        }
         Ok((status, body))
     }
 
@@ -478,5 +484,96 @@ impl PaymentProvider for WechatPayProvider {
             return Err(api_error(status, &answer, &req.refund_no));
         }
         checked_refund(&answer, &req.refund_no).map(provider_refund)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(status: u16, code: &str) -> ProviderError {
+        let body = format!(r#"{{"code":"{code}","message":"m"}}"#);
+        api_error(
+            StatusCode::from_u16(status).unwrap(),
+            body.as_bytes(),
+            "pay_1",
+        )
+    }
+
+    #[test]
+    fn errors_are_classified_by_whether_a_retry_can_help() {
+        for (status, code) in [
+            (429, "RATELIMIT_EXCEEDED"),
+            (500, "SYSTEM_ERROR"),
+            (503, "SERVICE_UNAVAILABLE"),
+            (403, "FREQUENCY_LIMITED"),
+            (403, "NOTENOUGH"),
+            (502, ""),
+        ] {
+            assert!(
+                matches!(error(status, code), ProviderError::Unavailable(_)),
+                "{status} {code}"
+            );
+        }
+        for (status, code) in [
+            (401, "SIGN_ERROR"),
+            (400, "PARAM_ERROR"),
+            (400, "INVALID_REQUEST"),
+            (403, "NO_AUTH"),
+        ] {
+            assert!(
+                matches!(error(status, code), ProviderError::Rejected(_)),
+                "{status} {code}"
+            );
+        }
+        assert!(matches!(
+            error(404, "ORDER_NOT_EXIST"),
+            ProviderError::NotFound(_)
+        ));
+        assert!(matches!(
+            api_error(StatusCode::BAD_GATEWAY, b"<html>", "pay_1"),
+            ProviderError::Unavailable(_)
+        ));
+    }
+
+    fn transaction(json: &str) -> Transaction {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn trade_states_map_to_payment_states() {
+        let paid = charge_state(&transaction(
+            r#"{"mchid":"m","out_trade_no":"pay_1","transaction_id":"42","trade_state":"SUCCESS","amount":{"total":16800,"payer_total":16000,"currency":"CNY","payer_currency":"CNY"}}"#,
+        ))
+        .unwrap();
+        assert_eq!(paid.status, PaymentStatus::Paid);
+        assert_eq!(paid.paid_amount_minor, Some(16800));
+        assert_eq!(paid.provider_txn_id.as_deref(), Some("42"));
+        for (state, status) in [
+            ("REFUND", PaymentStatus::Refunded),
+            ("NOTPAY", PaymentStatus::Pending),
+            ("USERPAYING", PaymentStatus::Pending),
+            ("CLOSED", PaymentStatus::Closed),
+            ("REVOKED", PaymentStatus::Closed),
+            ("PAYERROR", PaymentStatus::Closed),
+        ] {
+            let t = transaction(&format!(
+                r#"{{"out_trade_no":"pay_1","transaction_id":"42","trade_state":"{state}","amount":{{"total":1,"currency":"CNY"}}}}"#
+            ));
+            assert_eq!(charge_state(&t).unwrap().status, status, "{state}");
+        }
+        // Paid without an amount, or a state nobody documented: not believed.
+        assert!(
+            charge_state(&transaction(
+                r#"{"out_trade_no":"p","trade_state":"SUCCESS"}"#
+            ))
+            .is_err()
+        );
+        assert!(
+            charge_state(&transaction(
+                r#"{"out_trade_no":"p","trade_state":"WHATEVER"}"#
+            ))
+            .is_err()
+        );
     }
 }

@@ -215,3 +215,135 @@ impl WebhookAdapter for WechatPayWebhooks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orderflow_protocols::rsa_keys::{Certificate, PrivateKey, aead};
+    use orderflow_protocols::wechatpay::{ApiV3Key, VerifierKeys};
+    use std::collections::BTreeMap;
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    const NOW: i64 = 1_700_000_000;
+
+    fn fixture(name: &str) -> String {
+        let path = format!(
+            "{}/../tests/fixtures/providers/wechatpay/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn adapter() -> WechatPayWebhooks {
+        let platform = Certificate::from_pem(&fixture("platform_cert.pem")).unwrap();
+        WechatPayWebhooks::new(Arc::new(MerchantConfig {
+            mchid: "1900000001".into(),
+            appid: "wx8888888888888888".into(),
+            merchant_serial: "3A7E1C2B4D5F6071829304A5B6C7D8E9F0A1B2C3".into(),
+            merchant_key: PrivateKey::from_text(&fixture("merchant_private_key.pem")).unwrap(),
+            apiv3_key: ApiV3Key::from_text(KEY).unwrap(),
+            verifier_keys: VerifierKeys::default().with_certificate(platform),
+        }))
+    }
+
+    fn notify(event_type: &str, resource: &str) -> (BTreeMap<String, String>, Vec<u8>) {
+        let ciphertext = aead::encrypt(
+            KEY.as_bytes(),
+            "abcdefghijkl",
+            "refund",
+            resource.as_bytes(),
+        )
+        .unwrap();
+        let body = format!(
+            r#"{{"id":"EV-9","event_type":"{event_type}","resource_type":"encrypt-resource","resource":{{"algorithm":"AEAD_AES_256_GCM","ciphertext":"{ciphertext}","associated_data":"refund","nonce":"abcdefghijkl","original_type":"refund"}}}}"#
+        )
+        .into_bytes();
+        let key = PrivateKey::from_text(&fixture("platform_private_key.pem")).unwrap();
+        let mut message = format!("{NOW}\nn1\n").into_bytes();
+        message.extend_from_slice(&body);
+        message.push(b'\n');
+        let headers = BTreeMap::from([
+            ("wechatpay-timestamp".to_owned(), NOW.to_string()),
+            ("wechatpay-nonce".to_owned(), "n1".to_owned()),
+            ("wechatpay-signature".to_owned(), key.sign_base64(&message)),
+            (
+                "wechatpay-serial".to_owned(),
+                "5157F09EFDC096DE15EBE81A47057A7232F1B8E1".to_owned(),
+            ),
+        ]);
+        (headers, body)
+    }
+
+    fn verify(
+        headers: &BTreeMap<String, String>,
+        body: &[u8],
+    ) -> Result<VerifiedWebhook, WebhookRejection> {
+        adapter().verify(&WebhookRequest { headers, body }, NOW)
+    }
+
+    #[test]
+    fn refund_notifies_report_the_refund() {
+        for status in ["SUCCESS", "ABNORMAL", "CLOSED"] {
+            let (headers, body) = notify(
+                &format!("REFUND.{status}"),
+                &format!(
+                    r#"{{"mchid":"1900000001","out_trade_no":"pay_1","transaction_id":"42","out_refund_no":"rf_1","refund_id":"50","refund_status":"{status}","amount":{{"total":16800,"refund":100,"payer_total":16800,"payer_refund":100}}}}"#
+                ),
+            );
+            let v = verify(&headers, &body).unwrap();
+            assert_eq!(
+                v.kind,
+                WebhookEventKind::RefundUpdate {
+                    refund_no: "rf_1".into(),
+                    status: status.into()
+                }
+            );
+            assert_eq!(
+                (v.payment_no.as_deref(), v.amount_minor),
+                (Some("pay_1"), 100)
+            );
+            assert_eq!(v.merchant_id.as_deref(), adapter().merchant_id());
+        }
+    }
+
+    #[test]
+    fn other_events_are_ignored_and_missing_headers_named() {
+        let (headers, body) = notify("TRANSACTION.CLOSED", "{}");
+        assert_eq!(
+            verify(&headers, &body).unwrap().kind,
+            WebhookEventKind::Ignored("TRANSACTION.CLOSED".into())
+        );
+        for name in [
+            HEADER_TIMESTAMP,
+            HEADER_NONCE,
+            HEADER_SIGNATURE,
+            HEADER_SERIAL,
+        ] {
+            let mut partial = headers.clone();
+            partial.remove(name);
+            assert_eq!(
+                verify(&partial, &body),
+                Err(WebhookRejection::MissingHeader(name))
+            );
+        }
+        // A payment notify without its merchant is malformed, not someone else's.
+        let (headers, body) = notify(
+            "TRANSACTION.SUCCESS",
+            r#"{"out_trade_no":"pay_1","transaction_id":"42","trade_state":"SUCCESS","amount":{"total":1,"currency":"CNY"}}"#,
+        );
+        assert!(matches!(
+            verify(&headers, &body),
+            Err(WebhookRejection::MalformedBody(_))
+        ));
+    }
+
+    #[test]
+    fn answers_are_the_documented_ones() {
+        let ack = adapter().ack();
+        assert_eq!((ack.status, ack.body.len()), (204, 0));
+        let nack = adapter().nack(400, "SIGNATURE_MISMATCH", "no");
+        assert_eq!(nack.status, 400);
+        let body: serde_json::Value = serde_json::from_slice(&nack.body).unwrap();
+        assert_eq!(body, serde_json::json!({"code": "FAIL", "message": "no"}));
+    }
+}
