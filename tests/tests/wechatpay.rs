@@ -293,13 +293,13 @@ on_every_engine_with_wechatpay!(payments, attacks, review_and_refund);
 
 // ---- the outbound client's traps, directly ---------------------------------------------------
 
-fn provider(standin: &WechatPayStandIn, certificate: bool, public_key: bool) -> WechatPayProvider {
+fn provider(base: &str, certificate: bool, public_key: bool) -> WechatPayProvider {
     let mut settings = WechatPaySettings::default();
-    configure(&mut settings, &standin.base, certificate, public_key);
+    configure(&mut settings, base, certificate, public_key);
     let config = settings.load().expect("settings").expect("configured");
     WechatPayProvider::new(
         Arc::new(config),
-        &standin.base,
+        base,
         "https://shop.example/v1/webhooks/wechatpay",
     )
     .expect("client")
@@ -319,7 +319,7 @@ fn charge(order: &str, minor: i64, currency: &str) -> ChargeRequest {
 #[tokio::test]
 async fn client_contract() {
     let standin = WechatPayStandIn::spawn().await;
-    let wx = provider(&standin, true, true);
+    let wx = provider(&standin.base, true, true);
 
     // A repeated create answers the same code_url; one trade.
     let req = charge("ord-wx-contract-1", TEA_FEN, "CNY");
@@ -373,7 +373,7 @@ async fn client_contract() {
     assert_eq!(standin.refund_posts(), 1);
 
     // Answers signed by a key we were not given are not believed.
-    let cert_only = provider(&standin, true, false);
+    let cert_only = provider(&standin.base, true, false);
     standin.sign_with_pubkey(true);
     assert!(
         matches!(cert_only.query(&req.payment_no).await, Err(ProviderError::Unavailable(m)) if m.contains("verification"))
@@ -383,6 +383,15 @@ async fn client_contract() {
     standin.fail_next(1);
     assert!(matches!(
         wx.query(&req.payment_no).await,
+        Err(ProviderError::Unavailable(_))
+    ));
+    // Nothing listening (connection refused) is retryable too.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let offline = provider(&nowhere, true, true);
+    assert!(matches!(
+        offline.query(&req.payment_no).await,
         Err(ProviderError::Unavailable(_))
     ));
     standin.assert_no_violations();
