@@ -164,9 +164,7 @@ pub struct SignedRequest {
 impl SignedRequest {
     /// The request body: `application/x-www-form-urlencoded`, UTF-8.
     pub fn form_body(&self) -> String {
-        url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&self.params)
-            .finish()
+        encode_form(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
     /// The gateway URL carrying every parameter in its query: the redirect of
@@ -175,6 +173,13 @@ impl SignedRequest {
         let sep = if gateway.contains('?') { '&' } else { '?' };
         format!("{gateway}{sep}{}", self.form_body())
     }
+}
+
+/// `application/x-www-form-urlencoded` text of the pairs, in the order given.
+pub fn encode_form<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 /// Builds and signs a request: the common parameters, `notify_url` (left out when empty),
@@ -324,6 +329,10 @@ pub struct QueryResponse {
     pub trade_status: String,
     #[serde(default)]
     pub total_amount: String,
+    /// When the money went to the seller: set for a trade that was paid, also after a full refund
+    /// closed it.
+    #[serde(default)]
+    pub send_pay_date: String,
 }
 
 /// `alipay.trade.refund`'s answer.
