@@ -196,6 +196,11 @@ impl WechatPayStandIn {
         self.books().fail_next = n;
     }
 
+    /// Outage answers still to give.
+    pub fn failures_left(&self) -> usize {
+        self.books().fail_next
+    }
+
     /// Refunds made from now on answer PROCESSING to their first `n` queries.
     pub fn refunds_processing_for(&self, n: u32) {
         self.books().refund_processing_queries = n;
