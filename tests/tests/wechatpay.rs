@@ -96,6 +96,28 @@ async fn payments(app: TestApp, _shim: Shim, standin: WechatPayStandIn) {
     .await
     .expect("the notify was acknowledged with an empty 204");
 
+    // The first two deliveries spoiled on the way: refused, and WeChat Pay's retries (15 s,
+    // 15 s, … here in ms) bring the same notify through.
+    let (id, no) = order(&app, "wx-retried", 60).await;
+    standin.spoil_next_deliveries(2);
+    let event = standin.pay(&no, None);
+    app.wait_status(&id, OrderStatus::Paid).await;
+    eventually(Duration::from_secs(10), || async {
+        let attempts: Vec<u16> = standin
+            .deliveries()
+            .into_iter()
+            .filter(|(e, _)| *e == event)
+            .map(|(_, s)| s)
+            .collect();
+        if attempts == [400, 400, 204] {
+            Ok(())
+        } else {
+            Err(attempts)
+        }
+    })
+    .await
+    .expect("refused twice, then acknowledged");
+
     // The same notify ten times at once: one change.
     let (id, no) = order(&app, "wx-dup", 60).await;
     standin.lose_notifies(true);
@@ -158,7 +180,7 @@ async fn payments(app: TestApp, _shim: Shim, standin: WechatPayStandIn) {
     app.wait_status(&id, OrderStatus::Paid).await;
 
     let tea = app.stock(TEA).await;
-    assert_eq!(tea.sold, 6, "{tea:?}");
+    assert_eq!(tea.sold, 7, "{tea:?}");
     assert_eq!(tea.reserved, 0, "{tea:?}");
     app.assert_stock_invariants().await;
     standin.assert_no_violations();
