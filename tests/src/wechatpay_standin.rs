@@ -120,6 +120,8 @@ struct Books {
     violations: Vec<String>,
     use_pubkey: bool,
     lose_notifies: bool,
+    /// Deliveries still to be spoiled on the way (sent as probes, so the shim refuses them).
+    spoil_deliveries: usize,
     fail_next: usize,
     refund_processing_queries: u32,
     requests: usize,
@@ -194,6 +196,17 @@ impl WechatPayStandIn {
     /// The next `n` API requests answer 503 SERVICE_UNAVAILABLE.
     pub fn fail_next(&self, n: usize) {
         self.books().fail_next = n;
+    }
+
+    /// The next `n` notify deliveries reach the shim spoiled (it must refuse them), so WeChat
+    /// Pay's retries are what gets the notify through.
+    pub fn spoil_next_deliveries(&self, n: usize) {
+        self.books().spoil_deliveries = n;
+    }
+
+    /// Outage answers still to give.
+    pub fn failures_left(&self) -> usize {
+        self.books().fail_next
     }
 
     /// Refunds made from now on answer PROCESSING to their first `n` queries.
@@ -340,7 +353,19 @@ impl WechatPayStandIn {
         tokio::spawn(async move {
             for delay in std::iter::once(0).chain(NOTIFY_RETRY_MS) {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
-                let status = request.send(&me.inner.http).await;
+                let spoil = {
+                    let mut b = me.books();
+                    let spoil = b.spoil_deliveries > 0;
+                    b.spoil_deliveries = b.spoil_deliveries.saturating_sub(1);
+                    spoil
+                };
+                let status = if spoil {
+                    let mut spoiled = request.clone();
+                    spoiled.reform(NotifyForm::Probe, &me.inner);
+                    spoiled.send(&me.inner.http).await
+                } else {
+                    request.send(&me.inner.http).await
+                };
                 me.books().deliveries.push((request.id.clone(), status));
                 if status == 200 || status == 204 {
                     return;

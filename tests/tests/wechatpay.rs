@@ -96,6 +96,28 @@ async fn payments(app: TestApp, _shim: Shim, standin: WechatPayStandIn) {
     .await
     .expect("the notify was acknowledged with an empty 204");
 
+    // The first two deliveries spoiled on the way: refused, and WeChat Pay's retries (15 s,
+    // 15 s, … here in ms) bring the same notify through.
+    let (id, no) = order(&app, "wx-retried", 60).await;
+    standin.spoil_next_deliveries(2);
+    let event = standin.pay(&no, None);
+    app.wait_status(&id, OrderStatus::Paid).await;
+    eventually(Duration::from_secs(10), || async {
+        let attempts: Vec<u16> = standin
+            .deliveries()
+            .into_iter()
+            .filter(|(e, _)| *e == event)
+            .map(|(_, s)| s)
+            .collect();
+        if attempts == [400, 400, 204] {
+            Ok(())
+        } else {
+            Err(attempts)
+        }
+    })
+    .await
+    .expect("refused twice, then acknowledged");
+
     // The same notify ten times at once: one change.
     let (id, no) = order(&app, "wx-dup", 60).await;
     standin.lose_notifies(true);
@@ -148,12 +170,17 @@ async fn payments(app: TestApp, _shim: Shim, standin: WechatPayStandIn) {
     let trades = standin.trade_count();
     standin.fail_next(3);
     let (id, no) = order(&app, "wx-down", 60).await;
+    assert_eq!(
+        standin.failures_left(),
+        0,
+        "the outage was met and retried through"
+    );
     assert_eq!(standin.trade_count(), trades + 1);
     standin.pay(&no, None);
     app.wait_status(&id, OrderStatus::Paid).await;
 
     let tea = app.stock(TEA).await;
-    assert_eq!(tea.sold, 6, "{tea:?}");
+    assert_eq!(tea.sold, 7, "{tea:?}");
     assert_eq!(tea.reserved, 0, "{tea:?}");
     app.assert_stock_invariants().await;
     standin.assert_no_violations();
@@ -192,7 +219,21 @@ async fn attacks(app: TestApp, _shim: Shim, standin: WechatPayStandIn) {
     let (event, status) = standin.send_notify(&no, NotifyForm::Genuine, None).await;
     assert_eq!(status, 204);
     let done = app.wait_status(&id, OrderStatus::Paid).await;
-    assert_eq!(done.payment_events, vec![event]);
+    assert_eq!(done.payment_events, vec![event.clone()]);
+    // Another notify for the same payment arriving after it settled (reordered, or a second
+    // event): acknowledged, nothing changes.
+    let (late, status) = standin.send_notify(&no, NotifyForm::Genuine, None).await;
+    assert_eq!(status, 204, "{late}");
+    let after = app.final_view(&id).await;
+    assert_eq!(after.status, Some(OrderStatus::Paid));
+    assert_eq!(after.payment_events, vec![event]);
+    eventually(Duration::from_secs(10), || async {
+        let n = callbacks(&app, "ALREADY_SETTLED", Some(&no)).await;
+        if n == 1 { Ok(()) } else { Err(n) }
+    })
+    .await
+    .expect("the late notify recorded as already settled");
+    assert_eq!(app.stock(TEA).await.sold, before.sold + 1);
     app.assert_stock_invariants().await;
     standin.assert_no_violations();
 }
