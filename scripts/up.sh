@@ -4,7 +4,9 @@
 #   the demo catalog, an orderflow-worker, the HTTP shim (`orderflow serve`), both with the sandbox
 #   payment gateway switched on (ORDERFLOW_SANDBOX=true, development only) — then one order
 #   down each path (paid through the sandbox checkout and its signed webhook, timed out,
-#   cancelled) and one left open for you to pay in a browser. Keeps running until ctrl-c.
+#   cancelled), one paid with WeChat Pay and one with Alipay (against local stand-ins of both,
+#   with test keys: no real money), and one left open for you to pay in a browser. Keeps running
+#   until ctrl-c.
 #
 # Settings (all optional): TEMPORAL_PORT (7233), TEMPORAL_UI_PORT (8233), SHIM_PORT (8080),
 # DATABASE_URL (sqlite://data/orderflow.db; postgres://… and mysql://… work too), DEMO_TIMEOUT (5s: the timed-out order's window).
@@ -28,8 +30,9 @@ mkdir -p data .run
 
 ensure_temporal_tools
 
-echo "==> building orderflow and orderflow-worker"
+echo "==> building orderflow, orderflow-worker and the payment provider stand-ins"
 cargo build --quiet --bins -p orderflow-starter -p orderflow-worker
+cargo build --quiet --bin provider-standins -p orderflow-tests
 bin="${CARGO_TARGET_DIR:-target}/debug"
 of() { "$bin/orderflow" "$@"; }
 
@@ -72,6 +75,28 @@ ORDERFLOW_API_KEY=$(of --json api-keys create --client demo-shop | field key)
 echo "$ORDERFLOW_API_KEY" >.run/api-key
 echo "==> API key of the demo shop (orders:create, orders:read, orders:cancel): ${ORDERFLOW_API_KEY}"
 
+# WeChat Pay and Alipay, each played by a local stand-in that speaks its protocol (signed answers,
+# signed and encrypted notifies) with the test keys in tests/fixtures/providers: a development
+# tool, like the sandbox. A real deployment sets the same variables to the merchant's own.
+"$bin/provider-standins" >.run/standins.json 2>.run/standins.log &
+pids+=($!)
+for _ in $(seq 100); do [ -s .run/standins.json ] && break; sleep 0.1; done
+standins=$(head -n1 .run/standins.json)
+[ -n "$standins" ] || { cat .run/standins.log >&2; exit 1; }
+keys=tests/fixtures/providers
+export WECHATPAY_MCHID=1900000001 WECHATPAY_APPID=wx8888888888888888
+export WECHATPAY_MERCHANT_SERIAL=3A7E1C2B4D5F6071829304A5B6C7D8E9F0A1B2C3
+export WECHATPAY_MERCHANT_KEY_FILE=$keys/wechatpay/merchant_private_key.pem
+export WECHATPAY_APIV3_KEY=0123456789abcdef0123456789abcdef
+export WECHATPAY_PLATFORM_CERT_FILES=$keys/wechatpay/platform_cert.pem
+export WECHATPAY_API_BASE=$(field wechatpay_api_base <<<"$standins")
+export ALIPAY_APP_ID=2021000117600001 ALIPAY_SELLER_ID=2088621000000001
+export ALIPAY_APP_PRIVATE_KEY_FILE=$keys/alipay/app_private_key.pem
+export ALIPAY_PUBLIC_KEY_FILE=$keys/alipay/alipay_public_key.pem
+export ALIPAY_GATEWAY=$(field alipay_gateway <<<"$standins")
+phone=$(field control <<<"$standins")
+echo "==> WeChat Pay stand-in at ${WECHATPAY_API_BASE}, Alipay stand-in at ${ALIPAY_GATEWAY}"
+
 echo "==> starting orderflow-worker (log: .run/worker.log)"
 "$bin/orderflow-worker" >.run/worker.log 2>&1 &
 pids+=($!)
@@ -106,19 +131,40 @@ echo "==> 3. an order the customer cancels"
 gone=$(of --json order create --customer demo-carol --line FLASH-DEAL:2 | field order_id)
 of order cancel "$gone" --reason "changed my mind"
 
+pay_by_phone() { # provider, sku, customer
+  local created order payment
+  created=$(curl -sS -X POST "${ORDERFLOW_PUBLIC_URL}/v1/orders" -H 'content-type: application/json' \
+    -H "Authorization: Bearer ${ORDERFLOW_API_KEY}" -H "Idempotency-Key: demo-$1-$(date +%s%N)" \
+    -d "{\"customer_id\":\"$3\",\"provider\":\"$1\",\"lines\":[{\"sku\":\"$2\",\"quantity\":1}]}")
+  order=$(echo "$created" | field order_id)
+  payment=$(echo "$created" | field payment_no)
+  echo "POST /v1/orders -> $(echo "$created" | field status) $(echo "$created" | field amount), QR $(echo "$created" | field qr_payload)"
+  echo "  payment page: $(echo "$created" | field checkout_url)"
+  echo "  the customer scans and pays: $(curl -sS -X POST "${phone}/$1/pay/${payment}")"
+  of order wait "$order" --timeout 60s
+}
+
 echo
-echo "==> 4. an order waiting for you"
+echo "==> 4. an order paid with WeChat Pay (the stand-in sends a signed, encrypted notify)"
+pay_by_phone wechatpay TEA-LONGJING demo-dan
+
+echo
+echo "==> 5. an order paid with Alipay (QR code; the stand-in sends a signed notify)"
+pay_by_phone alipay MOONCAKE-BOX demo-erin
+
+echo
+echo "==> 6. an order waiting for you"
 open_order=$(of --json order create --customer demo-you --line STICKER-PACK:3 | field checkout_url)
 echo "open ${open_order} in a browser and press Pay"
 
 echo
-echo "==> stock now (order 4 holds its 3 stickers until it is paid or expires)"
+echo "==> stock now (order 6 holds its 3 stickers until it is paid or expires)"
 of stock show
 
 cat <<EOF
 
 Orderflow is running.
-  pay order 4:   ${open_order}
+  pay order 6:   ${open_order}
   Temporal UI:   http://localhost:${TEMPORAL_UI_PORT}/namespaces/default/workflows
   stuck orders:  http://localhost:${TEMPORAL_UI_PORT}/namespaces/default/workflows?query=OrderStatus%3D%22AWAITING_PAYMENT%22
   orders API:    ${ORDERFLOW_PUBLIC_URL}/openapi.json (Authorization: Bearer ${ORDERFLOW_API_KEY})
