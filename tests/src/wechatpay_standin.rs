@@ -1061,3 +1061,28 @@ async fn refund_query(
     }
     answer(&inner, use_pubkey, StatusCode::OK, Some(v))
 }
+
+/// WeChat Pay settings (the worker's or the shim's) for this stand-in at `base`: its merchant,
+/// the test keys, and which verifying keys to configure (the platform certificate, the public key).
+pub fn configure(
+    w: &mut orderflow_worker::settings::WechatPaySettings,
+    base: &str,
+    certificate: bool,
+    public_key: bool,
+) {
+    w.wechatpay_mchid = Some(MCHID.into());
+    w.wechatpay_appid = Some(APPID.into());
+    w.wechatpay_merchant_serial = Some(MERCHANT_SERIAL.into());
+    w.wechatpay_merchant_key_file = Some(fixture_path("merchant_private_key.pem"));
+    w.wechatpay_apiv3_key = Some(orderflow_worker::settings::SecretString::from(
+        APIV3_KEY.to_owned(),
+    ));
+    if certificate {
+        w.wechatpay_platform_cert_files = vec![fixture_path("platform_cert.pem")];
+    }
+    if public_key {
+        w.wechatpay_public_key_id = Some(PUB_KEY_ID.into());
+        w.wechatpay_public_key_file = Some(fixture_path("pubkey_public_key.pem"));
+    }
+    w.wechatpay_api_base = base.to_owned();
+}

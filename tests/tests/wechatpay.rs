@@ -17,34 +17,15 @@ use orderflow_activities::providers::{
 use orderflow_domain::{
     Currency, Money, OrderId, OrderStatus, PaymentNo, ResolveAction, ResolveRequest,
 };
-use orderflow_tests::wechatpay_standin::{
-    APIV3_KEY, APPID, MCHID, MERCHANT_SERIAL, NotifyForm, PUB_KEY_ID, WechatPayStandIn,
-    fixture_path,
-};
+use orderflow_tests::wechatpay_standin::{APPID, MCHID, NotifyForm, WechatPayStandIn, configure};
 use orderflow_tests::{Engine, Shim, TestApp, eventually};
-use orderflow_worker::settings::{SecretString, WechatPaySettings};
+use orderflow_worker::settings::WechatPaySettings;
 use std::sync::Arc;
 use std::time::Duration;
 
 const TEA: &str = "TEA-LONGJING";
 /// 168.00 CNY.
 const TEA_FEN: i64 = 16_800;
-
-fn configure(w: &mut WechatPaySettings, base: &str, certificate: bool, public_key: bool) {
-    w.wechatpay_mchid = Some(MCHID.into());
-    w.wechatpay_appid = Some(APPID.into());
-    w.wechatpay_merchant_serial = Some(MERCHANT_SERIAL.into());
-    w.wechatpay_merchant_key_file = Some(fixture_path("merchant_private_key.pem"));
-    w.wechatpay_apiv3_key = Some(SecretString::from(APIV3_KEY.to_owned()));
-    if certificate {
-        w.wechatpay_platform_cert_files = vec![fixture_path("platform_cert.pem")];
-    }
-    if public_key {
-        w.wechatpay_public_key_id = Some(PUB_KEY_ID.into());
-        w.wechatpay_public_key_file = Some(fixture_path("pubkey_public_key.pem"));
-    }
-    w.wechatpay_api_base = base.to_owned();
-}
 
 async fn spawn(engine: Engine) -> Option<(TestApp, Shim, WechatPayStandIn)> {
     let standin = WechatPayStandIn::spawn().await;
