@@ -12,7 +12,7 @@
 
 use futures::future::join_all;
 use orderflow_activities::providers::alipay::AlipayProvider;
-use orderflow_activities::providers::{ChargeRequest, PaymentProvider, ProviderError};
+use orderflow_activities::providers::{ChargeRequest, CloseResult, PaymentProvider, ProviderError};
 use orderflow_domain::{
     Currency, Money, OrderId, OrderStatus, PaymentNo, ResolveAction, ResolveRequest,
 };
@@ -423,5 +423,25 @@ async fn the_client_signs_redirects_and_refuses_what_alipay_would() {
         qr.query(&request.payment_no).await,
         Err(ProviderError::Unavailable(_))
     ));
+    // An answer changed after signing, or one without a sign, is not believed: not the QR code,
+    // not "no such trade" (which would close the order, or skip a refund).
+    standin.corrupt_answers(1, 0);
+    assert!(matches!(
+        qr.create(&request).await,
+        Err(ProviderError::Unavailable(_))
+    ));
+    standin.corrupt_answers(0, 2);
+    assert!(matches!(
+        qr.query(&request.payment_no).await,
+        Err(ProviderError::Unavailable(_))
+    ));
+    assert!(matches!(
+        qr.close(&request.payment_no).await,
+        Err(ProviderError::Unavailable(_))
+    ));
+    assert_eq!(
+        qr.close(&request.payment_no).await.unwrap(),
+        CloseResult::Closed
+    );
     standin.assert_no_violations();
 }
