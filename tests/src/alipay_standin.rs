@@ -321,9 +321,19 @@ impl AlipayStandIn {
     /// Alipay's delivery: sends, and again on the (compressed) retry schedule, until the body is
     /// exactly `success`. Returns how many sends it took, `None` if none succeeded.
     pub async fn deliver(&self, out_trade_no: &str, form: &str) -> Option<usize> {
+        self.deliver_every(self.minute, out_trade_no, form).await
+    }
+
+    /// [`AlipayStandIn::deliver`] with Alipay's minute compressed to `minute`.
+    pub async fn deliver_every(
+        &self,
+        minute: Duration,
+        out_trade_no: &str,
+        form: &str,
+    ) -> Option<usize> {
         for attempt in 0..=RETRY_MINUTES.len() {
             if attempt > 0 {
-                tokio::time::sleep(self.minute * RETRY_MINUTES[attempt - 1] as u32).await;
+                tokio::time::sleep(minute * RETRY_MINUTES[attempt - 1] as u32).await;
             }
             let (_, body) = self.post_notify(out_trade_no, form).await;
             if body == "success" {

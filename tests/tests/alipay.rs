@@ -298,6 +298,12 @@ async fn refused_notifies_change_nothing_and_ten_at_once_change_once(
         assert_eq!(body, "fail");
         assert!((400..500).contains(&status), "{status}");
     }
+    // Alipay keeps sending what is not answered `success`: all eight sends are refused.
+    assert_eq!(
+        s.deliver_every(Duration::from_millis(1), &pno, &refused[0])
+            .await,
+        None
+    );
     assert_eq!(
         count(
             app,
