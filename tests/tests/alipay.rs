@@ -119,6 +119,22 @@ async fn paid_by_notify(app: &TestApp, s: &AlipayStandIn) {
         .await,
         1
     );
+    // Reordered: a WAIT_BUYER_PAY notify (sent when the customer scanned) arrives after the
+    // payment's. Acknowledged, ignored.
+    let mut stale = notify.clone();
+    stale.insert("trade_status".into(), "WAIT_BUYER_PAY".into());
+    stale.insert("notify_id".into(), format!("{}w", notify["notify_id"]));
+    stale.remove("gmt_payment");
+    let (status, body) = s.post_notify(&pno, &s.signed_form(&stale)).await;
+    assert_eq!((status, body.as_str()), (200, "success"));
+    assert_eq!(
+        count(
+            app,
+            format!("webhook_callbacks WHERE payment_no = '{pno}' AND verdict = 'IGNORED'")
+        )
+        .await,
+        1
+    );
     // The trap: after a partial refund Alipay notifies with trade_status TRADE_SUCCESS. It is a
     // refund report, never a second payment.
     let partial = s.refund_notify(&pno, "rf_partial_by_merchant", "10.00", "TRADE_SUCCESS");
