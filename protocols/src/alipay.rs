@@ -582,6 +582,30 @@ mod tests {
         );
     }
 
+    /// The open platform's own example ("自行实现签名"): its request parameters and the string it
+    /// says is signed (its key is not published, so only the string is checked).
+    #[test]
+    fn the_documented_example_signs_the_documented_string() {
+        let biz = r#"{"button":[{"actionParam":"ZFB_HFCZ","actionType":"out","name":"话费充值"},{"name":"查询","subButton":[{"actionParam":"ZFB_YECX","actionType":"out","name":"余额查询"},{"actionParam":"ZFB_LLCX","actionType":"out","name":"流量查询"},{"actionParam":"ZFB_HFCX","actionType":"out","name":"话费查询"}]},{"actionParam":"http://m.alipay.com","actionType":"link","name":"最新优惠"}]}"#;
+        let params = [
+            ("app_id", "2014072300007148"),
+            ("method", "alipay.mobile.public.menu.add"),
+            ("charset", "GBK"),
+            ("sign_type", "RSA2"),
+            ("timestamp", "2014-07-24 03:07:50"),
+            ("biz_content", biz),
+            (
+                "sign",
+                "e9zEAe4TTQ4LPLQvETPoLGXTiURcxiAKfMVQ6Hrrsx2hmyIEGvSfAQzbLxHrhyZ48wOJXTsD4FPnt+YGdK57+fP1BCbf9rIVycfjhYCqlFhbTu9pFnZgT55W+xbAFb9y7vL0MyAxwXUXvZtQVqEwW7pURtKilbcBTEW7TAxzgro=",
+            ),
+            ("version", "1.0"),
+        ];
+        let expected = format!(
+            "app_id=2014072300007148&biz_content={biz}&charset=GBK&method=alipay.mobile.public.menu.add&sign_type=RSA2&timestamp=2014-07-24 03:07:50&version=1.0"
+        );
+        assert_eq!(sign_content(params, &[]), expected);
+    }
+
     #[test]
     fn requests_are_signed_over_the_sorted_unencoded_parameters() {
         let (private, public) = keys();

@@ -77,6 +77,9 @@ struct Books {
     outage: usize,
     /// Requests answered with `code=20000` (service unavailable), signed.
     unavailable: usize,
+    /// Answers whose `…_response` is changed after signing (the next ones), or sent unsigned.
+    tamper: usize,
+    unsigned: usize,
     /// Refunds processed whose answer is then lost (HTTP 502).
     lose_refund_answers: usize,
     calls: Vec<(String, String)>,
@@ -135,6 +138,13 @@ impl AlipayStandIn {
         let mut b = self.books();
         b.outage = n;
         b.unavailable = m;
+    }
+
+    /// The next `n` answers are changed after they were signed; the `m` after them carry no sign.
+    pub fn corrupt_answers(&self, n: usize, m: usize) {
+        let mut b = self.books();
+        b.tamper = n;
+        b.unsigned = m;
     }
 
     /// The next refund is made, but its answer never reaches the client.
@@ -311,9 +321,19 @@ impl AlipayStandIn {
     /// Alipay's delivery: sends, and again on the (compressed) retry schedule, until the body is
     /// exactly `success`. Returns how many sends it took, `None` if none succeeded.
     pub async fn deliver(&self, out_trade_no: &str, form: &str) -> Option<usize> {
+        self.deliver_every(self.minute, out_trade_no, form).await
+    }
+
+    /// [`AlipayStandIn::deliver`] with Alipay's minute compressed to `minute`.
+    pub async fn deliver_every(
+        &self,
+        minute: Duration,
+        out_trade_no: &str,
+        form: &str,
+    ) -> Option<usize> {
         for attempt in 0..=RETRY_MINUTES.len() {
             if attempt > 0 {
-                tokio::time::sleep(self.minute * RETRY_MINUTES[attempt - 1] as u32).await;
+                tokio::time::sleep(minute * RETRY_MINUTES[attempt - 1] as u32).await;
             }
             let (_, body) = self.post_notify(out_trade_no, form).await;
             if body == "success" {
@@ -632,7 +652,22 @@ impl AlipayStandIn {
 }
 
 async fn gateway(State(s): State<AlipayStandIn>, headers: HeaderMap, body: Bytes) -> Response {
-    let (status, text) = s.handle(&headers, &body);
+    let (status, mut text) = s.handle(&headers, &body);
+    {
+        let mut b = s.books();
+        if b.tamper > 0 {
+            b.tamper -= 1;
+            // A man in the middle: the signed text changed, the sign kept.
+            text = text
+                .replacen("\"msg\"", "\"msg\" ", 1)
+                .replacen("Success", "Succes5", 1);
+        } else if b.unsigned > 0 {
+            b.unsigned -= 1;
+            if let Some(at) = text.rfind(",\"sign\":") {
+                text = format!("{}}}", &text[..at]);
+            }
+        }
+    }
     (status, [("content-type", "text/html;charset=utf-8")], text).into_response()
 }
 

@@ -12,7 +12,7 @@
 
 use futures::future::join_all;
 use orderflow_activities::providers::alipay::AlipayProvider;
-use orderflow_activities::providers::{ChargeRequest, PaymentProvider, ProviderError};
+use orderflow_activities::providers::{ChargeRequest, CloseResult, PaymentProvider, ProviderError};
 use orderflow_domain::{
     Currency, Money, OrderId, OrderStatus, PaymentNo, ResolveAction, ResolveRequest,
 };
@@ -116,6 +116,22 @@ async fn paid_by_notify(app: &TestApp, s: &AlipayStandIn) {
         count(app, format!(
             "payments WHERE payment_no = '{pno}' AND status = 'PAID' AND paid_amount_minor = {PRICE_FEN} AND provider_txn_id = '{trade_no}'"
         ))
+        .await,
+        1
+    );
+    // Reordered: a WAIT_BUYER_PAY notify (sent when the customer scanned) arrives after the
+    // payment's. Acknowledged, ignored.
+    let mut stale = notify.clone();
+    stale.insert("trade_status".into(), "WAIT_BUYER_PAY".into());
+    stale.insert("notify_id".into(), format!("{}w", notify["notify_id"]));
+    stale.remove("gmt_payment");
+    let (status, body) = s.post_notify(&pno, &s.signed_form(&stale)).await;
+    assert_eq!((status, body.as_str()), (200, "success"));
+    assert_eq!(
+        count(
+            app,
+            format!("webhook_callbacks WHERE payment_no = '{pno}' AND verdict = 'IGNORED'")
+        )
         .await,
         1
     );
@@ -298,6 +314,12 @@ async fn refused_notifies_change_nothing_and_ten_at_once_change_once(
         assert_eq!(body, "fail");
         assert!((400..500).contains(&status), "{status}");
     }
+    // Alipay keeps sending what is not answered `success`: all eight sends are refused.
+    assert_eq!(
+        s.deliver_every(Duration::from_millis(1), &pno, &refused[0])
+            .await,
+        None
+    );
     assert_eq!(
         count(
             app,
@@ -423,5 +445,25 @@ async fn the_client_signs_redirects_and_refuses_what_alipay_would() {
         qr.query(&request.payment_no).await,
         Err(ProviderError::Unavailable(_))
     ));
+    // An answer changed after signing, or one without a sign, is not believed: not the QR code,
+    // not "no such trade" (which would close the order, or skip a refund).
+    standin.corrupt_answers(1, 0);
+    assert!(matches!(
+        qr.create(&request).await,
+        Err(ProviderError::Unavailable(_))
+    ));
+    standin.corrupt_answers(0, 2);
+    assert!(matches!(
+        qr.query(&request.payment_no).await,
+        Err(ProviderError::Unavailable(_))
+    ));
+    assert!(matches!(
+        qr.close(&request.payment_no).await,
+        Err(ProviderError::Unavailable(_))
+    ));
+    assert_eq!(
+        qr.close(&request.payment_no).await.unwrap(),
+        CloseResult::Closed
+    );
     standin.assert_no_violations();
 }

@@ -166,7 +166,14 @@ impl AlipayProvider {
         };
         if !answer.status.is_success() {
             if answer.status.sub_code == "ACQ.TRADE_NOT_EXIST" {
-                // A precreated QR nobody has scanned: payable until it expires.
+                // A precreated QR nobody has scanned: payable until it expires. Believed only
+                // signed: "no trade" decides that nothing is refunded after a late payment.
+                if !answer.signed {
+                    return Err(unavailable(
+                        proto::METHOD_QUERY,
+                        "unsigned ACQ.TRADE_NOT_EXIST is not acted on".into(),
+                    ));
+                }
                 return Ok(pending);
             }
             return Err(business_error(proto::METHOD_QUERY, &answer));
@@ -347,36 +354,38 @@ impl PaymentProvider for AlipayProvider {
         if answer.status.is_success() {
             return Ok(CloseResult::Closed);
         }
-        // Acting on these needs a signed answer: an unsigned error is only believed as a failure.
-        match answer.status.sub_code.as_str() {
-            "ACQ.TRADE_STATUS_ERROR"
-            | "ACQ.REASON_ILLEGAL_STATUS"
-            | "ACQ.REASON_TRADE_STATUS_INVALID"
-                if answer.signed =>
-            {
-                // Not waiting for payment: paid (or already closed). The query says which.
-                let state = self.query_state(payment_no).await?;
-                Ok(match state.status {
-                    PaymentStatus::Paid => CloseResult::AlreadyPaid(state),
-                    PaymentStatus::Closed => CloseResult::Closed,
-                    other => {
-                        return Err(unavailable(
-                            proto::METHOD_CLOSE,
-                            format!("close refused while the trade is {other}"),
-                        ));
-                    }
-                })
-            }
-            "ACQ.TRADE_NOT_EXIST" if answer.signed => {
-                // Never scanned. The QR stays payable until time_expire; a payment after this
-                // arrives by notify for a closed order and is refunded by LatePaymentWorkflow.
-                Ok(CloseResult::Closed)
-            }
-            _ if !answer.signed && !retryable(&answer.status) => Err(unavailable(
+        // Acting on these needs a signed answer: an unsigned one is only believed as a failure,
+        // and retried.
+        const ACTED_ON: [&str; 4] = [
+            "ACQ.TRADE_STATUS_ERROR",
+            "ACQ.REASON_ILLEGAL_STATUS",
+            "ACQ.REASON_TRADE_STATUS_INVALID",
+            "ACQ.TRADE_NOT_EXIST",
+        ];
+        let sub_code = answer.status.sub_code.as_str();
+        if !ACTED_ON.contains(&sub_code) {
+            return Err(business_error(proto::METHOD_CLOSE, &answer));
+        }
+        if !answer.signed {
+            return Err(unavailable(
                 proto::METHOD_CLOSE,
-                format!("unsigned error {}", answer.status.sub_code),
+                format!("unsigned {sub_code} is not acted on"),
+            ));
+        }
+        if sub_code == "ACQ.TRADE_NOT_EXIST" {
+            // Never scanned. The QR stays payable until time_expire; a payment after this
+            // arrives by notify for a closed order and is refunded by LatePaymentWorkflow.
+            return Ok(CloseResult::Closed);
+        }
+        // Not waiting for payment: paid (or already closed). The query says which.
+        let state = self.query_state(payment_no).await?;
+        match state.status {
+            PaymentStatus::Paid => Ok(CloseResult::AlreadyPaid(state)),
+            PaymentStatus::Closed => Ok(CloseResult::Closed),
+            other => Err(unavailable(
+                proto::METHOD_CLOSE,
+                format!("close refused while the trade is {other}"),
             )),
-            _ => Err(business_error(proto::METHOD_CLOSE, &answer)),
         }
     }
 
