@@ -4,13 +4,15 @@
 //! payment, checks the amount and the running countdown, and takes a picture of the QR code. The
 //! test reads the code off that picture (`rqrr`, as a phone's camera would) and checks it is the
 //! payment's own payload; then the customer pays with it, and the page, still open, shows
-//! `Order PAID`. Here the payment is the sandbox's (its QR payload is `orderflow-sandbox://pay/…`);
-//! `tests/tests/wechatpay.rs` and `tests/tests/alipay.rs` do the same with those providers'
-//! stand-ins. Also: what the page answers for numbers it does not know.
+//! `Order PAID`. Once with the sandbox (its QR payload is `orderflow-sandbox://pay/…`), once with
+//! WeChat Pay's stand-in (the code is its `code_url`, `weixin://wxpay/bizpayurl?pr=…`, and paying
+//! sends its signed, encrypted notify), on every engine. Also: what the page answers for numbers
+//! it does not know.
 
 use orderflow_domain::OrderStatus;
 use orderflow_tests::browser::{decode_qr_codes, is_png, require_browser_tools, run_node_script};
-use orderflow_tests::{TestApp, on_every_engine, workspace_root};
+use orderflow_tests::wechatpay_standin::{WechatPayStandIn, configure};
+use orderflow_tests::{Engine, TestApp, on_every_engine, workspace_root};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,26 +24,115 @@ on_every_engine!(
 
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn artifact(app: &TestApp, name: &str) -> PathBuf {
+fn artifact(name: &str) -> PathBuf {
     let path = workspace_root()
         .join("target/test-artifacts")
-        .join(format!("{name}-{}.png", app.engine.name()));
+        .join(format!("{name}.png"));
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(path.with_extension("failure.png"));
     path
 }
 
 async fn a_customer_scans_the_code_on_the_page_and_pays(app: TestApp) {
-    require_browser_tools();
     let shim = app.serve_http().await;
     let order_id = app.order("qr-page", &[("MUG-LOGO", 2)], None).await;
+    let base = shim.base.clone();
+    scan_and_pay_in_a_browser(
+        &app,
+        &shim.base,
+        &order_id,
+        "25.00 USD",
+        |code, payment_no| async move {
+            let scanned = code
+                .strip_prefix("orderflow-sandbox://pay/")
+                .expect("a sandbox payment code");
+            assert_eq!(scanned, payment_no);
+            let paid = reqwest::Client::new()
+                .post(format!("{base}/sandbox/checkout/{scanned}/pay"))
+                .send()
+                .await
+                .expect("paying at the sandbox");
+            assert!(paid.status().is_success(), "{:?}", paid.text().await);
+        },
+    )
+    .await;
+}
+
+/// The same with WeChat Pay: the code on the page is the stand-in's `code_url`, and paying it
+/// sends the signed, encrypted notify that makes the order PAID while the page looks on.
+async fn a_wechatpay_customer_scans_the_code_on_the_page_and_pays(engine: Engine) {
+    let standin = WechatPayStandIn::spawn().await;
+    let base = standin.base.clone();
+    let Some(app) =
+        TestApp::spawn_with(engine, |s| configure(&mut s.wechatpay, &base, true, false)).await
+    else {
+        return;
+    };
+    let mut settings = app.shim_settings();
+    configure(&mut settings.wechatpay, &standin.base, true, false);
+    let state =
+        orderflow_http::AppState::new(app.orders.clone(), settings).expect("the shim's state");
+    let shim = app.serve_http_with(state).await;
+    let order_id = app
+        .order_paid_with("wechatpay", "qr-wechat", &[("TEA-LONGJING", 1)], None)
+        .await;
     let view = app.view(&order_id).await;
+    assert_eq!(
+        view.checkout_url.as_deref(),
+        Some(format!("{}/pay/{}", shim.base, view.payment_no.clone().unwrap()).as_str()),
+        "a WeChat Pay order's checkout URL is the payment page"
+    );
+    scan_and_pay_in_a_browser(
+        &app,
+        &shim.base,
+        &order_id,
+        "168.00 CNY",
+        |code, payment_no| {
+            assert!(code.starts_with("weixin://wxpay/bizpayurl?pr="), "{code}");
+            assert_eq!(Some(code.clone()), standin.code_url(&payment_no));
+            standin.pay(&payment_no, None);
+            async {}
+        },
+    )
+    .await;
+    standin.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wechatpay_on_sqlite() {
+    a_wechatpay_customer_scans_the_code_on_the_page_and_pays(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wechatpay_on_postgres() {
+    a_wechatpay_customer_scans_the_code_on_the_page_and_pays(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wechatpay_on_mysql() {
+    a_wechatpay_customer_scans_the_code_on_the_page_and_pays(Engine::MySql).await;
+}
+
+/// Opens the order's payment page in Chromium, reads the QR code off its picture, hands what it
+/// says (and the payment number) to `pay` as a phone would, then checks the page shows PAID.
+async fn scan_and_pay_in_a_browser<F, Fut>(
+    app: &TestApp,
+    shim_base: &str,
+    order_id: &str,
+    amount: &str,
+    pay: F,
+) where
+    F: FnOnce(String, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    require_browser_tools();
+    let view = app.view(order_id).await;
     let payment_no = view.payment_no.clone().expect("a payment number");
     let payload = view.qr_payload.clone().expect("a QR payload");
-    let page_url = format!("{}/pay/{payment_no}", shim.base);
-
-    let qr_shot = artifact(&app, "qr-code");
-    let screenshot = artifact(&app, "qr-page-paid");
+    let page_url = format!("{shim_base}/pay/{payment_no}");
+    let name = format!("{}-{}", view.provider, app.engine.name());
+    let qr_shot = artifact(&format!("qr-code-{name}"));
+    let screenshot = artifact(&format!("qr-page-paid-{name}"));
     let args = vec![
         "--url".to_owned(),
         page_url,
@@ -52,7 +143,7 @@ async fn a_customer_scans_the_code_on_the_page_and_pays(app: TestApp) {
         "--expect".to_owned(),
         "PAID".to_owned(),
         "--amount".to_owned(),
-        "25.00 USD".to_owned(),
+        amount.to_owned(),
         "--timeout-ms".to_owned(),
         BROWSER_TIMEOUT.as_millis().to_string(),
     ];
@@ -86,31 +177,23 @@ async fn a_customer_scans_the_code_on_the_page_and_pays(app: TestApp) {
         vec![payload.clone()],
         "what a phone reads off the page"
     );
-    let scanned = codes[0]
-        .strip_prefix("orderflow-sandbox://pay/")
-        .expect("a sandbox payment code");
-    assert_eq!(scanned, payment_no);
-    let paid = reqwest::Client::new()
-        .post(format!("{}/sandbox/checkout/{scanned}/pay", shim.base))
-        .send()
-        .await
-        .expect("paying at the sandbox");
-    assert!(paid.status().is_success(), "{:?}", paid.text().await);
+    pay(codes[0].clone(), payment_no.clone()).await;
 
     let run = browser.await.expect("the browser run");
     run.assert_success("QR page");
     let seen = run.json_line("qr_checkout.mjs");
     assert_eq!(seen["status"], "PAID", "{seen}");
     assert_eq!(seen["waiting"], "Waiting for payment", "{seen}");
-    assert_eq!(seen["order_id"], order_id.as_str(), "{seen}");
+    assert_eq!(seen["order_id"], order_id, "{seen}");
     assert_eq!(seen["cache_control"], "no-store", "{seen}");
     assert_eq!(
-        app.final_view(&order_id).await.status,
+        app.final_view(order_id).await.status,
         Some(OrderStatus::Paid)
     );
     assert!(is_png(
         &std::fs::read(&screenshot).expect("the final screenshot")
     ));
+    app.assert_stock_invariants().await;
 }
 
 async fn the_page_answers_only_for_payments_it_has(app: TestApp) {
