@@ -6,5 +6,5 @@
 pub mod alipay;
 pub mod domain;
 pub mod orders_api;
-pub mod wechatpay;
 pub mod webhooks;
+pub mod wechatpay;
