@@ -30,8 +30,6 @@ pub const DEFAULT_GATEWAY: &str = "https://openapi.alipay.com/gateway.do";
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded;charset=utf-8";
 /// `code` of a call that did what was asked.
 pub const CODE_SUCCESS: &str = "10000";
-/// Beijing time, the zone of every Alipay timestamp (no daylight saving).
-const BEIJING_OFFSET_SECS: i64 = 8 * 3600;
 /// Alipay's bounds on an amount, in fen: 0.01 to 100000000 yuan.
 pub const MIN_AMOUNT_FEN: i64 = 1;
 pub const MAX_AMOUNT_FEN: i64 = 100_000_000 * 100;
@@ -82,31 +80,7 @@ pub fn merchant_id(app_id: &str, seller_id: &str) -> String {
 
 /// `yyyy-MM-dd HH:mm:ss` in Beijing time for a unix time in seconds.
 pub fn beijing_time(unix_secs: i64) -> String {
-    let local = unix_secs.saturating_add(BEIJING_OFFSET_SECS);
-    let days = local.div_euclid(86_400);
-    let secs = local.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    crate::china_time::wall_clock(unix_secs).replacen('T', " ", 1)
 }
 
 /// Why an amount string is not an Alipay amount.

@@ -7,5 +7,6 @@
 //! time is passed in, so every rule can be tested on its own.
 
 pub mod alipay;
+pub mod china_time;
 pub mod rsa_keys;
 pub mod wechatpay;

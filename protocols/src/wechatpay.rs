@@ -228,32 +228,10 @@ pub fn verify(
 /// `time_expire` in RFC 3339 at China Standard Time (`2026-12-07T23:12:57+08:00`), from unix
 /// milliseconds (rounded down to the second). Pure: the deadline is given, the clock not read.
 pub fn time_expire(unix_ms: i64) -> String {
-    const OFFSET_SECS: i64 = 8 * 3600;
-    let local = unix_ms.div_euclid(1000) + OFFSET_SECS;
-    let days = local.div_euclid(86_400);
-    let secs = local.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+08:00",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
+        "{}+08:00",
+        crate::china_time::wall_clock(unix_ms.div_euclid(1000))
     )
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 → (year, month, day), proleptic
-/// Gregorian.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// `description` cut to [`DESCRIPTION_MAX_BYTES`] on a character boundary (WeChat counts UTF-8

@@ -216,3 +216,43 @@ export async function runMain({ script, seen, parseArgs, record, run }) {
   // now, and nothing left behind by a library can keep the process alive.
   process.exit(code);
 }
+
+/** Reads the text of the page's single `selector` element (fails if there is not exactly one). */
+export function textReader(page, left) {
+  return async (selector) => {
+    const el = page.locator(selector);
+    if ((await el.count()) !== 1) fail(`the page has no single ${selector} element`);
+    return (await el.innerText({ timeout: left(`reading ${selector}`) })).trim();
+  };
+}
+
+/**
+ * The page's `#countdown` runs: it shows "<m>m <ss>s" and counts down within a few seconds.
+ * Returns the two readings.
+ */
+export async function expectRunningCountdown(page, left) {
+  const text = textReader(page, left);
+  const countdownPattern = /^\d+m \d{2}s$/;
+  const first = await text('#countdown');
+  if (!countdownPattern.test(first)) {
+    fail(`#countdown shows ${JSON.stringify(first)}, expected a running "<m>m <ss>s" countdown`);
+  }
+  try {
+    await page.waitForFunction(
+      (before) => document.getElementById('countdown')?.textContent?.trim() !== before,
+      first,
+      { timeout: Math.min(left('the countdown ticked'), 5_000), polling: 100 },
+    );
+  } catch {
+    fail(`#countdown stayed at ${JSON.stringify(first)} for 5 s: it is not running`);
+  }
+  const second = await text('#countdown');
+  if (!countdownPattern.test(second)) {
+    fail(`#countdown went from ${JSON.stringify(first)} to ${JSON.stringify(second)}`);
+  }
+  const secs = (s) => s.match(/^(\d+)m (\d+)s$/).slice(1).map(Number).reduce((m, x) => m * 60 + x);
+  if (!(secs(second) < secs(first))) {
+    fail(`#countdown went up, from ${first} to ${second}`);
+  }
+  return [first, second];
+}

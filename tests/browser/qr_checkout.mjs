@@ -12,7 +12,16 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { fail, openPage, parseFlags, parseTimeoutMs, runMain, saveScreenshot } from './common.mjs';
+import {
+  expectRunningCountdown,
+  fail,
+  openPage,
+  parseFlags,
+  parseTimeoutMs,
+  runMain,
+  saveScreenshot,
+  textReader,
+} from './common.mjs';
 
 const FINAL = ['PAID', 'CLOSED', 'CANCELLED', 'REJECTED', 'REFUNDED', 'NEEDS_REVIEW'];
 const seen = { ok: false };
@@ -69,11 +78,7 @@ async function run(opts, state, { left }) {
   if (!response || !response.ok()) fail(`GET ${opts.url} answered HTTP ${seen.http_status}`);
   seen.cache_control = response.headers()['cache-control'] ?? null;
   seen.title = await page.title();
-  const text = async (selector) => {
-    const el = page.locator(selector);
-    if ((await el.count()) !== 1) fail(`the page has no single ${selector} element`);
-    return (await el.innerText({ timeout: left(`reading ${selector}`) })).trim();
-  };
+  const text = textReader(page, left);
   seen.provider = await text('#provider');
   seen.amount = await text('#amount');
   seen.order_id = await text('#order');
@@ -85,19 +90,7 @@ async function run(opts, state, { left }) {
   }
 
   // 2. The countdown runs.
-  const countdownPattern = /^\d+m \d{2}s$/;
-  const first = await text('#countdown');
-  if (!countdownPattern.test(first)) fail(`#countdown shows ${JSON.stringify(first)}, expected "<m>m <ss>s"`);
-  try {
-    await page.waitForFunction(
-      (before) => document.getElementById('countdown')?.textContent?.trim() !== before,
-      first,
-      { timeout: Math.min(left('the countdown ticked'), 5_000), polling: 100 },
-    );
-  } catch {
-    fail(`#countdown stayed at ${JSON.stringify(first)} for 5 s: it is not running`);
-  }
-  seen.countdown = [first, await text('#countdown')];
+  seen.countdown = await expectRunningCountdown(page, left);
   seen.waiting = await text('#result');
 
   // 3. The QR code, as a phone camera would see it: a picture of the element on screen.

@@ -267,13 +267,11 @@ impl WechatPaySettings {
 
     /// The notify URL sent with every payment and refund.
     pub fn notify_url(&self, public_url: &str) -> String {
-        self.wechatpay_notify_url.clone().unwrap_or_else(|| {
-            format!(
-                "{}/v1/webhooks/{}",
-                public_url.trim_end_matches('/'),
-                orderflow_protocols::wechatpay::PROVIDER
-            )
-        })
+        notify_url_or_default(
+            &self.wechatpay_notify_url,
+            public_url,
+            orderflow_protocols::wechatpay::PROVIDER,
+        )
     }
 }
 
@@ -365,14 +363,22 @@ impl AlipaySettings {
 
     /// The notify URL sent with every payment.
     pub fn notify_url(&self, public_url: &str) -> String {
-        self.alipay_notify_url.clone().unwrap_or_else(|| {
-            format!(
-                "{}/v1/webhooks/{}",
-                public_url.trim_end_matches('/'),
-                orderflow_protocols::alipay::PROVIDER
-            )
-        })
+        notify_url_or_default(
+            &self.alipay_notify_url,
+            public_url,
+            orderflow_protocols::alipay::PROVIDER,
+        )
     }
+}
+
+/// The configured notify URL, else the shim's own webhook endpoint for `provider`.
+fn notify_url_or_default(configured: &Option<String>, public_url: &str, provider: &str) -> String {
+    configured.clone().unwrap_or_else(|| {
+        format!(
+            "{}/v1/webhooks/{provider}",
+            public_url.trim_end_matches('/')
+        )
+    })
 }
 
 /// Reads a key or certificate file; the error names the file, never its content.
