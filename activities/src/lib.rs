@@ -30,6 +30,7 @@ pub mod inventory;
 pub mod metrics;
 pub mod open;
 pub mod orders;
+pub mod outbox;
 pub mod payments;
 pub mod providers;
 pub mod sql;

@@ -2,9 +2,11 @@
 
 use crate::db::{Db, Engine, now_ms};
 use crate::failure::{self, Classified};
+use crate::outbox;
 use crate::providers::Providers;
 use crate::sql;
 use crate::sql::Sql;
+use orderflow_domain::events::{Amount, EventLine, OrderEventData};
 use orderflow_domain::{Currency, Money, MoneyError, OrderStatus, Sku, ValidOrder};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
@@ -179,6 +181,34 @@ pub(crate) struct OrderRow<'a> {
 }
 
 impl<'a> OrderRow<'a> {
+    /// The order's first event (sequence 1): `order.created`, or `order.rejected` for an order
+    /// refused as it was placed.
+    fn first_event(&self) -> OrderEventData {
+        OrderEventData {
+            order_id: self.order.order_id.to_string(),
+            status: self.status,
+            customer_id: self.order.customer_id.to_string(),
+            provider: self.order.provider.to_string(),
+            amount: Some(Amount {
+                minor: self.total.minor(),
+                currency: self.total.currency().code().to_owned(),
+            }),
+            reason: self.reason.map(str::to_owned),
+            lines: Some(
+                self.lines
+                    .iter()
+                    .map(|l| EventLine {
+                        sku: l.sku.clone(),
+                        quantity: l.quantity,
+                        unit_price_minor: l.unit_price_minor,
+                        line_total_minor: l.line_total_minor,
+                    })
+                    .collect(),
+            ),
+            payment: None,
+        }
+    }
+
     /// An order its workflow will run: first status `PENDING`.
     pub(crate) fn pending(order: &'a ValidOrder, lines: &'a [PricedLine], total: Money) -> Self {
         OrderRow {
@@ -214,8 +244,8 @@ pub(crate) async fn insert_order_in(
     }
     let inserted = sql!(
         "INSERT INTO orders (order_id, customer_id, provider, status, reason, amount_minor,
-                             currency, created_at_ms, updated_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+                             currency, created_at_ms, updated_at_ms, event_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1)
          ON CONFLICT (order_id) DO NOTHING",
     )
     .on(&**tx)
@@ -248,6 +278,7 @@ pub(crate) async fn insert_order_in(
         .await?;
     }
     log_status(tx, order.order_id.as_str(), status, reason, now).await?;
+    outbox::first_in(tx, &row.first_event(), now).await?;
     Ok(true)
 }
 
@@ -279,10 +310,10 @@ where
     E: sqlx::Executor<'e, Database = Any>,
 {
     let (order, lines, total) = (row.order, row.lines, row.total);
-    // $1..$8 are the order's; each line adds four ($9.. in groups).
+    // $1..$8 are the order's, $9..$11 its first event's; each line adds four ($12.. in groups).
     let values: Vec<String> = (0..lines.len())
         .map(|i| {
-            let n = 9 + 4 * i;
+            let n = 12 + 4 * i;
             format!(
                 "(${}, ${}::BIGINT, ${}::BIGINT, ${}::BIGINT)",
                 n,
@@ -295,10 +326,13 @@ where
     let sql = format!(
         "WITH o AS (
             INSERT INTO orders (order_id, customer_id, provider, status, reason, amount_minor,
-                                currency, created_at_ms, updated_at_ms)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+                                currency, created_at_ms, updated_at_ms, event_seq)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1)
             ON CONFLICT (order_id) DO NOTHING
             RETURNING order_id
+         ), e AS (
+            INSERT INTO outbox (event_id, order_id, sequence, type, data, created_at_ms)
+            SELECT $9, o.order_id, 1, $10, $11, $8 FROM o
          ), l AS (
             INSERT INTO order_lines (order_id, sku, quantity, unit_price_minor, line_total_minor, currency)
             SELECT o.order_id, v.sku, v.quantity, v.unit_price, v.line_total, $7
@@ -320,6 +354,8 @@ where
         .bind(total.minor())
         .bind(currency.code())
         .bind(now);
+    let (event_id, event_type, data) = outbox::first_event_json(&row.first_event());
+    query = query.bind(event_id).bind(event_type).bind(data);
     for line in lines {
         query = query
             .bind(&line.sku)
@@ -491,14 +527,18 @@ pub(crate) async fn mark_status_in(
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    log_status(
+    let logged = log_status(
         tx,
         &change.order_id,
         change.status,
         change.reason.as_deref(),
         now,
     )
-    .await
+    .await?;
+    if logged {
+        outbox::status_in(tx, &change.order_id, change.status).await?;
+    }
+    Ok(logged)
 }
 
 /// When the order was recorded and when its payment window ends, for latency metrics.

@@ -6,12 +6,14 @@
 
 use crate::db::{Db, now_ms};
 use crate::failure::{self, Classified};
+use crate::outbox;
 use crate::providers::{
     ChargeRequest, ChargeState, CloseResult, PayParams, ProviderError, Providers, RefundRequest,
     RefundResult, RefundState, refund_no_for,
 };
 use crate::sql;
 use crate::sql::Sql;
+use orderflow_domain::events::{Amount, EventType, PaymentEventData};
 use orderflow_domain::{Money, OrderId, OrderStatus, PaymentNo, PaymentStatus, ProviderName};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
@@ -319,6 +321,12 @@ pub async fn inquire(
         Kept::Kept { minor, .. } => charge.paid_amount_minor.unwrap_or(*minor).max(*minor),
         Kept::Undecided | Kept::Nothing => 0,
     };
+    if charge.status == PaymentStatus::Paid
+        && let Some(paid_minor) = charge.paid_amount_minor
+        && paid_minor > kept_by_order_minor
+    {
+        record_received_late(db, &payment.payment_no, &charge, paid_minor).await?;
+    }
     Ok(PaymentInquiry {
         charge,
         kept_by_order_minor,
@@ -513,6 +521,8 @@ pub async fn refund(
         Some(&detail),
     )
     .await?;
+    // Whether this call recorded the refund (a repeat finds it recorded): then it is announced.
+    let mut completed = moved;
     if !moved {
         // A repeat (already `REFUNDED`, logged the first time), or an excess refunded from a
         // payment its order kept: the payment stays `PAID` and the log says what went back.
@@ -522,7 +532,7 @@ pub async fn refund(
             .fetch_optional_as(&mut *tx)
             .await?;
         if current.is_some_and(|(s,)| s == PaymentStatus::Paid.as_str()) {
-            log(
+            completed = log(
                 &mut tx,
                 &req.payment_no,
                 "EXCESS_REFUNDED",
@@ -531,6 +541,27 @@ pub async fn refund(
             )
             .await?;
         }
+    }
+    if completed {
+        outbox::payment_in(
+            &mut tx,
+            req.payment_no.as_str(),
+            EventType::RefundCompleted,
+            PaymentEventData {
+                order_id: String::new(),
+                payment_no: req.payment_no.to_string(),
+                provider: String::new(),
+                amount: Amount {
+                    minor: req.amount.minor(),
+                    currency: req.amount.currency().code().to_owned(),
+                },
+                provider_txn_id: None,
+                refund_no: Some(refund_no),
+                refund_id: Some(result.refund_id.clone()),
+                reason: Some(req.reason.clone()),
+            },
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(result)
@@ -594,14 +625,63 @@ pub async fn record_provider_event(
     tx.commit().await
 }
 
+/// Records, once, that the provider holds money for `payment_no` beyond what its (finished) order
+/// kept — a payment after the close, or a second one — and announces it
+/// (`payment.received_late`), in one transaction. Returns whether this call recorded it.
+async fn record_received_late(
+    db: &Db,
+    payment_no: &PaymentNo,
+    charge: &ChargeState,
+    paid_minor: i64,
+) -> Result<bool, sqlx::Error> {
+    let detail = format!(
+        "{paid_minor} {} txn={}",
+        charge.currency,
+        charge.provider_txn_id.as_deref().unwrap_or("-")
+    );
+    let mut tx = db.begin_write().await?;
+    let recorded = log(
+        &mut tx,
+        payment_no,
+        "RECEIVED_LATE",
+        Some(&detail),
+        now_ms(),
+    )
+    .await?;
+    if recorded {
+        outbox::payment_in(
+            &mut tx,
+            payment_no.as_str(),
+            EventType::PaymentReceivedLate,
+            PaymentEventData {
+                order_id: String::new(),
+                payment_no: payment_no.to_string(),
+                provider: String::new(),
+                amount: Amount {
+                    minor: paid_minor,
+                    currency: charge.currency.clone(),
+                },
+                provider_txn_id: charge.provider_txn_id.clone(),
+                refund_no: None,
+                refund_id: None,
+                reason: None,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+/// Writes `event` to the payment's log once. Returns whether this call wrote it.
 async fn log(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     payment_no: &PaymentNo,
     event: &str,
     detail: Option<&str>,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    sql!(
+) -> Result<bool, sqlx::Error> {
+    let inserted = sql!(
         "INSERT INTO payment_log (payment_no, event, detail, at_ms) VALUES ($1, $2, $3, $4)
          ON CONFLICT (payment_no, event) DO NOTHING",
         key: "payment_log_payment_event",
@@ -612,8 +692,9 @@ async fn log(
     .bind(detail)
     .bind(now)
     .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
 /// Our record of an order's payment.

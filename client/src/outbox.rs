@@ -6,26 +6,25 @@
 //! callers that leave the start to it on purpose (`orderflow-load --reserve-at-edge`, so a burst
 //! of buyers is answered at the database's pace, not the server's). Every start is idempotent
 //! (the workflow id is derived from the order id), so several relays, or a relay and the edge,
-//! may start the same order: it starts once.
+//! may start the same order: it starts once. It runs on the same loop as the order events'
+//! relay (`orderflow_relay`).
 
 use crate::orders::{OrderOpError, Orders};
 use futures::StreamExt;
 use orderflow_activities::edge;
+use orderflow_relay::{Pacing, Pass};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 /// Notes read per pass, and starts in flight at once.
 const BATCH: i64 = 256;
 const IN_FLIGHT: usize = 64;
 
-/// Once woken, the relay holds its starts while the edge keeps deciding (wakes closer together
-/// than this)…
-const QUIET: Duration = Duration::from_millis(50);
-/// …but never longer than this: a winner's workflow starts at most this much later. Then it
-/// drains every pending note before it holds again, so a sale that never pauses still has all
-/// its winners started at the rate the server takes them.
+/// Once woken, the relay holds its starts while the edge keeps deciding, but never longer than
+/// this: a winner's workflow starts at most this much later. Then it drains every pending note
+/// before it holds again, so a sale that never pauses still has all its winners started at the
+/// rate the server takes them.
 pub const MAX_HOLD: Duration = Duration::from_secs(5);
 
 /// One pass: starts the oldest pending notes' workflows and marks them. Returns how many were
@@ -49,43 +48,38 @@ pub async fn relay_once(orders: &Orders) -> Result<usize, OrderOpError> {
     }
 }
 
-/// Relays forever: a pass whenever `wake` is notified (the edge decided a buyer in this process)
-/// or `idle` has passed, and again at once while passes find work. After a failed pass it waits
-/// `idle` before trying again, so an outage is not hammered.
-///
-/// Wakes come from a burst of buyers at the edge. Starting a workflow costs the Temporal server
-/// and the worker far more than deciding a buyer costs the database, and on a shared machine
-/// starts made during the burst slow the decisions after them; so the relay holds its starts
-/// while wakes keep coming ([`QUIET`]), for at most `max_hold` ([`MAX_HOLD`] by default). The
-/// winners' stock is held and their notes are durable meanwhile, and the server starts
-/// workflows at its own pace either way. bench/NOTES.md has what it bought (more decisions per
-/// second on a fresh server; no difference late in the full suite).
-pub async fn run(orders: Orders, wake: Arc<Notify>, idle: Duration, max_hold: Duration) {
-    loop {
-        match relay_once(&orders).await {
-            Ok(0) => {}
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "order start relay: a start failed; retrying later");
-                tokio::time::sleep(idle).await;
-                continue;
-            }
-        }
-        tokio::select! {
-            _ = wake.notified() => hold_while_deciding(&wake, max_hold).await,
-            _ = tokio::time::sleep(idle) => {}
-        }
+/// The start relay as a [`Pass`] of the shared relay loop.
+struct StartRelay {
+    orders: Orders,
+}
+
+#[async_trait::async_trait]
+impl Pass for StartRelay {
+    fn what(&self) -> &'static str {
+        "order starts"
+    }
+
+    async fn pass(&self) -> anyhow::Result<usize> {
+        Ok(relay_once(&self.orders).await?)
     }
 }
 
-/// Returns once no wake has come for [`QUIET`], or `max_hold` after it was called.
-async fn hold_while_deciding(wake: &Notify, max_hold: Duration) {
-    let give_up = Instant::now() + max_hold;
-    loop {
-        let until = (Instant::now() + QUIET).min(give_up);
-        match tokio::time::timeout_at(until, wake.notified()).await {
-            Ok(()) if Instant::now() < give_up => {}
-            _ => return,
-        }
-    }
+/// Relays forever on the shared relay loop (`orderflow_relay::run`): a pass whenever `wake` is
+/// notified (the edge decided a buyer in this process) or `idle` has passed, and again at once
+/// while passes find work; after a failed pass it backs off, up to `idle`.
+///
+/// Wakes come from a burst of buyers at the edge, and the relay holds its starts while they keep
+/// coming, for at most `max_hold` ([`MAX_HOLD`] by default): bench/NOTES.md has what that bought
+/// (more decisions per second on a fresh server; no difference late in the full suite).
+pub async fn run(orders: Orders, wake: Arc<Notify>, idle: Duration, max_hold: Duration) {
+    orderflow_relay::run(
+        StartRelay { orders },
+        wake,
+        Pacing {
+            idle,
+            max_hold,
+            max_backoff: idle,
+        },
+    )
+    .await
 }

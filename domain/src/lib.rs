@@ -19,6 +19,7 @@
 //! The workflow crate calls into this crate from deterministic code, so nothing here may read the
 //! clock, the environment, randomness or do I/O.
 
+pub mod events;
 pub mod ids;
 pub mod messages;
 pub mod money;

@@ -57,6 +57,12 @@ pub enum Command {
     Dev(DevCommand),
     /// Run the HTTP shim: orders API, provider webhooks, sandbox checkout page.
     Serve(Box<orderflow_http::ServeSettings>),
+    /// Order events for downstream services: the outbox, the relay's lag, a consumer.
+    #[command(subcommand)]
+    Events(crate::events::EventsCommand),
+    /// Run the order events' relay on its own (the worker runs one unless
+    /// ORDERFLOW_EVENTS_RELAY=false): publishes the outbox to NATS JetStream.
+    Relay,
 }
 
 #[derive(Subcommand, Debug)]
@@ -279,6 +285,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let orders = connect(&g).await?;
             orderflow_http::serve(orderflow_http::AppState::new(orders, *settings)?).await
         }
+        Command::Events(cmd) => crate::events::events_command(&g, cmd).await,
+        Command::Relay => crate::events::relay(&g).await,
     }
 }
 
@@ -686,7 +694,7 @@ fn stock_table(levels: &[inventory::StockLevel]) -> String {
     out
 }
 
-fn say(g: &CliSettings, value: serde_json::Value, text: impl FnOnce() -> String) {
+pub(crate) fn say(g: &CliSettings, value: serde_json::Value, text: impl FnOnce() -> String) {
     if g.json {
         println!(
             "{}",

@@ -5,5 +5,7 @@
 //! `orderflow-http`; this crate parses the flags and prints the result, human or `--json`.
 //!
 //! * [`cli`]: the command-line surface (`orderflow --help`) and its output.
+//! * [`events`]: `orderflow events …` and `orderflow relay`.
 
 pub mod cli;
+pub mod events;

@@ -36,6 +36,7 @@ pub use orderflow_activities::db::Engine;
 pub mod alipay_standin;
 pub mod browser;
 pub mod chaos;
+pub mod events;
 pub mod invariants;
 pub mod wechatpay_standin;
 
@@ -336,6 +337,45 @@ impl WorkerThread {
 impl Drop for WorkerThread {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Every event a test produced meets its schemas and is numbered without gaps
+/// ([`events::check_outbox`]): checked as its app goes away, so every test of the suite checks
+/// the events it made. A database that cannot be reached any more (a test's own server, stopped)
+/// is skipped.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let url = self
+            .settings
+            .connection
+            .database_url
+            .expose_secret()
+            .to_owned();
+        let checked = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            runtime.block_on(async move {
+                let Ok(db) = tokio::time::timeout(Duration::from_secs(10), Db::connect(&url)).await
+                else {
+                    return Ok(0);
+                };
+                let Ok(db) = db else { return Ok(0) };
+                let checked = events::check_outbox(&db).await;
+                db.close().await;
+                checked
+            })
+        })
+        .join()
+        .expect("the event check's thread");
+        if let Err(e) = checked {
+            panic!("order events: {e:#}");
+        }
     }
 }
 
@@ -694,6 +734,12 @@ impl TestApp {
     pub async fn maybe_record_history(&self, order_id: &str, name: &str) {
         let workflow_id = format!("order-{order_id}");
         self.maybe_record_workflow_history(&workflow_id, name).await;
+    }
+
+    /// The order's events by type, in sequence, checked against their schemas
+    /// ([`events::event_types`]).
+    pub async fn events(&self, order_id: &str) -> Vec<String> {
+        events::event_types(&self.db, order_id).await
     }
 
     /// Like [`TestApp::maybe_record_history`] for any workflow id.

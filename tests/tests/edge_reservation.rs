@@ -77,6 +77,7 @@ async fn a_flash_sale_at_the_edge_sells_exactly_its_stock(app: TestApp) {
                     !has_workflow(&app, &buyer.order_id).await,
                     "a loser costs no workflow"
                 );
+                assert_eq!(app.events(&buyer.order_id).await, ["order.rejected"]);
             }
             other => panic!("a first placement is reserved or refused, got {other:?}"),
         }
@@ -99,6 +100,10 @@ async fn a_flash_sale_at_the_edge_sells_exactly_its_stock(app: TestApp) {
         assert_eq!(
             app.final_view(&winner.order_id).await.status,
             Some(OrderStatus::Paid)
+        );
+        assert_eq!(
+            app.events(&winner.order_id).await,
+            ["order.created", "order.awaiting_payment", "order.paid"]
         );
     }
     let stock = app.stock("HOODIE-BLK-L").await;

@@ -106,6 +106,17 @@ async fn a_finish_that_cannot_complete_changes_nothing(app: TestApp) {
     assert_eq!(payment_status(&app, &id).await, "PENDING");
     assert_eq!(order_status(&app, &id).await, "AWAITING_PAYMENT");
     assert_eq!(app.stock("MUG-LOGO").await, released);
+    // The order.paid event was inserted with the status, before the stock refused: it went with
+    // the rollback, and its number is free for the order's real next event.
+    assert_eq!(
+        app.events(&id).await,
+        ["order.created", "order.awaiting_payment"]
+    );
+    assert_eq!(
+        app.count(&format!("orders WHERE order_id = '{id}' AND event_seq = 2"))
+            .await,
+        1
+    );
     app.assert_stock_invariants().await;
 }
 
@@ -160,6 +171,11 @@ async fn a_close_moves_payment_stock_and_status_once(app: TestApp) {
     assert_eq!(done.stock.lines, 0);
     assert!(!done.status_recorded);
     assert_eq!(app.stock("MUG-LOGO").await, after);
+    assert_eq!(
+        app.events(&id).await,
+        ["order.created", "order.awaiting_payment", "order.closed"],
+        "the repeat announces nothing"
+    );
     assert_eq!(
         app.count(&format!(
             "payment_log WHERE payment_no = '{}' AND event = 'CLOSED'",

@@ -581,6 +581,17 @@ async fn a_late_payment_is_refunded_once(app: TestApp) {
     assert_eq!(log[0].deliveries, 10);
     // The order itself stays closed: it was never paid in time.
     assert_eq!(app.view(&order_id).await.status, Some(OrderStatus::Closed));
+    // The late money is announced once however many deliveries, and so is its refund.
+    assert_eq!(
+        app.events(&order_id).await,
+        [
+            "order.created",
+            "order.awaiting_payment",
+            "order.closed",
+            "payment.received_late",
+            "refund.completed"
+        ]
+    );
     let order = OrderId::parse(order_id.as_str()).unwrap();
     assert_eq!(PaymentNo::for_order(&order).as_str(), payment_no);
 }

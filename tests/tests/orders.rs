@@ -86,6 +86,10 @@ async fn paid(app: TestApp) {
     );
     app.assert_stock_invariants().await;
     app.maybe_record_history(&id, "paid").await;
+    assert_eq!(
+        app.events(&id).await,
+        ["order.created", "order.awaiting_payment", "order.paid"]
+    );
 }
 
 async fn timed_out(app: TestApp) {
@@ -122,6 +126,10 @@ async fn timed_out(app: TestApp) {
     );
     app.assert_stock_invariants().await;
     app.maybe_record_history(&id, "timed_out").await;
+    assert_eq!(
+        app.events(&id).await,
+        ["order.created", "order.awaiting_payment", "order.closed"]
+    );
 }
 
 async fn cancelled(app: TestApp) {
@@ -142,6 +150,10 @@ async fn cancelled(app: TestApp) {
     }
     app.assert_stock_invariants().await;
     app.maybe_record_history(&id, "cancelled").await;
+    assert_eq!(
+        app.events(&id).await,
+        ["order.created", "order.awaiting_payment", "order.cancelled"]
+    );
 }
 
 async fn cancel_after_paid_is_rejected(app: TestApp) {
@@ -184,6 +196,11 @@ async fn out_of_stock_is_rejected_and_reserves_nothing(app: TestApp) {
     );
     app.assert_stock_invariants().await;
     app.maybe_record_history(&id, "out_of_stock").await;
+    assert_eq!(
+        app.events(&id).await,
+        ["order.created", "order.rejected"],
+        "no order.awaiting_payment: nothing was reserved"
+    );
 }
 
 async fn invalid_input_is_rejected(app: TestApp) {
@@ -244,6 +261,7 @@ async fn invalid_input_is_rejected(app: TestApp) {
             .unwrap()
             .expect("a rejected order is on record");
         assert_eq!(stored.status, "REJECTED");
+        assert_eq!(app.events(&order_id).await, ["order.rejected"], "{suffix}");
     }
     assert_eq!(app.count("stock_reservations").await, 0);
     app.assert_stock_invariants().await;
@@ -347,6 +365,15 @@ async fn amount_mismatch_then_accept(app: TestApp) {
     assert_eq!(app.stock("HOODIE-BLK-L").await.sold, 1);
     app.assert_stock_invariants().await;
     app.maybe_record_history(&id, "mismatch_accept").await;
+    assert_eq!(
+        app.events(&id).await,
+        [
+            "order.created",
+            "order.awaiting_payment",
+            "order.needs_review",
+            "order.paid"
+        ]
+    );
 }
 
 async fn amount_mismatch_then_refund(app: TestApp) {
@@ -378,6 +405,16 @@ async fn amount_mismatch_then_refund(app: TestApp) {
     );
     app.assert_stock_invariants().await;
     app.maybe_record_history(&id, "mismatch_refund").await;
+    assert_eq!(
+        app.events(&id).await,
+        [
+            "order.created",
+            "order.awaiting_payment",
+            "order.needs_review",
+            "refund.completed",
+            "order.refunded"
+        ]
+    );
 }
 
 async fn lost_callback_is_found_by_the_timeout_query(app: TestApp) {
@@ -390,6 +427,10 @@ async fn lost_callback_is_found_by_the_timeout_query(app: TestApp) {
     assert_eq!(app.stock("STICKER-PACK").await.sold, 2);
     app.assert_stock_invariants().await;
     app.maybe_record_history(&id, "lost_callback").await;
+    assert_eq!(
+        app.events(&id).await,
+        ["order.created", "order.awaiting_payment", "order.paid"]
+    );
 }
 
 async fn cancelled_from_temporal_compensates(app: TestApp) {
@@ -432,6 +473,10 @@ async fn cancelled_from_temporal_compensates(app: TestApp) {
     .unwrap_or_else(|status| panic!("status {status:?}"));
     app.assert_stock_invariants().await;
     app.maybe_record_history(&id, "workflow_cancelled").await;
+    assert_eq!(
+        app.events(&id).await,
+        ["order.created", "order.awaiting_payment", "order.cancelled"]
+    );
 }
 
 fn line(sku: &str, quantity: i64) -> OrderLineInput {

@@ -203,6 +203,8 @@ pub fn replayer(config: OrderWorkflowConfig) -> anyhow::Result<WorkflowReplayer>
 pub struct BuiltWorker {
     pub worker: Worker,
     pub db: Db,
+    /// The Prometheus meter, when the worker serves metrics.
+    pub meter: Option<Arc<dyn CoreMeter>>,
     // Keeps the SDK core runtime alive as long as the worker.
     _runtime: Runtime,
 }
@@ -230,7 +232,9 @@ pub async fn build(
     };
     let metrics = meter.clone().map(OrderMetrics::new);
     let options = worker_options_with_metrics(settings, &db, metrics)?;
-    let telemetry = TelemetryOptions::builder().maybe_metrics(meter).build();
+    let telemetry = TelemetryOptions::builder()
+        .maybe_metrics(meter.clone())
+        .build();
     let runtime = Runtime::from_current_tokio(
         RuntimeOptions::builder()
             .telemetry_options(telemetry)
@@ -241,8 +245,44 @@ pub async fn build(
     Ok(BuiltWorker {
         worker,
         db,
+        meter,
         _runtime: runtime,
     })
+}
+
+/// Starts the order events' relay and the outbox's pruning in the background, when a broker is
+/// configured; returns their tasks (none without a broker). The worker runs it unless
+/// `ORDERFLOW_EVENTS_RELAY=false`; `orderflow relay` runs it alone.
+pub fn spawn_event_relay(
+    db: &Db,
+    settings: &settings::EventSettings,
+    meter: Option<Arc<dyn CoreMeter>>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let Some(stream) = settings.stream()? else {
+        tracing::info!(
+            "order events are kept in the outbox and not published (ORDERFLOW_NATS_URL is unset)"
+        );
+        return Ok(Vec::new());
+    };
+    let mut relay = orderflow_relay::events::EventRelay::new(
+        db.clone(),
+        Arc::new(orderflow_relay::jetstream::JetStreamSink::new(stream)),
+    );
+    if let Some(meter) = meter {
+        relay = relay.with_metrics(meter);
+    }
+    Ok(vec![
+        tokio::spawn(orderflow_relay::run(
+            relay,
+            Arc::new(tokio::sync::Notify::new()),
+            orderflow_relay::events::pacing(),
+        )),
+        tokio::spawn(orderflow_relay::events::prune_forever(
+            db.clone(),
+            settings.retention(),
+            std::time::Duration::from_secs(60),
+        )),
+    ])
 }
 
 /// A worker from options built elsewhere (tests register altered workflows this way).
@@ -252,6 +292,7 @@ pub fn build_with(options: WorkerOptions, client: Client, db: Db) -> anyhow::Res
     Ok(BuiltWorker {
         worker,
         db,
+        meter: None,
         _runtime: runtime,
     })
 }
@@ -267,6 +308,11 @@ pub async fn run(settings: WorkerSettings) -> anyhow::Result<()> {
     )
     .await?;
     let mut built = build(&settings, client, db).await?;
+    let relay = if settings.events.events_relay {
+        spawn_event_relay(&built.db, &settings.events, built.meter.clone())?
+    } else {
+        Vec::new()
+    };
     let shutdown = built.worker.shutdown_handle();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -280,6 +326,8 @@ pub async fn run(settings: WorkerSettings) -> anyhow::Result<()> {
         "orderflow-worker running"
     );
     built.worker.run().await?;
+    // Unmarked events are published again by the next relay, under the same ids.
+    relay.iter().for_each(tokio::task::JoinHandle::abort);
     built.db.close().await;
     tracing::info!("orderflow-worker stopped");
     Ok(())

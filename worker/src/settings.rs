@@ -136,6 +136,9 @@ pub struct WorkerSettings {
 
     #[command(flatten)]
     pub alipay: AlipaySettings,
+
+    #[command(flatten)]
+    pub events: EventSettings,
 }
 
 impl WorkerSettings {
@@ -471,6 +474,79 @@ impl WorkerTuning {
     }
 }
 
+/// Order events: where the relay publishes them (`orderflow_relay`), declared once and flattened
+/// into the worker and the CLI's `relay` and `events` commands. With no broker URL, events still
+/// accumulate in the outbox (`orderflow events list`) and nothing is published.
+#[derive(Debug, Clone, Args)]
+pub struct EventSettings {
+    /// NATS server with JetStream, e.g. nats://127.0.0.1:4222 (credentials in the URL are never
+    /// printed). Unset: events are not published.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDERFLOW_NATS_URL",
+        hide_env_values = true
+    )]
+    pub nats_url: Option<SecretString>,
+
+    /// The JetStream stream of order events (created on start if missing).
+    #[arg(long, global = true, env = "ORDERFLOW_EVENTS_STREAM", default_value = DEFAULT_EVENTS_STREAM)]
+    pub events_stream: String,
+
+    /// Subject prefix: an event of type order.paid goes to `<prefix>.order.paid`.
+    #[arg(long, global = true, env = "ORDERFLOW_EVENTS_SUBJECT_PREFIX", default_value = DEFAULT_EVENTS_SUBJECT_PREFIX)]
+    pub events_subject_prefix: String,
+
+    /// Hours the stream keeps an event (JetStream max_age).
+    #[arg(long, global = true, env = "ORDERFLOW_EVENTS_STREAM_MAX_AGE_HOURS", default_value_t = DEFAULT_EVENTS_STREAM_MAX_AGE_HOURS)]
+    pub events_stream_max_age_hours: u64,
+
+    /// Seconds within which the stream drops a second publish of an event id. Longer than the
+    /// relay's longest retry gap (checked on start).
+    #[arg(long, global = true, env = "ORDERFLOW_EVENTS_DUPLICATE_WINDOW_SECS", default_value_t = DEFAULT_EVENTS_DUPLICATE_WINDOW_SECS)]
+    pub events_duplicate_window_secs: u64,
+
+    /// Hours a published event stays in the outbox before it is pruned.
+    #[arg(long, global = true, env = "ORDERFLOW_EVENTS_RETENTION_HOURS", default_value_t = DEFAULT_EVENTS_RETENTION_HOURS)]
+    pub events_retention_hours: u64,
+
+    /// Run the event relay inside this worker (when a NATS URL is set). Off: run `orderflow
+    /// relay` on its own instead.
+    #[arg(long, env = "ORDERFLOW_EVENTS_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub events_relay: bool,
+}
+
+pub const DEFAULT_EVENTS_STREAM: &str = "ORDERFLOW_ORDERS";
+pub const DEFAULT_EVENTS_SUBJECT_PREFIX: &str = "orderflow.orders";
+pub const DEFAULT_EVENTS_STREAM_MAX_AGE_HOURS: u64 = 7 * 24;
+pub const DEFAULT_EVENTS_DUPLICATE_WINDOW_SECS: u64 = 300;
+pub const DEFAULT_EVENTS_RETENTION_HOURS: u64 = 72;
+
+impl EventSettings {
+    /// The stream's settings, when a broker is configured; an error for settings that could
+    /// store an event twice.
+    pub fn stream(&self) -> anyhow::Result<Option<orderflow_relay::jetstream::StreamSettings>> {
+        let Some(url) = &self.nats_url else {
+            return Ok(None);
+        };
+        let stream = orderflow_relay::jetstream::StreamSettings {
+            url: url.expose_secret().to_owned(),
+            stream: self.events_stream.clone(),
+            subject_prefix: self.events_subject_prefix.clone(),
+            max_age: std::time::Duration::from_secs(
+                self.events_stream_max_age_hours.saturating_mul(3600),
+            ),
+            duplicate_window: std::time::Duration::from_secs(self.events_duplicate_window_secs),
+        };
+        stream.check(orderflow_relay::events::MAX_BACKOFF)?;
+        Ok(Some(stream))
+    }
+
+    pub fn retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.events_retention_hours.saturating_mul(3600))
+    }
+}
+
 /// The global flags of `orderflow`, before or after any subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct CliSettings {
@@ -484,6 +560,9 @@ pub struct CliSettings {
     /// Temporal UI base URL, for links to workflows.
     #[arg(long, global = true, env = "TEMPORAL_UI_URL", default_value = DEFAULT_TEMPORAL_UI_URL)]
     pub ui_url: String,
+
+    #[command(flatten)]
+    pub events: EventSettings,
 }
 
 /// Settings of `orderflow serve`, the HTTP shim.
