@@ -245,10 +245,10 @@ async fn tail(
             ),
             Err(e) => eprintln!("skipping a message that is not an order event: {e}"),
         }
-        // Acknowledged once handled: a consumer that dies before this gets the event again
-        // (de-duplicate on the event id).
+        // Acknowledged once handled, and the ack confirmed by the server: a consumer that dies
+        // before this gets the event again (de-duplicate on the event id).
         message
-            .ack()
+            .double_ack()
             .await
             .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
         seen += 1;
