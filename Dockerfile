@@ -19,6 +19,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY domain/Cargo.toml domain/
 COPY protocols/Cargo.toml protocols/
 COPY activities/Cargo.toml activities/
+COPY relay/Cargo.toml relay/
 COPY workflows/Cargo.toml workflows/
 COPY worker/Cargo.toml worker/
 COPY client/Cargo.toml client/
@@ -30,7 +31,7 @@ COPY tests/Cargo.toml tests/
 # from them, so the real sources below are always recompiled (their mtimes, older than the
 # stand-ins', would otherwise let cargo keep the empty build).
 RUN set -eux; \
-    for crate in domain protocols activities workflows worker client http starter bench/load tests; do \
+    for crate in domain protocols activities relay workflows worker client http starter bench/load tests; do \
         mkdir -p "$crate/src"; \
         : > "$crate/src/lib.rs"; \
     done; \
@@ -39,7 +40,8 @@ RUN set -eux; \
     done; \
     cargo build --release --locked --bins -p orderflow-worker -p orderflow-starter; \
     cargo clean --release \
-        -p orderflow-domain -p orderflow-protocols -p orderflow-activities -p orderflow-workflows \
+        -p orderflow-domain -p orderflow-protocols -p orderflow-activities -p orderflow-relay \
+        -p orderflow-workflows \
         -p orderflow-worker -p orderflow-client -p orderflow-http -p orderflow-starter -p orderflow-tests
 
 # The real sources, and migrations/ for sqlx::migrate!.

@@ -1,24 +1,12 @@
 # What the real-browser test (tests/tests/browser.rs -> tests/browser/checkout.mjs) needs:
 # Debian's chromium and the npm package playwright-core. Source it from the workspace root; it
-# defines functions only.
+# defines functions only, and needs scripts/lib.sh (apt_install) sourced first.
 #
 #   . scripts/browser.sh && ensure_browser_tools
 #
 # Idempotent and quiet: it prints one line per thing it installs, nothing when all is there.
 # Node.js and npm come with the machine; Playwright cannot download its own browser builds here,
 # so the test drives /usr/bin/chromium (or $ORDERFLOW_CHROMIUM) through playwright-core.
-
-# Runs a command as root: directly when we are root, through sudo otherwise.
-_browser_as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo "$@"
-  else
-    echo "error: installing chromium needs root (or sudo): $*" >&2
-    return 1
-  fi
-}
 
 ensure_browser_tools() {
   local dir=tests/browser
@@ -28,18 +16,7 @@ ensure_browser_tools() {
   fi
 
   if [ -z "${ORDERFLOW_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
-    echo "==> installing Debian's chromium (for the browser test)"
-    local log
-    log=$(mktemp -t orderflow-apt.XXXXXX.log)
-    if ! { _browser_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q \
-           && _browser_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-                --no-install-recommends chromium; } >"$log" 2>&1; then
-      cat "$log" >&2
-      rm -f "$log"
-      echo "error: could not install chromium with apt-get" >&2
-      return 1
-    fi
-    rm -f "$log"
+    apt_install "for the browser test" chromium || return 1
   fi
 
   if [ ! -f "$dir/node_modules/playwright-core/package.json" ]; then

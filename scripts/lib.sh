@@ -32,6 +32,40 @@ ensure_contract_tools() {
   .venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==${SCHEMATHESIS_VERSION}"
 }
 
+# Runs a command as root: directly when we are root, through sudo otherwise.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "error: installing a package needs root (or sudo): $*" >&2
+    return 1
+  fi
+}
+
+# Installs Debian packages (one line per install, apt's output only on failure).
+apt_install() { # why package...
+  local why=$1 log
+  shift
+  echo "==> installing Debian's $* ($why)"
+  log=$(mktemp -t orderflow-apt.XXXXXX.log)
+  if ! { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+         && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+              --no-install-recommends "$@"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "error: could not install $* with apt-get" >&2
+    return 1
+  fi
+  rm -f "$log"
+}
+
+# nats-server (Debian's package), for the event tests' brokers of their own (a broker outage).
+ensure_nats_tools() {
+  command -v nats-server >/dev/null 2>&1 || apt_install "for the order event tests" nats-server
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

@@ -14,6 +14,8 @@ ensure_temporal_tools
 ensure_contract_tools
 # Headless Chromium (Debian) and playwright-core (npm) for the checkout-page browser test.
 ensure_browser_tools
+# nats-server (Debian) for the event tests that stop a broker of their own.
+ensure_nats_tools
 
 echo "==> building (all targets, so tests reuse one dependency build)"
 cargo build --workspace --all-targets --quiet
@@ -25,8 +27,23 @@ log=$(mktemp -t orderflow-temporal.XXXXXX.log)
 .venv/bin/temporal server start-dev --headless --ip 127.0.0.1 --port "$port" \
   --log-level error $(search_attribute_flags) >"$log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+nats=""
+trap 'kill $server $nats 2>/dev/null || true; wait $server $nats 2>/dev/null || true' EXIT
 wait_port "$port" 60 "the Temporal dev server" || { cat "$log" >&2; exit 1; }
+# NATS with JetStream for the event tests: the machine's (127.0.0.1:4222), else one of our own.
+if [ -z "${TEST_NATS_URL:-}" ]; then
+  if port_open 4222; then
+    export TEST_NATS_URL=nats://127.0.0.1:4222
+  else
+    nats_port=$(free_port)
+    nats_store=$(mktemp -d -t orderflow-nats.XXXXXX)
+    nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$nats_store" >/dev/null 2>&1 &
+    nats=$!
+    wait_port "$nats_port" 30 "nats-server" || exit 1
+    export TEST_NATS_URL=nats://127.0.0.1:$nats_port
+  fi
+fi
+echo "==> NATS JetStream for the event tests: $TEST_NATS_URL"
 export ORDERFLOW_TEST_TEMPORAL_ADDRESS="127.0.0.1:$port"
 # Test output stays readable; failures still show the warnings.
 export RUST_LOG=${RUST_LOG:-warn}

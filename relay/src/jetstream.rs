@@ -188,14 +188,15 @@ impl EventSink for JetStreamSink {
             let subject = self.settings.subject(event_type.as_str());
             acks.push(js.send_publish(subject, publish).await);
         }
-        let mut results = Vec::with_capacity(events.len());
-        for ack in acks {
-            results.push(match ack {
+        // Awaited together: each ack's timeout runs from when it is awaited, so one after the
+        // other a broker that went away would cost a timeout per event.
+        futures::future::join_all(acks.into_iter().map(|ack| async move {
+            match ack {
                 Ok(future) => future.await.map(|_| ()).map_err(anyhow::Error::from),
                 Err(e) => Err(e.into()),
-            });
-        }
-        results
+            }
+        }))
+        .await
     }
 }
 

@@ -421,6 +421,31 @@ fn worker_and_shim_get_the_settings_the_stack_needs() {
             worker.get("ORDERFLOW_METRICS_ADDRESS"),
             Some(&Some("0.0.0.0:9464".to_owned()))
         );
+        // The worker's relay publishes the order events to the stack's NATS, once it is healthy
+        // with JetStream on.
+        assert_eq!(
+            worker.get("ORDERFLOW_NATS_URL"),
+            Some(&Some("nats://nats:4222".to_owned()))
+        );
+        let nats = service(stack, "nats");
+        let command = words(nats.get("command"));
+        assert!(
+            command.contains(&"-js".to_owned()) && command.contains(&"-sd".to_owned()),
+            "{stack:?}: NATS runs with JetStream and a store: {command:?}"
+        );
+        let check = words(nats.get("healthcheck").and_then(|h| h.get("test")));
+        assert!(
+            check.iter().any(|w| w.contains("js-enabled-only=true")),
+            "{stack:?}: NATS is healthy only with JetStream up: {check:?}"
+        );
+        assert_eq!(
+            service(stack, "worker")
+                .get("depends_on")
+                .and_then(|d| d.get("nats"))
+                .and_then(|d| d.get("condition"))
+                .and_then(Value::as_str),
+            Some("service_healthy")
+        );
         let shim = environment(service(stack, "shim"));
         assert_eq!(
             shim.get("ORDERFLOW_LISTEN"),

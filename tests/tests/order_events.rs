@@ -380,3 +380,84 @@ async fn relays_killed_over_and_over_publish_each_event_once(app: TestApp) {
         stream.len()
     );
 }
+
+/// The relay's lag on the worker's Prometheus endpoint: unpublished events and the oldest one's
+/// age grow while the broker is away, and fall to zero once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_lag_is_a_prometheus_metric() {
+    use temporalio_common::telemetry::{
+        PrometheusExporterOptions, start_prometheus_metric_exporter,
+    };
+    let Some(app) = TestApp::spawn(orderflow_tests::Engine::Sqlite).await else {
+        return;
+    };
+    let mut nats = NatsServer::start().expect("a NATS server of the test's own");
+    let settings = stream_settings(&nats.url());
+    nats.stop();
+    let port = orderflow_tests::free_port();
+    let exporter = start_prometheus_metric_exporter(
+        PrometheusExporterOptions::builder()
+            .socket_addr(format!("127.0.0.1:{port}").parse().unwrap())
+            .counters_total_suffix(false)
+            .build(),
+    )
+    .expect("a Prometheus endpoint");
+    let relay = tokio::spawn(orderflow_relay::run(
+        EventRelay::new(
+            app.db.clone(),
+            Arc::new(JetStreamSink::new(settings.clone())),
+        )
+        .with_metrics(exporter.meter),
+        Arc::new(Notify::new()),
+        orderflow_relay::events::pacing(),
+    ));
+    let ids = orders(&app, "lag", 4, 4).await;
+    let scrape = || async {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(name))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum()
+        };
+        (
+            value("orderflow_events_pending"),
+            value("orderflow_events_oldest_pending_age_seconds"),
+            value("orderflow_events_published_total"),
+            value("orderflow_events_relay_failures_total"),
+        )
+    };
+    let give_up = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (pending, age, published, failures) = scrape().await;
+        if pending == (ids.len() * 3) as f64 && age >= 1.0 && failures >= 1.0 {
+            assert_eq!(published, 0.0);
+            break;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "while the broker is away: pending {pending}, age {age}, failures {failures}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    nats.resume().unwrap();
+    all_published(&app, ids.len(), Duration::from_secs(60)).await;
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (pending, age, published, _) = scrape().await;
+        if (pending, age, published) == (0.0, 0.0, (ids.len() * 3) as f64) {
+            break;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "after the broker returned: pending {pending}, age {age}, published {published}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    relay.abort();
+}
