@@ -161,6 +161,14 @@ echo
 echo "==> stock now (order 6 holds its 3 stickers until it is paid or expires)"
 of stock show
 
+echo
+if [ -n "${ORDERFLOW_NATS_URL:-}" ]; then
+  echo "==> the events order 1 announced (published to NATS JetStream: orderflow events tail --from-start)"
+else
+  echo "==> the events order 1 announced (kept in the outbox; ORDERFLOW_NATS_URL=nats://127.0.0.1:4222 publishes them)"
+fi
+of events list --order "$paid"
+
 cat <<EOF
 
 Orderflow is running.
