@@ -23,7 +23,8 @@ use tokio::sync::Notify;
 on_every_engine!(
     events_reach_the_stream_once_and_in_order,
     a_broker_outage_loses_nothing,
-    relays_killed_over_and_over_publish_each_event_once
+    relays_killed_over_and_over_publish_each_event_once,
+    published_events_are_pruned_and_numbers_never_reused
 );
 
 /// An event whose data breaks its schema is caught: the check every test relies on can fail.
@@ -460,4 +461,56 @@ async fn the_relay_lag_is_a_prometheus_metric() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     relay.abort();
+}
+
+/// Published events are pruned, unpublished ones never, and an order's numbers go on where they
+/// were: a consumer never sees a number twice.
+async fn published_events_are_pruned_and_numbers_never_reused(app: TestApp) {
+    let id = app.order("prune", &[("MUG-LOGO", 1)], None).await;
+    assert_eq!(app.events(&id).await.len(), 2);
+    let mut conn = app.db.pool().acquire().await.unwrap();
+    let claimed = outbox::claim(&mut conn, 100).await.unwrap();
+    assert_eq!(
+        claimed.len(),
+        1,
+        "only the first of an order's events is claimable"
+    );
+    let first: Vec<i64> = claimed.iter().map(|e| e.id).collect();
+    outbox::mark_published(&mut conn, &first).await.unwrap();
+    let second: Vec<i64> = outbox::claim(&mut conn, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(second.len(), 1, "then the next one");
+    outbox::mark_published(&mut conn, &second).await.unwrap();
+    drop(conn);
+
+    app.orders.cancel(&id, "prune test").await.unwrap();
+    app.final_view(&id).await;
+    let far_future = orderflow_activities::db::now_ms() + 3_600_000;
+    assert_eq!(
+        outbox::prune(&app.db, far_future, 1).await.unwrap(),
+        1,
+        "in batches"
+    );
+    assert_eq!(outbox::prune(&app.db, far_future, 1000).await.unwrap(), 1);
+    assert_eq!(outbox::prune(&app.db, far_future, 1000).await.unwrap(), 0);
+    let left = outbox::for_order(&app.db, &id).await.unwrap();
+    assert_eq!(left.len(), 1, "the unpublished event stays: {left:?}");
+    assert_eq!(
+        (left[0].event_type, left[0].sequence),
+        (EventType::OrderCancelled, 3)
+    );
+    let lag = outbox::lag(&app.db).await.unwrap();
+    assert_eq!((lag.pending, lag.published_kept), (1, 0));
+    // Published and pruned too: the order has no events left (the check at the end of every
+    // test wants an order's events from 1, or none).
+    let mut conn = app.db.pool().acquire().await.unwrap();
+    outbox::mark_published(&mut conn, &[left[0].id])
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(outbox::prune(&app.db, far_future, 1000).await.unwrap(), 1);
 }

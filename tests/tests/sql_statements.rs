@@ -38,6 +38,11 @@ const RAW_SQL_ALLOWED: &[(&str, usize, &str)] = &[
         "PostgreSQL only: one statement inserting an order and a VALUES group per line",
     ),
     (
+        "activities/src/outbox.rs",
+        1,
+        "marking a relay's batch published: one UPDATE with an IN list of integer ids, no binds",
+    ),
+    (
         "activities/src/failure.rs",
         2,
         "a unit test of the error rule, on its own table in an in-memory SQLite",
