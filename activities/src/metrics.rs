@@ -26,7 +26,12 @@ impl std::fmt::Debug for OrderMetrics {
     }
 }
 
-fn params(name: &'static str, description: &'static str, unit: &'static str) -> MetricParameters {
+/// An instrument's name, description and unit (every Orderflow metric is declared this way).
+pub fn params(
+    name: &'static str,
+    description: &'static str,
+    unit: &'static str,
+) -> MetricParameters {
     MetricParameters::builder()
         .name(name)
         .description(description)

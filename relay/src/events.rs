@@ -13,12 +13,11 @@
 use crate::Pass;
 use crate::sink::{EventSink, Outgoing};
 use orderflow_activities::db::{Db, Engine, now_ms};
+use orderflow_activities::metrics::params;
 use orderflow_activities::outbox::{self, StoredEvent};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use temporalio_common::telemetry::metrics::{
-    CoreMeter, Counter, Gauge, GaugeF64, MetricParameters, NewAttributes,
-};
+use temporalio_common::telemetry::metrics::{CoreMeter, Counter, Gauge, GaugeF64, NewAttributes};
 
 /// Events claimed per pass.
 pub const DEFAULT_BATCH: i64 = 256;
@@ -132,14 +131,6 @@ struct RelayMetrics {
     pending: Gauge,
     oldest_age: GaugeF64,
     lag_read_at_ms: Mutex<i64>,
-}
-
-fn params(name: &'static str, description: &'static str, unit: &'static str) -> MetricParameters {
-    MetricParameters::builder()
-        .name(name)
-        .description(description)
-        .unit(unit)
-        .build()
 }
 
 impl RelayMetrics {

@@ -159,24 +159,15 @@ async fn events_reach_the_stream_once_and_in_order(app: TestApp) {
     }
 
     // The consumer to copy: a durable consumer that prints each event and acks it.
-    let out = orderflow(&app, &settings)
-        .args([
-            "--json",
-            "events",
-            "tail",
-            "--from-start",
-            "--durable",
-            "copy-me",
-        ])
-        .args(["--count", &stream.len().to_string()])
-        .output()
-        .expect("orderflow events tail");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let count = stream.len().to_string();
+    let tail = ["--json", "events", "tail", "--from-start", "--durable"];
+    let (ok, out, err) = run_cli(
+        &app,
+        &settings,
+        &[&tail[..], &["copy-me", "--count", &count]].concat(),
     );
-    let tailed: Vec<CloudEvent> = String::from_utf8_lossy(&out.stdout)
+    assert!(ok, "{err}");
+    let tailed: Vec<CloudEvent> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("one event per line"))
         .collect();
@@ -199,67 +190,65 @@ async fn events_reach_the_stream_once_and_in_order(app: TestApp) {
     let paid = stream
         .iter()
         .filter(|e| e.event_type == EventType::OrderPaid.cloudevents_type())
-        .count();
-    let out = orderflow(&app, &settings)
-        .args([
-            "--json",
-            "events",
-            "tail",
-            "--from-start",
-            "--durable",
-            "paid-only",
-        ])
-        .args(["--type", "order.paid", "--count", &paid.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), paid);
-    let paid_order = stream
-        .iter()
-        .find(|e| e.event_type == EventType::OrderPaid.cloudevents_type())
-        .map(|e| e.subject.clone())
-        .expect("a paid order");
-    let out = orderflow(&app, &settings)
-        .args(["--json", "events", "status"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        .count()
+        .to_string();
+    let (ok, out, err) = run_cli(
+        &app,
+        &settings,
+        &[
+            &tail[..],
+            &["paid-only", "--type", "order.paid", "--count", &paid],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count().to_string(), paid);
+    let (ok, out, err) = run_cli(&app, &settings, &["--json", "events", "status"]);
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["pending"], 0);
     assert_eq!(status["broker"]["messages"], stream.len());
     // Credentials in the broker's URL are never printed, connected or not.
     let mut with_password = settings.clone();
     with_password.url = shared_nats_url().replace("nats://", "nats://relay:s3cr3t-pw@");
-    let out = orderflow(&app, &with_password)
-        .args(["events", "status"])
-        .output()
-        .unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, out, err) = run_cli(&app, &with_password, &["events", "status"]);
+    let printed = format!("{out}{err}");
     assert!(printed.contains("***@"), "{printed}");
     assert!(!printed.contains("s3cr3t-pw"), "{printed}");
-    let out = orderflow(&app, &settings)
-        .args(["events", "list", "--order", &paid_order])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let paid_order = stream
+        .iter()
+        .find(|e| e.event_type == EventType::OrderPaid.cloudevents_type())
+        .map(|e| e.subject.clone())
+        .expect("a paid order");
+    let (ok, out, err) = run_cli(&app, &settings, &["events", "list", "--order", &paid_order]);
+    assert!(ok, "{err}");
     assert!(
-        text.contains("order.created") && text.contains("order.paid"),
-        "{text}"
+        out.contains("order.created") && out.contains("order.paid"),
+        "{out}"
     );
-    let out = orderflow(&app, &settings)
-        .args(["events", "tail", "--type", "order.shipped"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let (ok, _, err) = run_cli(
+        &app,
+        &settings,
+        &["events", "tail", "--type", "order.shipped"],
+    );
+    assert!(!ok);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("expected one of"),
-        "an unknown type is refused with the list"
+        err.contains("expected one of"),
+        "an unknown type is refused with the list: {err}"
     );
+}
+
+/// Runs `orderflow ARGS` on the app's database and `settings`' stream: (succeeded, stdout, stderr).
+fn run_cli(app: &TestApp, settings: &StreamSettings, args: &[&str]) -> (bool, String, String) {
+    let out = orderflow(app, settings)
+        .args(args)
+        .output()
+        .expect("orderflow runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 async fn a_broker_outage_loses_nothing(app: TestApp) {
