@@ -1,6 +1,12 @@
 #!/usr/bin/env python3
 """Turns bench/out/*.json (one `orderflow-load --json` report per scenario) into BENCHMARKS.md and
-BENCHMARKS.json. Called by bench/run.sh; can be re-run on a kept bench/out."""
+BENCHMARKS.json. Called by bench/run.sh; can be re-run on a kept bench/out.
+
+`report.py --partial bench/out` records a partial run (`BENCH_ONLY`) instead: the full run's
+figures stay as BENCHMARKS.json holds them (its date, machine, versions and runs), the partial
+run is added to BENCHMARKS.json's `partial_runs` (replacing one of the same date) and gets a
+section of its own in BENCHMARKS.md with its date, what it ran and its no-op ceiling. A full run
+drops the partial runs (it measures everything again)."""
 import datetime
 import json
 import os
@@ -9,13 +15,29 @@ import subprocess
 import sys
 import urllib.parse
 
-out_dir = sys.argv[1] if len(sys.argv) > 1 else "bench/out"
-runs = {}
-for name in sorted(os.listdir(out_dir)):
-    if name.endswith(".json"):
-        with open(os.path.join(out_dir, name)) as f:
-            r = json.load(f)
-        runs[r.get("bench_name", name[:-5])] = r
+args = sys.argv[1:]
+partial = "--partial" in args
+args = [a for a in args if a != "--partial"]
+out_dir = args[0] if args else "bench/out"
+
+
+def load_runs(path):
+    found = {}
+    for name in sorted(os.listdir(path)):
+        if name.endswith(".json"):
+            with open(os.path.join(path, name)) as f:
+                r = json.load(f)
+            found[r.get("bench_name", name[:-5])] = r
+    return found
+
+
+def out_file(name):
+    """A one-line file bench/run.sh left in out_dir (commit, baseline, only), or None."""
+    path = os.path.join(out_dir, name)
+    return open(path).read().strip() if os.path.exists(path) else None
+
+
+runs = load_runs(out_dir)
 
 
 def sh(cmd):
@@ -25,8 +47,8 @@ def sh(cmd):
         return "unknown"
 
 
-def get(name, *path):
-    v = runs.get(name)
+def get_in(rs, name, *path):
+    v = rs.get(name)
     for p in path:
         if v is None:
             return None
@@ -34,15 +56,61 @@ def get(name, *path):
     return v
 
 
+def cpu_in(rs, name, who):
+    return get_in(rs, name, f"{who}_cpu", "cpu_ms_per_order")
+
+
+# This run's figures, kept aside: with --partial, `runs` becomes the full run's (BENCHMARKS.json).
+this_runs = runs
+if partial:
+    if not os.path.exists("BENCHMARKS.json"):
+        sys.exit("report.py --partial: no BENCHMARKS.json to add the partial run to (run the full suite first)")
+    with open("BENCHMARKS.json") as f:
+        stored = json.load(f)
+    runs = stored["runs"]
+
+
+def get(name, *path):
+    return get_in(runs, name, *path)
+
+
 def cpu(name, who):
-    return get(name, f"{who}_cpu", "cpu_ms_per_order")
+    return cpu_in(runs, name, who)
+
+
+def ceilings_of(rs):
+    """The first and last no-op ceiling of a run and the higher of the two (None where not run)."""
+    first, last = get_in(rs, "ceiling", "orders_per_s"), get_in(rs, "ceiling-end", "orders_per_s")
+    both = [c for c in (first, last) if c]
+    return first, last, (max(both) if both else None)
+
+
+def events_summary(rs):
+    """The order-events figures (issue 19) of a run: the PostgreSQL burst with the event relay
+    publishing, against the same burst with publishing off and, when run, the baseline's."""
+    off, on, base = (get_in(rs, n, "orders_per_s") for n in ("burst-postgres", "burst-postgres-events", "burst-postgres-baseline"))
+    e = get_in(rs, "burst-postgres-events", "events") or {}
+    lag = e.get("publish_lag") or {}
+    return {
+        "events_burst_orders_per_s": on,
+        "events_burst_share_of_burst": round(on / off, 3) if on and off else None,
+        "events_burst_worker_cpu_ms_per_order": cpu_in(rs, "burst-postgres-events", "worker"),
+        "events_burst_server_cpu_ms_per_order": cpu_in(rs, "burst-postgres-events", "server"),
+        "events_per_order": e.get("events_per_order"),
+        "events_all_published": e.get("all_published"),
+        "relay_events_per_s": e.get("events_per_s"),
+        "relay_publish_lag_p50_ms": lag.get("p50_ms"),
+        "relay_publish_lag_p99_ms": lag.get("p99_ms"),
+        "relay_publish_lag_max_ms": lag.get("max_ms"),
+        # Writing the outbox with publishing off, against the baseline's worker (BENCH_BASELINE).
+        "burst_share_of_baseline": round(off / base, 3) if off and base else None,
+    }
 
 
 # The no-op ceiling is run first and again last: on this VM it has varied from 54 to 99 workflows/s
 # between runs while the order figures did not, so the share is taken against the higher of the
 # two (the stricter comparison), and both are shown.
-ceilings = [c for c in (get("ceiling", "orders_per_s"), get("ceiling-end", "orders_per_s")) if c]
-ceiling = max(ceilings) if ceilings else None
+ceiling = ceilings_of(runs)[2]
 pg = "burst-postgres"
 summary = {
     # PostgreSQL burst (2,000 orders, half paid, half timing out after 5 s)
@@ -74,6 +142,8 @@ summary = {
     "hot_sku_mysql_edge_reservations_per_s": get("hot-sku-mysql-edge", "reservations_per_s"),
     "hot_sku_mysql_reservations_per_s": get("hot-sku-mysql", "reservations_per_s"),
     "hot_sku_mysql_raw_reservations_per_s": get("hot-sku-mysql-raw", "reservations_per_s"),
+    # The burst with order events published (issue 19), None where not run.
+    **events_summary(runs),
 }
 
 
@@ -112,8 +182,8 @@ machine = {
     "kernel": platform.release(),
 }
 versions = {
-    "orderflow_commit": open(os.path.join(out_dir, "commit")).read().strip() if os.path.exists(os.path.join(out_dir, "commit"))
-    else sh("git rev-parse --short HEAD") + (" (uncommitted changes)" if sh("git status --porcelain --untracked-files=no") else ""),
+    "orderflow_commit": out_file("commit")
+    or sh("git rev-parse --short HEAD") + (" (uncommitted changes)" if sh("git status --porcelain --untracked-files=no") else ""),
     "rustc": sh("rustc --version"),
     "temporal_cli": sh(".venv/bin/temporal --version"),
     "postgresql": sh("psql postgres://postgres@127.0.0.1:5432/postgres -tAc 'show server_version'"),
@@ -125,8 +195,31 @@ MY = "MariaDB" if "mariadb" in versions["mysql"].lower() else "MySQL" if version
 # When the last scenario finished (so a re-run of this script on a kept bench/out keeps the date).
 finished_at = max(os.path.getmtime(os.path.join(out_dir, n)) for n in os.listdir(out_dir) if n.endswith(".json"))
 now = datetime.datetime.fromtimestamp(finished_at, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+# When the run's first scenario finished, for the partial run's time span.
+started_at = min(os.path.getmtime(os.path.join(out_dir, n)) for n in os.listdir(out_dir) if n.endswith(".json"))
+partial_runs = []
+if partial:
+    first, last, higher = ceilings_of(this_runs)
+    partial_runs = [p for p in stored.get("partial_runs", []) if p.get("date") != now] + [{
+        "date": now,
+        "first_finished": datetime.datetime.fromtimestamp(started_at, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "bench_only": out_file("only"),
+        "baseline": out_file("baseline"),
+        "machine": machine,
+        "versions": versions,
+        "summary": {"ceiling_wf_per_s": higher, "ceiling_first_wf_per_s": first, "ceiling_last_wf_per_s": last,
+                    "burst_postgres_orders_per_s": get_in(this_runs, "burst-postgres", "orders_per_s"),
+                    **events_summary(this_runs)},
+        "runs": this_runs,
+    }]
+    # The full run's page as it was: its date, machine and versions.
+    now, machine, versions = stored["date"], stored["machine"], stored["versions"]
+    MY = "MariaDB" if "mariadb" in versions["mysql"].lower() else "MySQL" if versions["mysql"] != "unknown" else "MariaDB/MySQL"
+record = {"date": now, "machine": machine, "versions": versions, "summary": summary, "runs": runs}
+if partial_runs:
+    record["partial_runs"] = partial_runs
 with open("BENCHMARKS.json", "w") as f:
-    json.dump({"date": now, "machine": machine, "versions": versions, "summary": summary, "runs": runs}, f, indent=1)
+    json.dump(record, f, indent=1)
     f.write("\n")
 
 
@@ -186,6 +279,66 @@ targets = [
      f"{cell(summary['burst_mysql_share_of_postgres'] and summary['burst_mysql_share_of_postgres'] * 100, '%')}",
      at_least(summary["burst_mysql_share_of_postgres"], 0.9)),
 ]
+# Issue 19's goal: from this run, else from the newest partial run that measured it.
+events_from = ("this run", summary) if summary["events_burst_orders_per_s"] else next(
+    ((f"partial run of {p['date']}", p["summary"]) for p in reversed(partial_runs) if p["summary"].get("events_burst_orders_per_s")),
+    (None, summary))
+ev = events_from[1]
+targets.append((
+    "Burst with order events published (NATS JetStream): orders/s against the same burst with publishing off, same run",
+    ">= 90% (within 10%)",
+    f"{cell(ev['events_burst_orders_per_s'])} / {cell(ev.get('burst_postgres_orders_per_s', ev.get('orders_per_s')))} = "
+    f"{cell(ev['events_burst_share_of_burst'] and ev['events_burst_share_of_burst'] * 100, '%')}"
+    + (f"; relay {cell(ev['relay_events_per_s'])} events/s, lag p99 {cell(ev['relay_publish_lag_p99_ms'], ' ms')}" if ev["events_burst_orders_per_s"] else "")
+    + (f" ({events_from[0]})" if events_from[0] and events_from[0] != "this run" else ""),
+    at_least(ev["events_burst_share_of_burst"], 0.9)))
+
+
+def events_table(rs, base, ceil):
+    """The burst with order events published next to the same burst with publishing off (and the
+    baseline's, when run) from one run's scenarios `rs`."""
+    off = get_in(rs, "burst-postgres", "orders_per_s")
+    rows = [
+        ("burst-postgres", "publishing off: each status change writes its event to the outbox, no relay"),
+        ("burst-postgres-baseline", f"`{base}`'s worker (`BENCH_BASELINE`): no outbox, no events"),
+        ("burst-postgres-events", "publishing on: the worker's relay publishes every event to NATS JetStream"),
+    ]
+    w("| worker | orders/s | share of burst-postgres | share of ceiling | transitions/order | worker CPU ms/order | server CPU ms/order | events/order | relay events/s | publish lag p50 / p99 / max ms |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for name, what in rows:
+        if name not in rs:
+            continue
+        rate = get_in(rs, name, "orders_per_s")
+        e = get_in(rs, name, "events") or {}
+        lag = e.get("publish_lag") or {}
+        w(f"| {what} | {fmt(rate)} | {cell(ratio(rate, off) and ratio(rate, off) * 100, '%')} | {cell(ratio(rate, ceil) and ratio(rate, ceil) * 100, '%')} | "
+          f"{fmt(get_in(rs, name, 'state_transitions_per_order'))} | {fmt(cpu_in(rs, name, 'worker'))} | {fmt(cpu_in(rs, name, 'server'))} | "
+          f"{cell(e.get('events_per_order'))} | {cell(e.get('events_per_s'))} | "
+          + (f"{fmt(lag.get('p50_ms'))} / {fmt(lag.get('p99_ms'))} / {fmt(lag.get('max_ms'))}" if lag.get("n") else "–") + " |")
+    w("")
+    e = get_in(rs, "burst-postgres-events", "events")
+    if e:
+        types = ", ".join(f"{k} {v}" for k, v in e["types"].items())
+        w(f"Events of the run in the outbox: {e['events']} ({types}); published {e['published']}"
+          + (f", all of them {fmt(e['drained_after_s'])} s after the last order finished" if e["all_published"]
+             else f", {e['unpublished']} NOT published {fmt(e['drained_after_s'])} s after the last order finished")
+          + f". The relay's rate is the published events over the {fmt(e['span_s'])} s from the first event's"
+          " `created_at_ms` to the last `published_at_ms`; the lag is `published_at_ms − created_at_ms` of each event"
+          " (both the worker's clock).")
+        w("")
+
+
+def events_commands(rs):
+    w("```sh")
+    for name in ("burst-postgres", "burst-postgres-events"):
+        if name in rs:
+            r = rs[name]
+            env = r.get("worker_env")
+            w(f"# {name}: worker `{env + ' ' if env else ''}orderflow-worker {r.get('worker_flags', '')}`")
+            w(r.get("command", ""))
+    w("```")
+    w("")
+
 
 lines = []
 w = lines.append
@@ -201,6 +354,10 @@ w("`PAID` (the workflow's last step writes it); close lateness is the `CLOSED` r
 w("database; CPU is utime+stime of the worker and server processes from `/proc` over the run's window,")
 w("divided by the orders finished; state transitions are `DescribeWorkflowExecution`'s count averaged over")
 w("20 finished workflows. No test asserts any of these times.")
+if partial_runs:
+    w("")
+    w("Partial runs since (`BENCH_ONLY`, each on a dev server of its own, its figures not mixed into the tables of the")
+    w("full run): " + "; ".join(f"{p['date']} ({', '.join(p['runs'])})" for p in partial_runs) + ", each in a section below.")
 w("")
 w("## Targets")
 w("")
@@ -266,6 +423,7 @@ changes = [
     ("burst-postgres-gzip", "the shipped setup with gRPC gzip on (the SDK default) instead of `ORDERFLOW_GRPC_COMPRESSION=none`"),
     ("burst-postgres-default-tuning", "the shipped setup with the SDK's default pollers instead of the tuned ones"),
 ]
+
 w("## What the shipped settings buy")
 w("")
 w("The PostgreSQL burst (2,000 orders, half paid, half timing out after 5 s) as shipped, then with gRPC compression")
@@ -279,6 +437,15 @@ for name, what in changes:
         w(f"| {what} | {fmt(get(name, 'orders_per_s'))} | {fmt(ratio(get(name, 'orders_per_s'), ceiling) and ratio(get(name, 'orders_per_s'), ceiling) * 100, '%')} | "
           f"{fmt(get(name, 'state_transitions_per_order'))} | {fmt(cpu(name, 'worker'))} | {fmt(cpu(name, 'server'))} |")
 w("")
+if "burst-postgres-events" in runs:
+    w("## Order events published")
+    w("")
+    w("The PostgreSQL burst (2,000 orders, half paid, half timing out after 5 s) with the worker's event relay")
+    w("publishing every order event to NATS JetStream (`ORDERFLOW_NATS_URL`, a stream of the run's own), next to")
+    w("the same burst with publishing off, one after the other in this run in the order of the table; the goal is")
+    w("≥ 90 % of the orders/s with publishing off:")
+    w("")
+    events_table(runs, out_file("baseline") or "?", ceiling)
 pairs = [name[: -len("-baseline")] for name in runs if name.endswith("-baseline") and name[: -len("-baseline")] in runs]
 if pairs:
     base = open(os.path.join(out_dir, "baseline")).read().strip() if os.path.exists(os.path.join(out_dir, "baseline")) else "?"
@@ -319,12 +486,31 @@ if any(name in runs for name, _ in hold):
             w(f"| {what} | {fmt(rate)} | {fmt(share and share * 100, '%')} | "
               f"{fmt(ready.get('p50_ms'))} / {fmt(ready.get('max_ms'))} | {fmt(get(name, 'window_s'))} |")
     w("")
+for p in reversed(partial_runs):
+    first, last, higher = p["summary"]["ceiling_first_wf_per_s"], p["summary"]["ceiling_last_wf_per_s"], p["summary"]["ceiling_wf_per_s"]
+    base, pm = p.get("baseline"), p["machine"]
+    w(f"## Order events published: partial run of {p['date']}")
+    w("")
+    w(f"A partial run, `BENCH_ONLY='{p['bench_only']}'" + (f" BENCH_BASELINE={base}" if base else "") + " bench/run.sh`"
+      f" ({p['first_finished']} – {p['date']}, Orderflow {p['versions']['orderflow_commit']}), on a dev server of its own, on"
+      f" {pm['cores']} cores, {pm['memory_gib']} GiB, {pm['cpu']}, Linux {pm['kernel']}"
+      + (" (the full run's machine)" if pm == machine else " (not the full run's machine)")
+      + ": its figures are to be compared with each other, not with the full run's. The no-op ceiling in this run:"
+      f" {cell(first)} workflows/s first, {cell(last)} last (shares below of the higher, {cell(higher)}).")
+    w("The PostgreSQL burst (2,000 orders, half paid, half timing out after 5 s) with the worker's event relay publishing")
+    w("every order event to NATS JetStream (`ORDERFLOW_NATS_URL`, a stream of the run's own), next to the same burst")
+    w("with publishing off" + (" and the baseline's worker" if base else "") + ", one after the other in the order of the table; the goal is ≥ 90 %")
+    w("of the orders/s with publishing off:")
+    w("")
+    events_table(p["runs"], base or "?", higher)
+    events_commands(p["runs"])
 w("## Commands")
 w("")
 w("```sh")
 w("bench/run.sh    # everything below, then this file")
 for name, r in runs.items():
-    w(f"# {name}: worker `orderflow-worker {r.get('worker_flags', '')}`")
+    env = r.get("worker_env")
+    w(f"# {name}: worker `{env + ' ' if env else ''}orderflow-worker {r.get('worker_flags', '')}`")
     w(r.get("command", ""))
 w("```")
 w("")

@@ -8,14 +8,22 @@
 #   BENCH_BASELINE=<git ref> bench/run.sh  # also runs the order scenarios that a change to the
 #                                   # workflow or its activities moves (burst, paced, hot SKU) with
 #                                   # that ref's worker, each right after this build's: a same-run
-#                                   # comparison ("Against the baseline" in the report)
+#                                   # comparison ("Against the baseline" in the report); with
+#                                   # BENCH_ONLY, a selected scenario brings its baseline run along
+#   BENCH_ONLY=... BENCH_RECORD=1 bench/run.sh  # a partial run recorded in BENCHMARKS.md /
+#                                   # BENCHMARKS.json as a dated section of its own, the full run's
+#                                   # figures kept (`bench/report.py --partial`; also by hand on a
+#                                   # kept bench/out)
 #
 # Builds in release, starts a fresh Temporal dev server (in memory, SQLite WAL) on a free port,
 # and runs every scenario with `orderflow-load` against a fresh worker each time. Writes the
 # figures, the machine, the versions and the exact commands to BENCHMARKS.md and BENCHMARKS.json
 # (bench/report.py). Needs PostgreSQL at BENCH_POSTGRES_ADMIN_URL and MariaDB (or MySQL) at
 # BENCH_MYSQL_ADMIN_URL (default mysql://root@127.0.0.1:3306/test), with the `mariadb` client; a
-# fresh database `orderflow_bench` is created on each. Prints figures; asserts nothing about time.
+# fresh database `orderflow_bench` is created on each. The burst-postgres-events scenario publishes
+# order events to NATS JetStream at BENCH_NATS_URL (default nats://127.0.0.1:4222), into a stream of
+# its own per run (BENCH_EVENTS_<date>_<pid>, subjects bench.<date>_<pid>.>, messages kept an hour).
+# Prints figures; asserts nothing about time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -25,6 +33,9 @@ PG_ADMIN=${BENCH_POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres
 PG_URL=${PG_ADMIN%/*}/orderflow_bench
 MY_ADMIN=${BENCH_MYSQL_ADMIN_URL:-mysql://root@127.0.0.1:3306/test}
 MY_URL=${MY_ADMIN%/*}/orderflow_bench
+NATS_URL=${BENCH_NATS_URL:-nats://127.0.0.1:4222}
+# This run's own JetStream stream and subjects (runs never mix events).
+EVENTS_TAG=$(date -u +%Y%m%dT%H%M%S)_$$
 # The admin URL's host, port, user and password, one a line, for the `mariadb` client (the password
 # goes to it through MYSQL_PWD, never on a command line; it may be empty).
 { IFS= read -r MY_HOST; IFS= read -r MY_PORT; IFS= read -r MY_USER; IFS= read -r MY_PWD; } < <(
@@ -106,8 +117,15 @@ TUNED="--workflow-pollers 16 --nonsticky-poll-ratio 0.5 --activity-pollers 8 --m
 run() {
   local name=$1 db=$2 wflags=$3
   shift 3
-  selected "$name" || return 0
+  [ -n "${RUN_SELECTED:-}" ] || selected "$name" || return 0
   local queue="bench-$name"
+  # The worker's event settings, for the report (the broker's URL without credentials).
+  local wenv=""
+  if [ -n "${ORDERFLOW_NATS_URL:-}" ]; then
+    wenv="ORDERFLOW_NATS_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(p._replace(netloc=p.hostname + (f":{p.port}" if p.port else "")).geturl())' "$ORDERFLOW_NATS_URL")"
+    wenv+=" ORDERFLOW_EVENTS_STREAM=${ORDERFLOW_EVENTS_STREAM:-} ORDERFLOW_EVENTS_SUBJECT_PREFIX=${ORDERFLOW_EVENTS_SUBJECT_PREFIX:-}"
+    wenv+="${ORDERFLOW_EVENTS_STREAM_MAX_AGE_HOURS:+ ORDERFLOW_EVENTS_STREAM_MAX_AGE_HOURS=$ORDERFLOW_EVENTS_STREAM_MAX_AGE_HOURS}"
+  fi
   # shellcheck disable=SC2086
   # ORDERFLOW_SANDBOX: the load pays through the sandbox gateway (off by default; a baseline
   # worker from before the switch ignores the variable and always had it).
@@ -115,7 +133,7 @@ run() {
   worker=$!
   local cmd="orderflow-load $* --database-url <db> --task-queue $queue --worker-pid <worker> --server-pid <server> --json"
   echo "==> $name: $cmd"
-  echo "    worker: orderflow-worker $wflags"
+  echo "    worker: ${wenv:+$wenv }orderflow-worker $wflags"
   local status=0
   "$BIN"/orderflow-load "$@" --database-url "$db" --task-queue "$queue" \
     --worker-pid "$worker" --server-pid "$server" --run-id "B$(echo "$name" | tr 'a-z-' 'A-Z_')" --json \
@@ -123,39 +141,52 @@ run() {
   kill "$worker" 2>/dev/null || true
   wait "$worker" 2>/dev/null || true
   worker=""
-  python3 - "$OUT/$name.json" "$name" "$cmd" "$wflags" "$status" <<'PY'
+  python3 - "$OUT/$name.json" "$name" "$cmd" "$wflags" "$status" "$wenv" <<'PY'
 import json, sys
-path, name, cmd, wflags, status = sys.argv[1:]
+path, name, cmd, wflags, status, wenv = sys.argv[1:]
 try:
     r = json.load(open(path))
 except Exception as e:
     print(f"    FAILED ({e}); see {path[:-5]}.err")
     sys.exit(0)
 r["bench_name"], r["command"], r["worker_flags"], r["exit_status"] = name, cmd, wflags, int(status)
+if wenv:
+    r["worker_env"] = wenv
 json.dump(r, open(path, "w"), indent=1)
 w = (r.get("worker_cpu") or {}).get("cpu_ms_per_order")
 s = (r.get("server_cpu") or {}).get("cpu_ms_per_order")
 print(f"    {r['finished']}/{r['orders']} in {r['window_s']} s = {r['orders_per_s']}/s; "
       f"outcomes {r['outcomes']} match={r['outcomes_match']}; worker {w} ms, server {s} ms per order; "
       f"{r.get('state_transitions_per_order')} transitions/order; exit {status}")
+e = r.get("events")
+if e:
+    lag = e["publish_lag"]
+    print(f"    events: {e['published']}/{e['events']} published ({e['events_per_order']}/order), "
+          f"relay {e['events_per_s']}/s over {e['span_s']} s, lag p50/p99/max {lag['p50_ms']}/{lag['p99_ms']}/{lag['max_ms']} ms, "
+          f"all published {e['drained_after_s']} s after the last order: {e['all_published']}")
 PY
 }
 
 # pair NAME DATABASE_URL "WORKER FLAGS" LOAD FLAGS... (PostgreSQL): the scenario with this build's
 # worker and, with BENCH_BASELINE, again as NAME-baseline with the baseline's, each on a fresh
 # database; BENCH_BASELINE_FIRST=1 runs the baseline first (to see what going first is worth).
+# BENCH_ONLY selecting NAME (or NAME-baseline) selects both.
 pair() {
   local name=$1
   shift
-  if [ -n "$BASELINE_BIN" ] && [ -n "${BENCH_BASELINE_FIRST:-}" ]; then
+  local base=""
+  if [ -n "$BASELINE_BIN" ] && { selected "$name" || selected "$name-baseline"; }; then
+    base=1
+  fi
+  if [ -n "$base" ] && [ -n "${BENCH_BASELINE_FIRST:-}" ]; then
     fresh_pg
-    WORKER_BIN=$BASELINE_BIN run "$name-baseline" "$@"
+    WORKER_BIN=$BASELINE_BIN RUN_SELECTED=1 run "$name-baseline" "$@"
   fi
   fresh_pg
   run "$name" "$@"
-  if [ -n "$BASELINE_BIN" ] && [ -z "${BENCH_BASELINE_FIRST:-}" ]; then
+  if [ -n "$base" ] && [ -z "${BENCH_BASELINE_FIRST:-}" ]; then
     fresh_pg
-    WORKER_BIN=$BASELINE_BIN run "$name-baseline" "$@"
+    WORKER_BIN=$BASELINE_BIN RUN_SELECTED=1 run "$name-baseline" "$@"
   fi
 }
 
@@ -166,6 +197,17 @@ run ceiling "$(sqlite_url ceiling)" "$TUNED" --workflow noop --orders "$B" --con
 # 2. Order throughput: unpaced bursts, half paid, half timing out after 5 s.
 run burst-sqlite "$(sqlite_url burst)" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
 pair burst-postgres "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5
+# The same burst with order events published (issue 19): the worker's relay publishes every outbox
+# row to NATS JetStream (this run's own stream); after the burst the load waits (at most 60 s) until
+# the relay has published every event of the run and reports its sustained events/s and lag.
+if selected burst-postgres-events && ! python3 -c 'import socket, sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); socket.create_connection((p.hostname or "127.0.0.1", p.port or 4222), 2)' "$NATS_URL" 2>/dev/null; then
+  echo "error: burst-postgres-events needs NATS with JetStream at $NATS_URL (BENCH_NATS_URL)" >&2
+  exit 1
+fi
+fresh_pg
+ORDERFLOW_NATS_URL=$NATS_URL ORDERFLOW_EVENTS_STREAM="BENCH_EVENTS_$EVENTS_TAG" ORDERFLOW_EVENTS_SUBJECT_PREFIX="bench.$EVENTS_TAG" \
+  ORDERFLOW_EVENTS_STREAM_MAX_AGE_HOURS=1 \
+  run burst-postgres-events "$PG_URL" "$TUNED" --orders "$B" --concurrency 1000 --mix paid=50,timeout=50 --payment-timeout-secs 5 --events-report --events-wait-secs 60
 # The same burst on MariaDB/MySQL (no baseline pair: a baseline from before MySQL support would
 # refuse the URL).
 fresh_my burst-mysql
@@ -215,7 +257,13 @@ run hot-sku-sqlite "$(sqlite_url hot)" "$TUNED" --orders "$H" --concurrency 1000
 run ceiling-end "$(sqlite_url ceiling-end)" "$TUNED" --workflow noop --orders "$B" --concurrency 500
 
 if [ -n "${BENCH_ONLY:-}" ]; then
-  echo "==> BENCH_ONLY=$BENCH_ONLY: a partial run; figures in $OUT, BENCHMARKS.md not written"
+  echo "$BENCH_ONLY" >"$OUT/only"
+  if [ -n "${BENCH_RECORD:-}" ]; then
+    python3 bench/report.py --partial "$OUT" "$port"
+  else
+    echo "==> BENCH_ONLY=$BENCH_ONLY: a partial run; figures in $OUT, BENCHMARKS.md not written"
+    echo "    (to record it as a dated section of BENCHMARKS.md: python3 bench/report.py --partial $OUT)"
+  fi
 else
   python3 bench/report.py "$OUT" "$port"
 fi

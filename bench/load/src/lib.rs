@@ -20,7 +20,13 @@
 //! * the stock invariant and units sold: the orders database (`inventory::audit`);
 //! * CPU: utime + stime of the worker and server processes from `/proc/<pid>/stat`, before and
 //!   after the window (USER_HZ = 100 ticks per second on Linux);
-//! * state transitions: `DescribeWorkflowExecution` of a sample of finished workflows.
+//! * state transitions: `DescribeWorkflowExecution` of a sample of finished workflows;
+//! * order events (`--events-report`, with the worker's event relay on): the outbox rows of the
+//!   run's orders (`outbox::page`), read once the relay has published them all (waited for after
+//!   the window, at most `--events-wait-secs`): how many, how many published, the relay's
+//!   sustained rate (published events over the span from the first event's `created_at_ms` to the
+//!   last `published_at_ms`) and each event's publish lag (`published_at_ms − created_at_ms`; both
+//!   stamped by the worker's clock).
 
 // Durations, rates and percentiles are measurements, not money: floats are right here (the
 // workspace forbids float arithmetic elsewhere because amounts must stay integers).
@@ -30,6 +36,7 @@ use anyhow::{Context, bail};
 use orderflow_activities::db::Db;
 use orderflow_activities::inventory;
 use orderflow_activities::orders::{self as order_rows, CatalogItem};
+use orderflow_activities::outbox::{self, StoredEvent};
 use orderflow_activities::sql::Text;
 use orderflow_client::orders::{EdgePlaced, Orders, order_id_for_key};
 use orderflow_domain::{Currency, Money, OrderInput, OrderLineInput, OrderStatus, Sku};
@@ -40,7 +47,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
@@ -133,6 +140,18 @@ pub struct LoadArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// After the run, report the run's order events from the outbox (count, published, the
+    /// relay's sustained events/s and publish lag), once every one is published; the run fails
+    /// when some are still unpublished after `--events-wait-secs`. For a worker whose event
+    /// relay is on (`ORDERFLOW_NATS_URL`).
+    #[arg(long)]
+    pub events_report: bool,
+
+    /// With `--events-report`: how long at most to wait, after the last order finished, for the
+    /// relay to publish every event of the run.
+    #[arg(long, default_value_t = 60)]
+    pub events_wait_secs: u64,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -378,8 +397,36 @@ pub struct LoadReport {
     pub server_cpu: Option<ProcessCpu>,
     pub state_transitions_per_order: Option<f64>,
     pub history_events_per_order: Option<f64>,
+    /// The run's order events (`--events-report`).
+    pub events: Option<EventsReport>,
     /// The first few errors, for diagnosis.
     pub errors: Vec<String>,
+}
+
+/// The run's order events as the outbox holds them (`--events-report`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventsReport {
+    /// Events in the outbox for the run's orders.
+    pub events: usize,
+    /// Of those, published by the relay (`published_at_ms` set).
+    pub published: usize,
+    pub unpublished: usize,
+    /// Outbox rows of orders that are not the run's (none in a fresh database).
+    pub other_events: usize,
+    /// Events per order of the run.
+    pub events_per_order: f64,
+    /// Event type → count.
+    pub types: BTreeMap<String, usize>,
+    /// From the first event's `created_at_ms` to the last `published_at_ms`, seconds.
+    pub span_s: f64,
+    /// The relay's sustained rate: published events over `span_s`.
+    pub events_per_s: Option<f64>,
+    /// `published_at_ms − created_at_ms` of each published event.
+    pub publish_lag: Percentiles,
+    /// Every event of the run was published within the wait.
+    pub all_published: bool,
+    /// From the run's last finished order until every event was published (or the wait ended).
+    pub drained_after_s: f64,
 }
 
 /// The driver's shared state.
@@ -506,6 +553,9 @@ pub async fn run(
     if args.skus == 0 {
         bail!("--skus must be at least 1");
     }
+    if args.events_report && args.workflow != LoadWorkflow::Order {
+        bail!("--events-report needs --workflow order (only orders write events)");
+    }
     let run_id = args.run_id.clone().unwrap_or_else(clock_run_id);
     let spawned = if args.spawn {
         Some(Spawned::start(connection, &args).await?)
@@ -618,8 +668,21 @@ pub async fn run(
     if let Some(relay) = relay {
         relay.abort();
     }
+    let events = if args.events_report {
+        Some(
+            events_report(
+                &db,
+                &records,
+                window_end,
+                Duration::from_secs(args.events_wait_secs),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
 
-    let report = summarize(
+    let mut report = summarize(
         &driver,
         &db,
         records,
@@ -632,8 +695,90 @@ pub async fn run(
         ],
     )
     .await?;
+    report.events = events;
     drop(spawned);
     Ok(report)
+}
+
+/// The run's order events (`--events-report`): waits (at most `wait`) until the outbox holds no
+/// unpublished event, then reads every row (`outbox::page`) and keeps those of the run's orders.
+/// Every order of the run has reached its final status, and each status's event commits with it,
+/// so no event of the run is still to be written.
+async fn events_report(
+    db: &Db,
+    records: &[Record],
+    last_finish: Instant,
+    wait: Duration,
+) -> anyhow::Result<EventsReport> {
+    const PAGE: i64 = 1000;
+    let deadline = Instant::now() + wait;
+    loop {
+        let lag = outbox::lag(db).await?;
+        if lag.pending == 0 || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drained_after_s = round2(last_finish.elapsed().as_secs_f64());
+    let run_orders: HashSet<&str> = records.iter().map(|r| r.order_id.as_str()).collect();
+    let (mut rows, mut other_events, mut after) = (Vec::new(), 0, 0);
+    loop {
+        let page = outbox::page(db, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for event in page {
+            if run_orders.contains(event.order_id.as_str()) {
+                rows.push(event);
+            } else {
+                other_events += 1;
+            }
+        }
+    }
+    Ok(summarize_events(
+        &rows,
+        other_events,
+        run_orders.len(),
+        drained_after_s,
+    ))
+}
+
+/// The figures of [`EventsReport`] from the run's outbox rows.
+fn summarize_events(
+    rows: &[StoredEvent],
+    other_events: usize,
+    orders: usize,
+    drained_after_s: f64,
+) -> EventsReport {
+    let mut types = BTreeMap::new();
+    for event in rows {
+        *types
+            .entry(event.event_type.as_str().to_owned())
+            .or_insert(0) += 1;
+    }
+    let lags: Vec<f64> = rows
+        .iter()
+        .filter_map(|e| e.published_at_ms.map(|p| (p - e.created_at_ms) as f64))
+        .collect();
+    let published = lags.len();
+    let first_created = rows.iter().map(|e| e.created_at_ms).min();
+    let last_published = rows.iter().filter_map(|e| e.published_at_ms).max();
+    let span_ms = first_created
+        .zip(last_published)
+        .map_or(0, |(first, last)| (last - first).max(0));
+    let span_s = span_ms as f64 / 1000.0;
+    EventsReport {
+        events: rows.len(),
+        published,
+        unpublished: rows.len() - published,
+        other_events,
+        events_per_order: round2(rows.len() as f64 / orders.max(1) as f64),
+        types,
+        span_s: round2(span_s),
+        events_per_s: (published > 0 && span_ms > 0).then(|| round1(published as f64 / span_s)),
+        publish_lag: Percentiles::of(lags),
+        all_published: !rows.is_empty() && published == rows.len(),
+        drained_after_s,
+    }
 }
 
 /// Catalog entries and stock for this run's SKUs (fresh names per run, so runs never share stock).
@@ -1027,6 +1172,7 @@ async fn summarize(
         server_cpu: cpu[1].map(per_order),
         state_transitions_per_order: transitions,
         history_events_per_order: events,
+        events: None,
         errors: records
             .iter()
             .filter_map(|r| r.error.clone())
@@ -1360,6 +1506,26 @@ impl LoadReport {
                 self.history_events_per_order.unwrap_or_default()
             );
         }
+        if let Some(e) = &self.events {
+            out += &format!(
+                "events      {} in the outbox ({:.2}/order), {} published{}; relay {} events/s over {:.1} s\n",
+                e.events,
+                e.events_per_order,
+                e.published,
+                if e.all_published {
+                    format!(" within {:.1} s of the last order", e.drained_after_s)
+                } else {
+                    format!(", {} NOT published after {:.1} s", e.unpublished, e.drained_after_s)
+                },
+                e.events_per_s.map_or("n/a".to_owned(), |r| format!("{r:.1}")),
+                e.span_s
+            );
+            let p = &e.publish_lag;
+            out += &format!(
+                "  publish lag ms  {:>6} {:>8.1} {:>8.1} {:>8.1} {:>8.1}\n",
+                p.n, p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms
+            );
+        }
         for e in &self.errors {
             out += &format!("error       {e}\n");
         }
@@ -1389,6 +1555,14 @@ pub async fn command(
                 Some(false) => "VIOLATED",
                 None => "not checked",
             }
+        );
+    }
+    if let Some(events) = report.events.as_ref().filter(|e| !e.all_published) {
+        bail!(
+            "{} of the run's {} order events were not published within {} s of its last order",
+            events.unpublished,
+            events.events,
+            events.drained_after_s
         );
     }
     Ok(())
@@ -1464,6 +1638,51 @@ mod tests {
         assert_eq!(Percentiles::of([0.4, 1.2, 1.3]).p50_ms, 1.2);
         let large = Percentiles::of([39_576.4]).p50_ms;
         assert!((large - 39_576.4).abs() <= 39.6, "{large}");
+    }
+
+    #[test]
+    fn events_are_summarized_from_the_outbox_rows() {
+        use orderflow_domain::events::EventType;
+        let event = |id: i64, created: i64, published: Option<i64>| StoredEvent {
+            id,
+            event_id: format!("ord_{id}.1"),
+            order_id: format!("ord_{id}"),
+            sequence: 1,
+            event_type: if id % 2 == 0 {
+                EventType::OrderCreated
+            } else {
+                EventType::OrderPaid
+            },
+            data: "{}".into(),
+            created_at_ms: created,
+            published_at_ms: published,
+        };
+        // Created at 1 000, 1 500, 2 000 ms; published 10, 30, 500 ms later: three events over
+        // the 1.5 s from the first creation to the last publish.
+        let rows = [
+            event(1, 1_000, Some(1_010)),
+            event(2, 1_500, Some(1_530)),
+            event(3, 2_000, Some(2_500)),
+        ];
+        let r = summarize_events(&rows, 0, 2, 0.5);
+        assert_eq!((r.events, r.published, r.unpublished), (3, 3, 0));
+        assert!(r.all_published);
+        assert_eq!(r.events_per_order, 1.5);
+        assert_eq!(r.span_s, 1.5);
+        assert_eq!(r.events_per_s, Some(2.0));
+        assert_eq!(
+            (r.publish_lag.p50_ms, r.publish_lag.max_ms),
+            (30.0, 500.0)
+        );
+        assert_eq!(r.types["order.paid"], 2);
+        // One left unpublished: counted, not in the lag, and the run is not all published.
+        let rows = [event(1, 1_000, Some(1_010)), event(2, 1_500, None)];
+        let r = summarize_events(&rows, 4, 2, 60.0);
+        assert_eq!((r.published, r.unpublished, r.other_events), (1, 1, 4));
+        assert!(!r.all_published);
+        assert_eq!(r.publish_lag.n, 1);
+        // No events at all is not "all published".
+        assert!(!summarize_events(&[], 0, 2, 0.0).all_published);
     }
 
     #[test]
