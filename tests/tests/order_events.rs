@@ -146,10 +146,33 @@ fn orderflow_on(database_url: &str, settings: &StreamSettings) -> Command {
 
 async fn events_reach_the_stream_once_and_in_order(app: TestApp) {
     let settings = stream_settings(&shared_nats_url());
-    let relay = relay(&app, &settings);
+    // The relay as production runs it: inside an `orderflow-worker` process (here next to the
+    // test's own worker, on the same task queue and database).
+    let mut worker = Command::new(debug_binaries().join("orderflow-worker"));
+    worker
+        .env(
+            "DATABASE_URL",
+            app.settings.connection.database_url.expose_secret(),
+        )
+        .env("ORDERFLOW_TASK_QUEUE", &app.settings.connection.task_queue)
+        .env("ORDERFLOW_PUBLIC_URL", &app.settings.connection.public_url)
+        .env("ORDERFLOW_SANDBOX", "true")
+        .env("ORDERFLOW_NATS_URL", &settings.url)
+        .env("ORDERFLOW_EVENTS_STREAM", &settings.stream)
+        .env("ORDERFLOW_EVENTS_SUBJECT_PREFIX", &settings.subject_prefix)
+        .env("RUST_LOG", "warn")
+        .args(["--temporal-address", &app.temporal_address])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut worker = KillOnDrop(worker.spawn().expect("orderflow-worker"));
     let ids = orders(&app, "ev", 12, 6).await;
     all_published(&app, ids.len(), Duration::from_secs(60)).await;
-    relay.abort();
+    assert!(
+        worker.0.try_wait().unwrap().is_none(),
+        "the worker with its relay is still running"
+    );
+    drop(worker);
     let outbox = all_events(&app.db).await;
     let stream = stream_contents(&settings).await.expect("the stream");
     assert_stream_matches_outbox(&stream, &outbox);
@@ -236,6 +259,16 @@ async fn events_reach_the_stream_once_and_in_order(app: TestApp) {
         err.contains("expected one of"),
         "an unknown type is refused with the list: {err}"
     );
+}
+
+/// A child process killed when the test lets go of it, passed or failed.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Runs `orderflow ARGS` on the app's database and `settings`' stream: (succeeded, stdout, stderr).

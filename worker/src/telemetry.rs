@@ -46,8 +46,9 @@ static PROVIDER: Mutex<Option<SdkTracerProvider>> = Mutex::new(None);
 const DEFAULT_TRACE_FILTER: &str = "info,temporalio_sdk_core=warn,temporalio_client=warn,sqlx=warn,async_nats=warn,h2=off,hyper=off,hyper_util=off,reqwest=off,tower=off,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,opentelemetry_http=off";
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,temporalio_sdk_core=warn,sqlx=warn,async_nats=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,temporalio_sdk_core=warn,sqlx=warn,async_nats=warn")
+    });
     let json = std::env::var("ORDERFLOW_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json {
