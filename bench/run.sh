@@ -44,6 +44,7 @@ OUT=bench/out
 rm -rf "$OUT" && mkdir -p "$OUT"
 # The code measured, recorded before the run (the report may be written after later edits).
 echo "$(git rev-parse --short HEAD)$( [ -n "$(git status --porcelain --untracked-files=no)" ] && echo ' (uncommitted changes)')" >"$OUT/commit"
+date -u +%Y-%m-%dT%H:%M:%SZ >"$OUT/started"
 n() { python3 -c "import sys; print(max(10, int(round($1 * $SCALE))))"; }
 
 ensure_temporal_tools
