@@ -135,26 +135,21 @@ pub(crate) fn first_event_json(data: &OrderEventData) -> (String, &'static str, 
     )
 }
 
-/// Takes the order's next event number. The update locks the order row until the commit.
-async fn next_sequence(
+/// Takes the order's next event number (read back with the order): the update locks the order
+/// row until the commit. False when there is no order row.
+async fn bump_sequence(
     tx: &mut Transaction<'static, Any>,
     order_id: &str,
-) -> Result<Option<i64>, sqlx::Error> {
-    let bumped = sql!("UPDATE orders SET event_seq = event_seq + 1 WHERE order_id = $1")
-        .on(&**tx)
-        .bind(order_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    if bumped == 0 {
-        return Ok(None);
-    }
-    let (seq,): (i64,) = sql!("SELECT event_seq FROM orders WHERE order_id = $1")
-        .on(&**tx)
-        .bind(order_id)
-        .fetch_one_as(&mut **tx)
-        .await?;
-    Ok(Some(seq))
+) -> Result<bool, sqlx::Error> {
+    Ok(
+        sql!("UPDATE orders SET event_seq = event_seq + 1 WHERE order_id = $1")
+            .on(&**tx)
+            .bind(order_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+            == 1,
+    )
 }
 
 /// Announces that the order reached `status` (the caller recorded it in this transaction): the
@@ -164,13 +159,13 @@ pub(crate) async fn status_in(
     order_id: &str,
     status: OrderStatus,
 ) -> Result<(), sqlx::Error> {
-    let Some(sequence) = next_sequence(tx, order_id).await? else {
+    if !bump_sequence(tx, order_id).await? {
         return Ok(());
-    };
+    }
     let r = sql!(
         "SELECT o.customer_id, o.provider, o.amount_minor, o.currency, o.reason,
                 p.payment_no, p.deadline_ms, p.checkout_url, p.qr_payload,
-                p.paid_amount_minor, p.paid_currency, p.provider_txn_id
+                p.paid_amount_minor, p.paid_currency, p.provider_txn_id, o.event_seq
            FROM orders o LEFT JOIN payments p ON p.order_id = o.order_id
           WHERE o.order_id = $1"
     )
@@ -178,6 +173,7 @@ pub(crate) async fn status_in(
     .bind(order_id)
     .fetch_one(&mut **tx)
     .await?;
+    let sequence: i64 = r.try_get(12)?;
     let amount = match (r.try_get::<Option<i64>, _>(2)?, r.try_get(3)?) {
         (Some(minor), Some(currency)) => Some(Amount { minor, currency }),
         _ => None,
@@ -254,18 +250,27 @@ pub(crate) async fn payment_in(
     event_type: EventType,
     mut data: PaymentEventData,
 ) -> Result<(), sqlx::Error> {
-    let Some((order_id, provider)): Option<(String, String)> =
-        sql!("SELECT order_id, provider FROM payments WHERE payment_no = $1")
-            .on(&**tx)
-            .bind(payment_no)
-            .fetch_optional_as(&mut **tx)
-            .await?
-    else {
+    let bumped = sql!(
+        "UPDATE orders SET event_seq = event_seq + 1
+          WHERE order_id = (SELECT order_id FROM payments WHERE payment_no = $1)"
+    )
+    .on(&**tx)
+    .bind(payment_no)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if bumped == 0 {
         return Ok(());
-    };
-    let Some(sequence) = next_sequence(tx, &order_id).await? else {
-        return Ok(());
-    };
+    }
+    let (order_id, provider, sequence): (String, String, i64) = sql!(
+        "SELECT o.order_id, p.provider, o.event_seq
+           FROM payments p JOIN orders o ON o.order_id = p.order_id
+          WHERE p.payment_no = $1"
+    )
+    .on(&**tx)
+    .bind(payment_no)
+    .fetch_one_as(&mut **tx)
+    .await?;
     data.order_id.clone_from(&order_id);
     data.provider = provider;
     insert_in(tx, &order_id, sequence, event_type, &data, now_ms()).await

@@ -9,8 +9,9 @@ use async_nats::jetstream::{self, message::PublishMessage, stream};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
-/// Where events go and how long the broker keeps them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where events go and how long the broker keeps them. `{:?}` shows the URL without its
+/// credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StreamSettings {
     pub url: String,
     pub stream: String,
@@ -21,6 +22,18 @@ pub struct StreamSettings {
     /// longer than any gap between two publishes of one event: the relay's longest back-off plus
     /// a publish's ack timeout (checked by [`StreamSettings::check`]).
     pub duplicate_window: Duration,
+}
+
+impl std::fmt::Debug for StreamSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSettings")
+            .field("url", &redacted(&self.url))
+            .field("stream", &self.stream)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("max_age", &self.max_age)
+            .field("duplicate_window", &self.duplicate_window)
+            .finish()
+    }
 }
 
 /// How long a publish waits for the stream's ack before the relay counts it failed.
@@ -239,5 +252,10 @@ mod tests {
             "nats://***@127.0.0.1:4222"
         );
         assert_eq!(redacted("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        let debug = format!("{:?}", settings());
+        assert!(
+            debug.contains("***@127.0.0.1") && !debug.contains("secret"),
+            "{debug}"
+        );
     }
 }
