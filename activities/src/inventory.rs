@@ -90,6 +90,8 @@ pub(crate) enum Delta {
     Reserve,
     Confirm,
     Release,
+    /// Refunded units back to sale: sold → available.
+    Return,
 }
 
 impl Delta {
@@ -98,6 +100,7 @@ impl Delta {
             Delta::Reserve => "RESERVE",
             Delta::Confirm => "CONFIRM",
             Delta::Release => "RELEASE",
+            Delta::Return => "RETURN",
         }
     }
 
@@ -107,6 +110,7 @@ impl Delta {
             Delta::Reserve => (-q, q, 0),
             Delta::Confirm => (0, -q, q),
             Delta::Release => (q, -q, 0),
+            Delta::Return => (q, 0, -q),
         }
     }
 }
@@ -276,7 +280,7 @@ pub(crate) async fn settle_in(
                   WHERE sku = $1 AND reserved >= $2"
             ),
         ),
-        Delta::Reserve => unreachable!("reserve has its own path"),
+        Delta::Reserve | Delta::Return => unreachable!("reserve and return have their own paths"),
     };
     let now = now_ms();
     // Claims every line still RESERVED in one statement; the state guard makes this the single
@@ -477,6 +481,55 @@ fn stock_level(r: &sqlx::any::AnyRow) -> Result<StockLevel, sqlx::Error> {
     })
 }
 
+/// Returns `quantity` sold units of the order's `sku` to sale (an after-sale refund), inside the
+/// caller's transaction: counted against the confirmed reservation first (a guarded update, so no
+/// unit comes back twice), then the ledger entry and the inventory row (sold → available).
+pub(crate) async fn return_in(
+    tx: &mut Transaction<'static, Any>,
+    order_id: &OrderId,
+    sku: &str,
+    quantity: i64,
+) -> Result<(), InventoryError> {
+    let now = now_ms();
+    let counted = sql!(
+        "UPDATE stock_reservations SET returned = returned + $3, updated_at_ms = $4
+          WHERE order_id = $1 AND sku = $2 AND state = 'CONFIRMED' AND returned + $3 <= quantity"
+    )
+    .on(&**tx)
+    .bind(order_id.as_str())
+    .bind(sku)
+    .bind(quantity)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if counted == 0 {
+        return Err(InventoryError::Invariant {
+            sku: sku.to_owned(),
+            detail: format!("{order_id} has no {quantity} sold units of it left to return"),
+        });
+    }
+    ledger(tx, sku, order_id.as_str(), Delta::Return, quantity, now).await?;
+    let moved = sql!(
+        "UPDATE inventory SET sold = sold - $2, available = available + $2, updated_at_ms = $3
+          WHERE sku = $1 AND sold >= $2"
+    )
+    .on(&**tx)
+    .bind(sku)
+    .bind(quantity)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        return Err(InventoryError::Invariant {
+            sku: sku.to_owned(),
+            detail: format!("{quantity} units sold to {order_id} are not in `sold`"),
+        });
+    }
+    Ok(())
+}
+
 /// Checks the inventory invariants against the ledger and the reservations:
 /// every row adds up, the ledger sums to every row, and `reserved`/`sold` equal the quantities of
 /// the `RESERVED`/`CONFIRMED` reservations. Returns one line per problem (empty when all is well).
@@ -512,7 +565,7 @@ pub async fn audit(db: &Db) -> Result<Vec<String>, sqlx::Error> {
         }
         let held = sql!(
             "SELECT CAST(COALESCE(SUM(CASE WHEN state = 'RESERVED' THEN quantity ELSE 0 END), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(CASE WHEN state = 'CONFIRMED' THEN quantity ELSE 0 END), 0) AS BIGINT)
+                    CAST(COALESCE(SUM(CASE WHEN state = 'CONFIRMED' THEN quantity - returned ELSE 0 END), 0) AS BIGINT)
                FROM stock_reservations WHERE sku = $1",
         ).on(db.engine())
         .bind(&level.sku)

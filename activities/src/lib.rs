@@ -33,6 +33,7 @@ pub mod orders;
 pub mod outbox;
 pub mod payments;
 pub mod providers;
+pub mod refunds;
 pub mod sql;
 
 use failure::to_activity_error;
@@ -268,5 +269,23 @@ impl PaymentActivities {
             m.refunded(req.provider.as_str());
         }
         Ok(refunded)
+    }
+
+    /// An operator's after-sale refund, made at the provider under its refund number and
+    /// recorded (see [`refunds::execute`]); retried while the provider is processing it.
+    #[activity(name = "refund_after_sale")]
+    pub async fn refund_after_sale(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        refund_no: String,
+    ) -> Result<refunds::AfterSaleRefunded, ActivityError> {
+        let done = refunds::execute(&self.db, &self.providers, &refund_no)
+            .instrument(tracing::info_span!("refund_after_sale", refund_no = %refund_no))
+            .await
+            .map_err(fail(&self.metrics, "refund_after_sale"))?;
+        if let Some(m) = &self.metrics {
+            m.refunded(&done.provider);
+        }
+        Ok(done)
     }
 }

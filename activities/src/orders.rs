@@ -541,6 +541,33 @@ pub(crate) async fn mark_status_in(
     Ok(logged)
 }
 
+/// An after-sale refund's status change (`PAID`/`PARTIALLY_REFUNDED` → `PARTIALLY_REFUNDED` or
+/// `REFUNDED`), inside the refund's transaction: guarded by the statuses it may leave, logged and
+/// announced the first time the order reaches it.
+pub(crate) async fn mark_after_sale_in(
+    tx: &mut Transaction<'static, Any>,
+    order_id: &str,
+    status: OrderStatus,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    sql!(
+        "UPDATE orders SET status = $2, reason = $3, updated_at_ms = $4
+          WHERE order_id = $1 AND status IN ('PAID', 'PARTIALLY_REFUNDED')"
+    )
+    .on(&**tx)
+    .bind(order_id)
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if log_status(tx, order_id, status, Some(reason), now).await? {
+        outbox::status_in(tx, order_id, status).await?;
+    }
+    Ok(())
+}
+
 /// When the order was recorded and when its payment window ends, for latency metrics.
 pub struct Timing {
     pub created_at_ms: i64,

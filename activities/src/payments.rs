@@ -559,6 +559,8 @@ pub async fn refund(
                 refund_no: Some(refund_no),
                 refund_id: Some(result.refund_id.clone()),
                 reason: Some(req.reason.clone()),
+                lines: None,
+                restock: None,
             },
         )
         .await?;
@@ -665,6 +667,8 @@ async fn record_received_late(
                 refund_no: None,
                 refund_id: None,
                 reason: None,
+                lines: None,
+                restock: None,
             },
         )
         .await?;

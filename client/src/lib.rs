@@ -16,3 +16,4 @@ pub mod catalog;
 pub mod command_line;
 pub mod orders;
 pub mod outbox;
+pub mod refunds;

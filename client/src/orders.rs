@@ -68,6 +68,9 @@ pub enum Refusal {
     Finished,
     /// The operation needs another payment provider (paying at the sandbox from here).
     WrongProvider,
+    /// The request conflicts with what was done before (a refund larger than what is left, an
+    /// idempotency key reused for another request); the code says which.
+    Conflict(&'static str),
 }
 
 impl Refusal {
@@ -77,6 +80,7 @@ impl Refusal {
             Refusal::WrongState => "ORDER_STATE_CONFLICT",
             Refusal::Finished => "ORDER_FINISHED",
             Refusal::WrongProvider => "WRONG_PROVIDER",
+            Refusal::Conflict(code) => code,
         }
     }
 }
@@ -296,6 +300,7 @@ impl Orders {
             )
             .await
         {
+            Ok(view) if view.status == Some(OrderStatus::Paid) => self.after_sale(view).await,
             Ok(view) => Ok(view),
             Err(WorkflowQueryError::NotFound(_)) => self
                 .stored_view(order_id)
@@ -306,6 +311,22 @@ impl Orders {
                 None => Err(OrderOpError::temporal(e)),
             },
         }
+    }
+
+    /// A paid order's workflow has ended at `PAID`; after-sale refunds move the order on in the
+    /// database (`PARTIALLY_REFUNDED`, `REFUNDED`), which is what the view then shows.
+    async fn after_sale(&self, mut view: OrderView) -> Result<OrderView, OrderOpError> {
+        if let Some(order) = order_rows::load(&self.db, &view.order_id).await?
+            && let Ok(status) = order.status.parse::<OrderStatus>()
+            && matches!(
+                status,
+                OrderStatus::PartiallyRefunded | OrderStatus::Refunded
+            )
+        {
+            view.status = Some(status);
+            view.reason = order.reason;
+        }
+        Ok(view)
     }
 
     async fn stored_view(&self, order_id: &str) -> Result<Option<OrderView>, OrderOpError> {

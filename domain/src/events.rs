@@ -24,12 +24,14 @@ pub enum EventType {
     OrderRejected,
     OrderNeedsReview,
     OrderRefunded,
+    OrderPartiallyRefunded,
     PaymentReceivedLate,
+    RefundRequested,
     RefundCompleted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 12] = [
         EventType::OrderCreated,
         EventType::OrderAwaitingPayment,
         EventType::OrderPaid,
@@ -38,7 +40,9 @@ impl EventType {
         EventType::OrderRejected,
         EventType::OrderNeedsReview,
         EventType::OrderRefunded,
+        EventType::OrderPartiallyRefunded,
         EventType::PaymentReceivedLate,
+        EventType::RefundRequested,
         EventType::RefundCompleted,
     ];
 
@@ -53,7 +57,9 @@ impl EventType {
             EventType::OrderRejected => "order.rejected",
             EventType::OrderNeedsReview => "order.needs_review",
             EventType::OrderRefunded => "order.refunded",
+            EventType::OrderPartiallyRefunded => "order.partially_refunded",
             EventType::PaymentReceivedLate => "payment.received_late",
+            EventType::RefundRequested => "refund.requested",
             EventType::RefundCompleted => "refund.completed",
         }
     }
@@ -75,6 +81,7 @@ impl EventType {
             OrderStatus::Rejected => EventType::OrderRejected,
             OrderStatus::NeedsReview => EventType::OrderNeedsReview,
             OrderStatus::Refunded => EventType::OrderRefunded,
+            OrderStatus::PartiallyRefunded => EventType::OrderPartiallyRefunded,
         }
     }
 }
@@ -173,7 +180,15 @@ pub struct OrderEventData {
     pub payment: Option<EventPayment>,
 }
 
-/// The data of `payment.received_late` and `refund.completed`.
+/// A line of an after-sale refund: units of a SKU and the money that goes back for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundEventLine {
+    pub sku: String,
+    pub quantity: i64,
+    pub amount_minor: i64,
+}
+
+/// The data of `payment.received_late`, `refund.requested` and `refund.completed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentEventData {
     pub order_id: String,
@@ -190,6 +205,12 @@ pub struct PaymentEventData {
     pub refund_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// An after-sale refund of lines: which units, and for how much each line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<RefundEventLine>>,
+    /// An after-sale refund: whether the refunded units go back to sale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restock: Option<bool>,
 }
 
 /// An event as published: CloudEvents 1.0 attributes in JSON (structured mode), with the order's

@@ -164,6 +164,19 @@ impl PaymentNo {
     }
 }
 
+/// The refund number of an after-sale refund: `rf_`, the payment number's 28 hex digits, `_`, and
+/// the first 10 hex digits of SHA-256(`orderflow-refund:<order_id>:<key>`), where `key` is the
+/// request's idempotency key: 42 characters, within WeChat Pay's `out_refund_no` and Alipay's
+/// `out_request_no` (64). Derived, never random: the same request finds the same refund.
+pub fn after_sale_refund_no(order: &OrderId, key: &str) -> String {
+    let payment = PaymentNo::for_order(order);
+    let digits = payment.as_str().trim_start_matches("pay_");
+    let request = hex::encode(Sha256::digest(
+        format!("orderflow-refund:{order}:{key}").as_bytes(),
+    ));
+    format!("rf_{digits}_{}", &request[..10])
+}
+
 /// The Temporal workflow id of an order: one order id, one workflow.
 pub fn workflow_id_for(order: &OrderId) -> String {
     format!("order-{order}")

@@ -27,7 +27,8 @@ pub mod quantity;
 pub mod status;
 
 pub use ids::{
-    ClientId, CustomerId, IdError, OrderId, PaymentNo, ProviderName, Sku, workflow_id_for,
+    ClientId, CustomerId, IdError, OrderId, PaymentNo, ProviderName, Sku, after_sale_refund_no,
+    workflow_id_for,
 };
 pub use messages::{
     CancelRequest, InputError, OrderInput, OrderLineInput, OrderOutcome, OrderView, PaymentOutcome,

@@ -62,11 +62,13 @@ wire_enum!(
         Rejected => "REJECTED",
         NeedsReview => "NEEDS_REVIEW",
         Refunded => "REFUNDED",
+        PartiallyRefunded => "PARTIALLY_REFUNDED",
     }
 );
 
 impl OrderStatus {
-    /// A final status never changes again; the workflow has ended.
+    /// The order's workflow has ended: what the order kept is decided. Only an operator's
+    /// after-sale refund moves it on (`PAID` → `PARTIALLY_REFUNDED` → `REFUNDED`).
     pub fn is_final(&self) -> bool {
         matches!(
             self,
@@ -75,7 +77,13 @@ impl OrderStatus {
                 | OrderStatus::Cancelled
                 | OrderStatus::Rejected
                 | OrderStatus::Refunded
+                | OrderStatus::PartiallyRefunded
         )
+    }
+
+    /// An operator may refund the order after the sale (whole or what is left of it).
+    pub fn is_refundable(&self) -> bool {
+        matches!(self, OrderStatus::Paid | OrderStatus::PartiallyRefunded)
     }
 }
 

@@ -32,6 +32,7 @@ pub mod openapi;
 pub mod operations;
 pub mod orders;
 pub mod pay_page;
+pub mod refunds;
 pub mod server;
 pub mod trace_context;
 pub mod webhook_adapters;
@@ -164,6 +165,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{order_id}", get(orders::get_order))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel_order))
         .route("/v1/orders/{order_id}/resolve", post(orders::resolve_order))
+        .route(
+            "/v1/orders/{order_id}/refunds",
+            post(refunds::refund_order).get(refunds::list_refunds),
+        )
         .route("/v1/stock", get(operations::list_stock))
         .route("/v1/stock/{sku}", put(operations::set_stock))
         .route("/v1/catalog/{sku}", put(operations::put_catalog_item))

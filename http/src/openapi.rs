@@ -7,7 +7,7 @@
 //! with schemathesis.
 
 use crate::orders::IDEMPOTENCY_KEY_PATTERN;
-use crate::{error, operations, orders, webhooks};
+use crate::{error, operations, orders, refunds, webhooks};
 use axum::Json;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
@@ -27,6 +27,8 @@ use utoipa::OpenApi;
         orders::get_order,
         orders::cancel_order,
         orders::resolve_order,
+        refunds::refund_order,
+        refunds::list_refunds,
         operations::list_stock,
         operations::set_stock,
         operations::put_catalog_item,
@@ -39,6 +41,10 @@ use utoipa::OpenApi;
         orders::ResolveOrderRequest,
         orders::ResolveActionRequest,
         orders::OrderResponse,
+        refunds::RefundOrderRequest,
+        refunds::RefundLineRequest,
+        refunds::RefundResponse,
+        refunds::RefundLineResponse,
         operations::StockResponse,
         operations::SetStockRequest,
         operations::CatalogItemRequest,
@@ -50,11 +56,13 @@ use utoipa::OpenApi;
 struct ApiDoc;
 
 /// The scope each authenticated operation needs, by operation id.
-const SCOPES: [(&str, &str); 7] = [
+const SCOPES: [(&str, &str); 9] = [
     ("create_order", "orders:create"),
     ("get_order", "orders:read"),
     ("cancel_order", "orders:cancel (or operator)"),
     ("resolve_order", "operator"),
+    ("refund_order", "operator"),
+    ("list_refunds", "operator"),
     ("list_stock", "operator"),
     ("set_stock", "operator"),
     ("put_catalog_item", "operator"),
@@ -156,6 +164,21 @@ pub fn document() -> Value {
     let currencies: Vec<&str> = orderflow_domain::Currency::codes().collect();
     doc["components"]["schemas"]["CatalogItemRequest"]["properties"]["currency"]["enum"] =
         json!(currencies);
+    let refund = &mut doc["components"]["schemas"]["RefundOrderRequest"];
+    refund["properties"]["currency"]["enum"] = json!(currencies);
+    refund["properties"]["reason"]["pattern"] = json!("\\S");
+    // Exactly one of an amount, lines or everything; stock goes back only with lines.
+    refund["oneOf"] = json!([
+        {"required": ["amount_minor", "currency"],
+         "properties": {"amount_minor": {"type": "integer"}, "currency": {"type": "string"},
+                        "lines": false, "all": {"const": false}, "restock": {"const": false}}},
+        {"required": ["lines"],
+         "properties": {"lines": {"type": "array"}, "amount_minor": false, "currency": false,
+                        "all": {"const": false}}},
+        {"required": ["all"],
+         "properties": {"all": {"const": true}, "amount_minor": false, "currency": false,
+                        "lines": false, "restock": {"const": false}}}
+    ]);
     // A cancel may come without a body (no reason given).
     doc["paths"]["/v1/orders/{order_id}/cancel"]["post"]["requestBody"]["required"] = json!(false);
     link_created_orders(&mut doc);
@@ -168,7 +191,9 @@ fn link_created_orders(doc: &mut Value) {
     let links = json!({
         "GetOrder": {"operationId": "get_order", "parameters": {"order_id": "$response.body#/order_id"}},
         "CancelOrder": {"operationId": "cancel_order", "parameters": {"order_id": "$response.body#/order_id"}},
-        "ResolveOrder": {"operationId": "resolve_order", "parameters": {"order_id": "$response.body#/order_id"}}
+        "ResolveOrder": {"operationId": "resolve_order", "parameters": {"order_id": "$response.body#/order_id"}},
+        "RefundOrder": {"operationId": "refund_order", "parameters": {"order_id": "$response.body#/order_id"}},
+        "ListRefunds": {"operationId": "list_refunds", "parameters": {"order_id": "$response.body#/order_id"}}
     });
     for status in ["200", "201", "202"] {
         let response = &mut doc["paths"]["/v1/orders"]["post"]["responses"][status];

@@ -71,7 +71,8 @@ pub struct CancelOrderRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OrderResponse {
     pub order_id: String,
-    /// `PENDING`, `AWAITING_PAYMENT`, `PAID`, `CLOSED`, `CANCELLED`, `REJECTED`, `NEEDS_REVIEW`, `REFUNDED`.
+    /// `PENDING`, `AWAITING_PAYMENT`, `PAID`, `CLOSED`, `CANCELLED`, `REJECTED`, `NEEDS_REVIEW`,
+    /// `REFUNDED`, `PARTIALLY_REFUNDED`.
     pub status: Option<String>,
     pub customer_id: String,
     pub provider: String,
@@ -118,6 +119,32 @@ impl From<OrderView> for OrderResponse {
     }
 }
 
+/// The request's `Idempotency-Key` header: required, 1..=255 visible ASCII characters. `meaning`
+/// tells a caller without one what the key is for.
+pub(crate) fn idempotency_key(headers: &HeaderMap, meaning: &str) -> Result<String, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "MISSING_IDEMPOTENCY_KEY",
+                format!("the Idempotency-Key header is required: {meaning}"),
+            )
+        })?
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    let visible_ascii = key.bytes().all(|b| b.is_ascii_graphic());
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !visible_ascii {
+        return Err(ApiError::bad_request(
+            "INVALID_IDEMPOTENCY_KEY",
+            format!(
+                "Idempotency-Key must be 1..={MAX_KEY_LEN} visible ASCII characters, no spaces"
+            ),
+        ));
+    }
+    Ok(key)
+}
+
 /// Start an order. Same `Idempotency-Key` and body: the same order (`200`); same key, different
 /// body: `409`. Answers once the payment parameters exist (`201`), or `202` if that takes longer
 /// than the configured wait.
@@ -145,26 +172,7 @@ pub async fn create_order(
     caller.require(Scope::OrdersCreate)?;
     // Held until the answer: past the cap, shed load before it reaches the database or Temporal.
     let _slot = app.limits.creation_slot()?;
-    let key = headers
-        .get("idempotency-key")
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "MISSING_IDEMPOTENCY_KEY",
-                "the Idempotency-Key header is required: the same key always means the same order",
-            )
-        })?
-        .to_str()
-        .unwrap_or_default()
-        .to_owned();
-    let visible_ascii = key.bytes().all(|b| b.is_ascii_graphic());
-    if key.is_empty() || key.len() > MAX_KEY_LEN || !visible_ascii {
-        return Err(ApiError::bad_request(
-            "INVALID_IDEMPOTENCY_KEY",
-            format!(
-                "Idempotency-Key must be 1..={MAX_KEY_LEN} visible ASCII characters, no spaces"
-            ),
-        ));
-    }
+    let key = idempotency_key(&headers, "the same key always means the same order")?;
     let order_id = order_id_for_key(&caller.client, &key);
     let provider = body
         .provider

@@ -117,6 +117,11 @@ pub enum OrderCommand {
         #[arg(long, default_value = "")]
         note: String,
     },
+    /// Refund a paid order after the sale, whole or in part (an operator's decision): an amount,
+    /// lines with quantities, or --all.
+    Refund(crate::refunds::RefundArgs),
+    /// An order's after-sale refunds.
+    Refunds { order_id: String },
     /// Wait until an order reaches a final status and print it.
     Wait {
         order_id: String,
@@ -138,6 +143,9 @@ pub enum OrdersCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Start the workflow of every after-sale refund accepted but not yet completed (after a
+    /// crash between accepting a refund and starting it; safe to run at any time).
+    ResumeRefunds,
     /// Orders with a status, running or finished.
     List {
         #[arg(long)]
@@ -497,6 +505,8 @@ async fn order_command(g: &CliSettings, cmd: OrderCommand) -> anyhow::Result<()>
             say(g, serde_json::to_value(&view)?, || describe(&view));
             Ok(())
         }
+        OrderCommand::Refund(args) => crate::refunds::refund(g, &orders, args).await,
+        OrderCommand::Refunds { order_id } => crate::refunds::list(g, &orders, &order_id).await,
         OrderCommand::Wait { order_id, timeout } => {
             let view = orders.wait_final(&order_id, timeout).await?;
             say(g, serde_json::to_value(&view)?, || describe(&view));
@@ -508,6 +518,9 @@ async fn order_command(g: &CliSettings, cmd: OrderCommand) -> anyhow::Result<()>
 async fn orders_command(g: &CliSettings, cmd: OrdersCommand) -> anyhow::Result<()> {
     let orders = connect(g).await?;
     let (query, limit) = match cmd {
+        OrdersCommand::ResumeRefunds => {
+            return Ok(crate::refunds::resume(g, &orders).await?);
+        }
         OrdersCommand::Stuck {
             older_than,
             status,
@@ -694,7 +707,7 @@ fn stock_table(levels: &[inventory::StockLevel]) -> String {
     out
 }
 
-pub(crate) fn say(g: &CliSettings, value: serde_json::Value, text: impl FnOnce() -> String) {
+pub fn say(g: &CliSettings, value: serde_json::Value, text: impl FnOnce() -> String) {
     if g.json {
         println!(
             "{}",

@@ -421,12 +421,20 @@ async fn create_refund(State(s): State<StandIn>, headers: HeaderMap, body: Bytes
         let Some(intent) = books.intents.get(intent_id).cloned() else {
             return Err(no_such("payment_intent", intent_id));
         };
-        let expected_key = format!(
-            "refund_{}",
-            intent["metadata"]["payment_no"]
-                .as_str()
-                .unwrap_or_default()
-        );
+        // Orderflow's convention: one key per refund number, and the refund number is the
+        // payment's (`rf_<payment digits>`, or that and `_<request>` for an after-sale refund).
+        let payment_digits = intent["metadata"]["payment_no"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("pay_")
+            .to_owned();
+        let refund_no = param(&params, "metadata[refund_no]").unwrap_or_default();
+        if !refund_no.starts_with(&format!("rf_{payment_digits}")) {
+            return Err(books.violation(format!(
+                "{ROUTE}: refund number {refund_no:?} is not the payment's"
+            )));
+        }
+        let expected_key = format!("refund_{refund_no}");
         if key != expected_key {
             return Err(books.violation(format!(
                 "{ROUTE}: Idempotency-Key {key:?}, expected {expected_key:?}"

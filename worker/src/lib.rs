@@ -29,7 +29,9 @@ use orderflow_activities::providers::sandbox::SandboxProvider;
 use orderflow_activities::providers::stripe::StripeProvider;
 use orderflow_activities::providers::wechatpay::WechatPayProvider;
 use orderflow_activities::{OrderActivities, PaymentActivities};
-use orderflow_workflows::{LatePaymentWorkflow, NoopWorkflow, OrderWorkflow, OrderWorkflowConfig};
+use orderflow_workflows::{
+    AfterSaleRefundWorkflow, LatePaymentWorkflow, NoopWorkflow, OrderWorkflow, OrderWorkflowConfig,
+};
 use settings::ExposeSecret;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -158,6 +160,9 @@ pub fn worker_options_with_metrics(
     options
         .register_workflow_with_factory::<OrderWorkflow, _>(move || OrderWorkflow::new(config))?;
     options.register_workflow::<LatePaymentWorkflow>()?;
+    options.register_workflow_with_factory::<AfterSaleRefundWorkflow, _>(move || {
+        AfterSaleRefundWorkflow::new(config)
+    })?;
     // Does nothing: the server-ceiling benchmark (`orderflow-load --workflow noop`) runs it.
     options.register_workflow::<NoopWorkflow>()?;
     let providers = providers(db, settings)?;
@@ -194,6 +199,9 @@ pub fn replayer(config: OrderWorkflowConfig) -> anyhow::Result<WorkflowReplayer>
     options
         .register_workflow_with_factory::<OrderWorkflow, _>(move || OrderWorkflow::new(config))?;
     options.register_workflow::<LatePaymentWorkflow>()?;
+    options.register_workflow_with_factory::<AfterSaleRefundWorkflow, _>(move || {
+        AfterSaleRefundWorkflow::new(config)
+    })?;
     // The same workflow interceptors as the worker, so replay runs the code that runs live.
     options.workflow_interceptor(telemetry::workflow_interceptor());
     Ok(WorkflowReplayer::new(options)?)

@@ -203,31 +203,70 @@ impl PaymentProvider for SandboxProvider {
         }
     }
 
+    /// One refund per refund number, partial or whole, never more in total than was paid (a
+    /// guarded update of the charge's `refunded_minor`); asking again with a refund number returns
+    /// the refund made for it. The charge reads `REFUNDED` once all of it went back.
     async fn refund(&self, req: &RefundRequest) -> Result<ProviderRefund, ProviderError> {
-        let refund_id = format!(
-            "sbx_refund_{}",
-            req.payment_no.as_str().trim_start_matches("pay_")
-        );
-        sql!(
-            "UPDATE sandbox_charges SET status = 'REFUNDED', refund_id = $2, updated_at_ms = $3
-              WHERE payment_no = $1 AND status = 'PAID'",
-        )
-        .on(self.db.writes())
-        .bind(req.payment_no.as_str())
-        .bind(&refund_id)
-        .bind(now_ms())
-        .execute(self.db.writes())
-        .await?;
-        let state = self.query(&req.payment_no).await?;
-        match state.status {
-            PaymentStatus::Refunded => Ok(ProviderRefund {
+        let refund_id = format!("sbx_{}", req.refund_no);
+        let mut tx = self.db.begin_write().await?;
+        let made: Option<(String,)> =
+            sql!("SELECT refund_id FROM sandbox_refunds WHERE refund_no = $1")
+                .on(&*tx)
+                .bind(req.refund_no.as_str())
+                .fetch_optional_as(&mut *tx)
+                .await?;
+        if let Some((refund_id,)) = made {
+            return Ok(ProviderRefund {
                 refund_id,
                 state: RefundState::Succeeded,
-            }),
-            other => Err(ProviderError::Rejected(format!(
-                "charge {} is {other}; only a paid charge can be refunded",
-                req.payment_no
-            ))),
+            });
         }
+        let now = now_ms();
+        // status first: MySQL assigns left to right and would see the new refunded_minor.
+        let counted = sql!(
+            "UPDATE sandbox_charges
+                SET status = CASE WHEN refunded_minor + $2 >= paid_amount_minor THEN 'REFUNDED' ELSE status END,
+                    refunded_minor = refunded_minor + $2, refund_id = $3, updated_at_ms = $4
+              WHERE payment_no = $1 AND status = 'PAID' AND currency = $5
+                AND paid_amount_minor IS NOT NULL AND refunded_minor + $2 <= paid_amount_minor",
+        )
+        .on(&*tx)
+        .bind(req.payment_no.as_str())
+        .bind(req.amount.minor())
+        .bind(&refund_id)
+        .bind(now)
+        .bind(req.amount.currency().code())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if counted == 0 {
+            drop(tx);
+            let state = self.query(&req.payment_no).await?;
+            return Err(ProviderError::Rejected(format!(
+                "charge {} is {} ({} {} paid): a refund of {} cannot be made",
+                req.payment_no,
+                state.status,
+                state.paid_amount_minor.unwrap_or(0),
+                state.currency,
+                req.amount
+            )));
+        }
+        sql!(
+            "INSERT INTO sandbox_refunds (refund_no, payment_no, amount_minor, refund_id, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .on(&*tx)
+        .bind(req.refund_no.as_str())
+        .bind(req.payment_no.as_str())
+        .bind(req.amount.minor())
+        .bind(&refund_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ProviderRefund {
+            refund_id,
+            state: RefundState::Succeeded,
+        })
     }
 }

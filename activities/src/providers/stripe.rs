@@ -154,11 +154,14 @@ impl StripeProvider {
             .map_err(|e| e.into_provider_error(payment_no))
     }
 
-    /// Finds the refund Stripe already made for this payment (after its idempotency key expired).
+    /// Finds the refund Stripe already made for this refund number: ours carry it in their
+    /// metadata. `any_live`: a payment's one refund made before refund numbers were recorded
+    /// there is recognised by its payment number, or as the intent's only live refund.
     async fn existing_refund(
         &self,
         intent_id: &str,
-        payment_no: &PaymentNo,
+        req: &RefundRequest,
+        any_live: bool,
     ) -> Result<Option<Refund>, ProviderError> {
         let mut list: RefundList = self
             .call(
@@ -166,13 +169,24 @@ impl StripeProvider {
                     .query(&[("payment_intent", intent_id), ("limit", "100")]),
             )
             .await
-            .map_err(|e| e.into_provider_error(payment_no))?;
+            .map_err(|e| e.into_provider_error(&req.payment_no))?;
         let live = |r: &Refund| !r.is_dead();
         let ours = list
             .data
             .iter()
-            .position(|r| live(r) && r.payment_no() == Some(payment_no.as_str()))
-            .or_else(|| list.data.iter().position(live));
+            .position(|r| live(r) && r.refund_no() == Some(req.refund_no.as_str()))
+            .or_else(|| {
+                any_live
+                    .then(|| {
+                        list.data.iter().position(|r| {
+                            live(r)
+                                && r.refund_no().is_none()
+                                && r.payment_no() == Some(req.payment_no.as_str())
+                        })
+                    })
+                    .flatten()
+            })
+            .or_else(|| any_live.then(|| list.data.iter().position(live)).flatten());
         Ok(ours.map(|i| list.data.swap_remove(i)))
     }
 
@@ -315,17 +329,23 @@ impl PaymentProvider for StripeProvider {
                 req.amount.currency()
             )));
         }
+        // Stripe forgets an idempotency key after 24 hours, and a partial refund asked again after
+        // that would be made twice: a refund already made for this number is the answer.
+        if let Some(refund) = self.existing_refund(&stored.intent_id, req, false).await? {
+            return refund_state(refund, &req.payment_no);
+        }
         let reason: String = req.reason.chars().take(METADATA_VALUE_MAX_CHARS).collect();
         let form = [
             ("payment_intent", stored.intent_id.clone()),
             ("amount", req.amount.minor().to_string()),
             ("metadata[payment_no]", req.payment_no.to_string()),
+            ("metadata[refund_no]", req.refund_no.clone()),
             ("metadata[reason]", reason),
         ];
         let result: Result<Refund, CallError> = self
             .call(
                 self.request(Method::POST, "/v1/refunds")
-                    .header("Idempotency-Key", format!("refund_{}", req.payment_no))
+                    .header("Idempotency-Key", format!("refund_{}", req.refund_no))
                     .form(&form),
             )
             .await;
@@ -335,7 +355,7 @@ impl PaymentProvider for StripeProvider {
             Err(CallError::Api {
                 code: Some(code), ..
             }) if code == ALREADY_REFUNDED => self
-                .existing_refund(&stored.intent_id, &req.payment_no)
+                .existing_refund(&stored.intent_id, req, true)
                 .await?
                 .ok_or_else(|| {
                     ProviderError::Rejected(format!(
@@ -345,23 +365,28 @@ impl PaymentProvider for StripeProvider {
                 })?,
             Err(e) => return Err(e.into_provider_error(&req.payment_no)),
         };
-        if refund.is_dead() {
-            return Err(ProviderError::Rejected(format!(
-                "Stripe refund {} for {} is {}",
-                refund.id,
-                req.payment_no,
-                refund.status.as_deref().unwrap_or("?")
-            )));
-        }
-        let state = match refund.status.as_deref() {
-            Some("pending" | "requires_action") => RefundState::Processing,
-            _ => RefundState::Succeeded,
-        };
-        Ok(ProviderRefund {
-            refund_id: refund.id,
-            state,
-        })
+        refund_state(refund, &req.payment_no)
     }
+}
+
+/// What a Stripe refund means for us: done, still pending, or dead (refused for good).
+fn refund_state(refund: Refund, payment_no: &PaymentNo) -> Result<ProviderRefund, ProviderError> {
+    if refund.is_dead() {
+        return Err(ProviderError::Rejected(format!(
+            "Stripe refund {} for {} is {}",
+            refund.id,
+            payment_no,
+            refund.status.as_deref().unwrap_or("?")
+        )));
+    }
+    let state = match refund.status.as_deref() {
+        Some("pending" | "requires_action") => RefundState::Processing,
+        _ => RefundState::Succeeded,
+    };
+    Ok(ProviderRefund {
+        refund_id: refund.id,
+        state,
+    })
 }
 
 struct StoredIntent {
@@ -477,6 +502,10 @@ impl Refund {
 
     fn payment_no(&self) -> Option<&str> {
         self.metadata.get("payment_no").and_then(Value::as_str)
+    }
+
+    fn refund_no(&self) -> Option<&str> {
+        self.metadata.get("refund_no").and_then(Value::as_str)
     }
 }
 
