@@ -271,6 +271,24 @@ impl PaymentActivities {
         Ok(refunded)
     }
 
+    /// A second payment for a payment number already paid, refunded once (see
+    /// [`payments::refund_second`]).
+    #[activity(name = "refund_second_payment")]
+    pub async fn refund_second_payment(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: payments::RefundSecondPayment,
+    ) -> Result<RefundResult, ActivityError> {
+        let refunded = payments::refund_second(&self.db, &self.providers, &req)
+            .instrument(tracing::info_span!("refund_second_payment", payment_no = %req.payment_no, provider = %req.provider))
+            .await
+            .map_err(fail(&self.metrics, "refund_second_payment"))?;
+        if let Some(m) = &self.metrics {
+            m.refunded(req.provider.as_str());
+        }
+        Ok(refunded)
+    }
+
     /// An operator's after-sale refund, made at the provider under its refund number and
     /// recorded (see [`refunds::execute`]); retried while the provider is processing it.
     #[activity(name = "refund_after_sale")]

@@ -8,13 +8,15 @@ use crate::db::{Db, now_ms};
 use crate::failure::{self, Classified};
 use crate::outbox;
 use crate::providers::{
-    ChargeRequest, ChargeState, CloseResult, PayParams, ProviderError, Providers, RefundRequest,
-    RefundResult, RefundState, refund_no_for,
+    ChargeRequest, ChargeState, CloseResult, PayParams, ProviderError, ProviderRefund, Providers,
+    RefundRequest, RefundResult, RefundState, refund_no_for,
 };
 use crate::sql;
 use crate::sql::Sql;
 use orderflow_domain::events::{Amount, EventType, PaymentEventData};
-use orderflow_domain::{Money, OrderId, OrderStatus, PaymentNo, PaymentStatus, ProviderName};
+use orderflow_domain::{
+    Money, OrderId, OrderStatus, PaymentNo, PaymentStatus, ProviderName, second_payment_refund_no,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 
@@ -227,7 +229,7 @@ pub enum Kept {
 pub async fn kept_by_order(db: &Db, payment_no: &str) -> Result<Holding, sqlx::Error> {
     let Some(r) = sql!(
         "SELECT p.status, p.amount_minor, p.currency, p.paid_amount_minor, p.paid_currency,
-                p.provider_txn_id, o.status, p.order_id
+                p.provider_txn_id, o.status, p.order_id, p.extra_refunded_minor
            FROM payments p LEFT JOIN orders o ON o.order_id = p.order_id
           WHERE p.payment_no = $1",
     )
@@ -264,8 +266,10 @@ pub async fn kept_by_order(db: &Db, payment_no: &str) -> Result<Holding, sqlx::E
         let currency: String = r.try_get(2)?;
         let paid: Option<i64> = r.try_get(3)?;
         let paid_currency: Option<String> = r.try_get(4)?;
+        // Second payments already given back count as settled: never refunded twice.
+        let extra_refunded: i64 = r.try_get(8)?;
         Kept::Kept {
-            minor: paid.unwrap_or(amount),
+            minor: paid.unwrap_or(amount) + extra_refunded,
             currency: paid_currency.unwrap_or(currency),
             provider_txn_id: r.try_get(5)?,
         }
@@ -481,32 +485,8 @@ pub async fn refund(
             reason: req.reason.clone(),
         })
         .await?;
-    let unfinished = |stuck: bool, state: String| PaymentError::RefundUnfinished {
-        payment_no: req.payment_no.to_string(),
-        refund_no: refund_no.clone(),
-        stuck,
-        state,
-    };
-    match refund.state {
-        RefundState::Succeeded => {}
-        RefundState::Processing => {
-            return Err(unfinished(
-                false,
-                format!("the provider is processing refund {}", refund.refund_id),
-            ));
-        }
-        RefundState::Stuck(why) => {
-            return Err(unfinished(
-                true,
-                format!(
-                    "refund {} needs an operator at the provider: {why}",
-                    refund.refund_id
-                ),
-            ));
-        }
-    }
     let result = RefundResult {
-        refund_id: refund.refund_id,
+        refund_id: finished_refund(refund, &req.payment_no, &refund_no)?,
     };
     let detail = format!(
         "refund {} of {} ({})",
@@ -556,6 +536,112 @@ pub async fn refund(
                     currency: req.amount.currency().code().to_owned(),
                 },
                 provider_txn_id: None,
+                refund_no: Some(refund_no),
+                refund_id: Some(result.refund_id.clone()),
+                reason: Some(req.reason.clone()),
+                lines: None,
+                restock: None,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(result)
+}
+
+/// The provider's refund id once the money is back; while the provider is still processing it
+/// (or needs a person), a retryable error that says so — asking again with the same refund
+/// number is how a refund is followed to its end.
+pub(crate) fn finished_refund(
+    refund: ProviderRefund,
+    payment_no: &PaymentNo,
+    refund_no: &str,
+) -> Result<String, PaymentError> {
+    let unfinished = |stuck: bool, state: String| PaymentError::RefundUnfinished {
+        payment_no: payment_no.to_string(),
+        refund_no: refund_no.to_owned(),
+        stuck,
+        state,
+    };
+    match refund.state {
+        RefundState::Succeeded => Ok(refund.refund_id),
+        RefundState::Processing => Err(unfinished(
+            false,
+            format!("the provider is processing refund {}", refund.refund_id),
+        )),
+        RefundState::Stuck(why) => Err(unfinished(
+            true,
+            format!(
+                "refund {} needs an operator at the provider: {why}",
+                refund.refund_id
+            ),
+        )),
+    }
+}
+
+/// Input of `refund_second_payment`: a payment that arrived for a payment number already paid
+/// (with another transaction) while its order waited for review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundSecondPayment {
+    pub payment_no: PaymentNo,
+    pub provider: ProviderName,
+    pub amount: Money,
+    pub provider_txn_id: String,
+    pub reason: String,
+}
+
+/// Gives a second payment back, once: the refund number is derived from its transaction id
+/// ([`second_payment_refund_no`]), the payment log records it once per transaction, and the
+/// amount is added to `payments.extra_refunded_minor`, so a later late-payment inquiry counts it
+/// as settled, not as money to give back again. The first payment is untouched: the operator
+/// still decides it.
+pub async fn refund_second(
+    db: &Db,
+    providers: &Providers,
+    req: &RefundSecondPayment,
+) -> Result<RefundResult, PaymentError> {
+    let refund_no = second_payment_refund_no(&req.payment_no, &req.provider_txn_id);
+    let refund = providers
+        .get(req.provider.as_str())?
+        .refund(&RefundRequest {
+            payment_no: req.payment_no.clone(),
+            refund_no: refund_no.clone(),
+            amount: req.amount,
+            reason: req.reason.clone(),
+        })
+        .await?;
+    let result = RefundResult {
+        refund_id: finished_refund(refund, &req.payment_no, &refund_no)?,
+    };
+    let event = format!("2ND_REFUND:{}", &refund_no[refund_no.len() - 10..]);
+    let detail = format!(
+        "refund {} of {} for second payment txn={} ({})",
+        result.refund_id, req.amount, req.provider_txn_id, req.reason
+    );
+    let mut tx = db.begin_write().await?;
+    if log(&mut tx, &req.payment_no, &event, Some(&detail), now_ms()).await? {
+        sql!(
+            "UPDATE payments SET extra_refunded_minor = extra_refunded_minor + $2
+              WHERE payment_no = $1"
+        )
+        .on(&*tx)
+        .bind(req.payment_no.as_str())
+        .bind(req.amount.minor())
+        .execute(&mut *tx)
+        .await?;
+        outbox::payment_in(
+            &mut tx,
+            req.payment_no.as_str(),
+            EventType::RefundCompleted,
+            PaymentEventData {
+                order_id: String::new(),
+                payment_no: req.payment_no.to_string(),
+                provider: String::new(),
+                amount: Amount {
+                    minor: req.amount.minor(),
+                    currency: req.amount.currency().code().to_owned(),
+                },
+                provider_txn_id: Some(req.provider_txn_id.clone()),
                 refund_no: Some(refund_no),
                 refund_id: Some(result.refund_id.clone()),
                 reason: Some(req.reason.clone()),

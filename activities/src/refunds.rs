@@ -29,7 +29,7 @@ use crate::inventory::{self, InventoryError};
 use crate::orders;
 use crate::outbox;
 use crate::payments::PaymentError;
-use crate::providers::{Providers, RefundRequest, RefundState};
+use crate::providers::{Providers, RefundRequest};
 use crate::sql;
 use orderflow_domain::events::{Amount, EventType, PaymentEventData, RefundEventLine};
 use orderflow_domain::{
@@ -750,32 +750,7 @@ pub async fn execute(
                 })
                 .await
                 .map_err(PaymentError::from)?;
-            let unfinished = |stuck: bool, state: String| {
-                ExecuteError::Payment(PaymentError::RefundUnfinished {
-                    payment_no: refund.payment_no.clone(),
-                    refund_no: refund.refund_no.clone(),
-                    stuck,
-                    state,
-                })
-            };
-            match made.state {
-                RefundState::Succeeded => made.refund_id,
-                RefundState::Processing => {
-                    return Err(unfinished(
-                        false,
-                        format!("the provider is processing refund {}", made.refund_id),
-                    ));
-                }
-                RefundState::Stuck(why) => {
-                    return Err(unfinished(
-                        true,
-                        format!(
-                            "refund {} needs an operator at the provider: {why}",
-                            made.refund_id
-                        ),
-                    ));
-                }
-            }
+            crate::payments::finished_refund(made, &payment_no, &refund.refund_no)?
         }
     };
     let mut tx = db.begin_write().await?;

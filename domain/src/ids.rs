@@ -169,11 +169,25 @@ impl PaymentNo {
 /// request's idempotency key: 42 characters, within WeChat Pay's `out_refund_no` and Alipay's
 /// `out_request_no` (64). Derived, never random: the same request finds the same refund.
 pub fn after_sale_refund_no(order: &OrderId, key: &str) -> String {
-    let payment = PaymentNo::for_order(order);
+    derived_refund_no(
+        &PaymentNo::for_order(order),
+        &format!("orderflow-refund:{order}:{key}"),
+    )
+}
+
+/// The refund number of a second payment for one payment number (the customer paid twice while
+/// the order waited for review): the payment's, and 10 hex digits of SHA-256 over the second
+/// payment's transaction id. One refund per transaction, however often its callback arrives.
+pub fn second_payment_refund_no(payment: &PaymentNo, provider_txn_id: &str) -> String {
+    derived_refund_no(
+        payment,
+        &format!("orderflow-second-payment:{provider_txn_id}"),
+    )
+}
+
+fn derived_refund_no(payment: &PaymentNo, salt: &str) -> String {
     let digits = payment.as_str().trim_start_matches("pay_");
-    let request = hex::encode(Sha256::digest(
-        format!("orderflow-refund:{order}:{key}").as_bytes(),
-    ));
+    let request = hex::encode(Sha256::digest(salt.as_bytes()));
     format!("rf_{digits}_{}", &request[..10])
 }
 

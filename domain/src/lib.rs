@@ -28,7 +28,7 @@ pub mod status;
 
 pub use ids::{
     ClientId, CustomerId, IdError, OrderId, PaymentNo, ProviderName, Sku, after_sale_refund_no,
-    workflow_id_for,
+    second_payment_refund_no, workflow_id_for,
 };
 pub use messages::{
     CancelRequest, InputError, OrderInput, OrderLineInput, OrderOutcome, OrderView, PaymentOutcome,

@@ -11,6 +11,10 @@ ALTER TABLE payments ADD COLUMN refunded_minor BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE payments ADD CONSTRAINT payments_refunded_within_paid
     CHECK (refunded_minor >= 0 AND refunded_minor <= COALESCE(paid_amount_minor, 0));
 
+-- A second payment for one payment number (the customer paid twice while the order waited for
+-- review) is refunded on its own; what went back so is settled, never refunded again.
+ALTER TABLE payments ADD COLUMN extra_refunded_minor BIGINT NOT NULL DEFAULT 0;
+
 ALTER TABLE order_lines ADD COLUMN refunded_quantity BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE order_lines ADD COLUMN refunded_minor BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE order_lines ADD CONSTRAINT order_lines_refunded_within

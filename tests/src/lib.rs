@@ -776,8 +776,9 @@ pub struct DeadlineTimer {
 
 /// Suffix of newly recorded histories. Bump it when a workflow change goes behind `patched()`, so
 /// the older recordings stay beside the new ones and the replay gate covers both code paths
-/// (CONTRIBUTING.md). `v1`: Orderflow 1.0.
-pub const HISTORY_GENERATION: &str = "v1";
+/// (CONTRIBUTING.md). `v1`: Orderflow 1.0. `v2`: second payments refunded during review
+/// (`refund-second-payments`) and `AfterSaleRefundWorkflow`.
+pub const HISTORY_GENERATION: &str = "v2";
 
 /// Declares one async test body as a `#[tokio::test]` on each engine: SQLite, PostgreSQL
 /// (`TEST_POSTGRES_URL`) and MySQL/MariaDB (`TEST_MYSQL_URL`); without its variable a variant

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 on_every_engine!(
+    a_second_payment_during_review_is_refunded_once,
     lines_then_the_rest_refund_partially_then_wholly,
     concurrent_refunds_never_exceed_the_payment,
     refusals_say_why_and_change_nothing,
@@ -107,6 +108,8 @@ async fn lines_then_the_rest_refund_partially_then_wholly(app: TestApp) {
     );
     let done = succeeded(&app, &started.refund.refund_no).await;
     assert!(done.provider_refund_id.is_some());
+    app.maybe_record_workflow_history(&started.workflow_id, "after_sale_refund")
+        .await;
     let view = app.view(&order_id).await;
     assert_eq!(
         view.status,
@@ -413,4 +416,109 @@ async fn the_api_refunds_for_operators_only() {
         .await
         .unwrap();
     assert_eq!(order["status"], "PARTIALLY_REFUNDED");
+}
+
+/// The customer pays the wrong amount (the order waits for review), then pays again with another
+/// transaction: the second payment is money no order keeps, refunded once however often its
+/// callback arrives, and a later late-payment inquiry counts it as settled. The first payment
+/// still waits for the operator, who accepts it.
+async fn a_second_payment_during_review_is_refunded_once(app: TestApp) {
+    use orderflow_activities::providers::sandbox::SandboxProvider;
+    use orderflow_domain::{PaymentOutcome, PaymentSignal, ResolveAction, ResolveRequest};
+
+    let order_id = app.order("twice", &[("MUG-LOGO", 1)], None).await;
+    app.orders
+        .pay_sandbox(&order_id, Some(1000), 1)
+        .await
+        .expect("first payment");
+    app.wait_status(&order_id, OrderStatus::NeedsReview).await;
+
+    let payment_no = PaymentNo::for_order(&OrderId::parse(order_id.as_str()).unwrap());
+    let gateway = SandboxProvider::new(app.db.clone(), &app.orders.public_url);
+    let second = gateway
+        .pay_again(&payment_no, 1250)
+        .await
+        .expect("paid again");
+    let signal = PaymentSignal {
+        event_id: second.event_id.clone(),
+        provider: "sandbox".to_owned(),
+        payment_no: payment_no.to_string(),
+        outcome: PaymentOutcome::Paid,
+        amount_minor: 1250,
+        currency: "USD".to_owned(),
+        provider_txn_id: second.txn_id.clone(),
+    };
+    // Delivered three times, once under another event id: one transaction, one refund.
+    for event_id in [
+        &signal.event_id,
+        &signal.event_id,
+        &format!("{}-redelivered", signal.event_id),
+    ] {
+        let mut s = signal.clone();
+        s.event_id = event_id.clone();
+        app.orders.signal_payment(&order_id, s).await.unwrap();
+    }
+    let refunded = orderflow_tests::eventually(Duration::from_secs(60), || async {
+        let n = app
+            .count(&format!(
+                "payment_log WHERE payment_no = '{payment_no}' AND event LIKE '2ND_REFUND:%'"
+            ))
+            .await;
+        if n == 1 {
+            Ok(n)
+        } else {
+            Err(format!("{n} second-payment refunds logged"))
+        }
+    })
+    .await
+    .expect("the second payment is refunded");
+    assert_eq!(refunded, 1);
+    assert_eq!(sandbox_refunded(&app, &order_id).await, (1, 1250));
+    assert_eq!(
+        app.view(&order_id).await.status,
+        Some(OrderStatus::NeedsReview),
+        "the first payment still waits for the operator"
+    );
+
+    app.orders
+        .resolve(
+            &order_id,
+            ResolveRequest {
+                action: ResolveAction::Accept,
+                operator: "test".to_owned(),
+                note: "short payment accepted".to_owned(),
+            },
+        )
+        .await
+        .expect("resolve");
+    assert_eq!(
+        app.final_view(&order_id).await.status,
+        Some(OrderStatus::Paid)
+    );
+
+    // The second payment's callback once more, after the order is over: the late-payment check
+    // finds everything the gateway holds settled (kept, or already given back).
+    app.orders
+        .start_late_payment_refund(&order_id, payment_no.as_str(), "sandbox", &signal.event_id)
+        .await
+        .unwrap();
+    let outcome = app
+        .orders
+        .client
+        .get_workflow_handle::<orderflow_workflows::LatePaymentWorkflow>(
+            orderflow_workflows::late_payment_workflow_id(payment_no.as_str()),
+        )
+        .get_result(Default::default())
+        .await
+        .expect("late-payment outcome");
+    assert_eq!(outcome.result, "KEPT_BY_ORDER");
+    assert_eq!(sandbox_refunded(&app, &order_id).await, (1, 1250));
+    let events = app.events(&order_id).await;
+    assert_eq!(
+        events.iter().filter(|e| *e == "refund.completed").count(),
+        1,
+        "{events:?}"
+    );
+    app.maybe_record_history(&order_id, "second_payment_refunded")
+        .await;
 }

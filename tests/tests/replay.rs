@@ -52,6 +52,8 @@ async fn every_committed_history_replays() {
         "mismatch_accept.v1.json",
         "mismatch_refund.v1.json",
         "late_payment_refund.v1.json",
+        "second_payment_refunded.v2.json",
+        "after_sale_refund.v2.json",
     ] {
         assert!(
             names.contains(&path),

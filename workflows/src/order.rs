@@ -41,7 +41,9 @@ use orderflow_activities::failure::{self, code_of, message_of};
 use orderflow_activities::finish::{CloseOrder, FinishOrder, HoldForReview, StockOutcome};
 use orderflow_activities::open::OpenedOrder;
 use orderflow_activities::orders::{PricedOrder, StatusChange};
-use orderflow_activities::payments::{PaymentRef, ReceivedPayment, RefundPayment};
+use orderflow_activities::payments::{
+    PaymentRef, ReceivedPayment, RefundPayment, RefundSecondPayment,
+};
 use orderflow_activities::providers::{ChargeState, CloseResult};
 use orderflow_domain::{
     CancelRequest, Currency, Money, OrderInput, OrderOutcome, OrderStatus, OrderView, PaymentNo,
@@ -59,6 +61,9 @@ use temporalio_sdk::{
 };
 
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The patch that refunds second payments arriving while an order waits for review.
+pub const REFUND_SECOND_PAYMENTS: &str = "refund-second-payments";
 
 /// Per-worker settings that shape the workflow's commands. They must be the same on every worker
 /// of a task queue (and in the replayer), like the workflow code itself.
@@ -513,7 +518,13 @@ impl Flow {
         self.waiting_for("an operator's `resolve` update (ACCEPT or REFUND)");
         self.publish_search_attributes();
 
-        let decision = self.ctx.wait_condition(|s| s.resolution.is_some()).await;
+        // Decided once per order, here: only orders that reach review ask (and record the
+        // marker); histories from before the change replay the plain wait.
+        let decision = if self.ctx.patched(REFUND_SECOND_PAYMENTS) {
+            self.wait_for_resolution(payment, &received).await
+        } else {
+            self.ctx.wait_condition(|s| s.resolution.is_some()).await
+        };
         let (action, note) = match decision {
             Ok(()) => {
                 let r = self
@@ -554,6 +565,68 @@ impl Flow {
                 .map_err(fail)?;
                 let ending = Ending::released(OrderStatus::Refunded, note);
                 self.finish(Step::Recorded, order, ending).await
+            }
+        }
+    }
+
+    /// Waits for the operator's decision. Meanwhile a second payment for this payment number (a
+    /// callback with another transaction id: the customer paid twice) is money no order will
+    /// keep: it is refunded at once, each transaction once, under a refund number derived from
+    /// its transaction id. Repeats of the held payment's callback change nothing.
+    async fn wait_for_resolution(
+        &self,
+        payment: &PaymentRef,
+        held: &ReceivedPayment,
+    ) -> Result<(), temporalio_sdk::WorkflowCancellationError> {
+        let mut refunded: BTreeSet<String> = BTreeSet::new();
+        loop {
+            self.ctx
+                .wait_condition(|s| s.resolution.is_some() || !s.inbox.is_empty())
+                .await?;
+            while let Some(signal) = self.ctx.state_mut(|s| s.inbox.pop_front()) {
+                let second = signal.payment_no == payment.payment_no.as_str()
+                    && signal.outcome == PaymentOutcome::Paid
+                    && !signal.provider_txn_id.is_empty()
+                    && signal.provider_txn_id != held.provider_txn_id;
+                if !second || !refunded.insert(signal.provider_txn_id.clone()) {
+                    continue;
+                }
+                let Ok(amount) = Currency::parse(&signal.currency)
+                    .and_then(|c| Money::new(signal.amount_minor, c))
+                else {
+                    self.note(format!(
+                        "second payment {} has no usable amount; left for an operator",
+                        signal.provider_txn_id
+                    ));
+                    continue;
+                };
+                self.waiting_for("the provider: refunding a second payment");
+                let req = RefundSecondPayment {
+                    payment_no: payment.payment_no.clone(),
+                    provider: payment.provider.clone(),
+                    amount,
+                    provider_txn_id: signal.provider_txn_id.clone(),
+                    reason: format!(
+                        "second payment (txn {}) while the order waited for review",
+                        signal.provider_txn_id
+                    ),
+                };
+                // A failure here is an outage, retried without end; only a final refusal ends
+                // the wait, loudly.
+                if let Err(e) = self
+                    .recorded_step(PaymentActivities::refund_second_payment, req)
+                    .await
+                {
+                    self.note(format!(
+                        "could not refund second payment {}: {}",
+                        signal.provider_txn_id,
+                        failure_reason(&e)
+                    ));
+                }
+                self.waiting_for("an operator's `resolve` update (ACCEPT or REFUND)");
+            }
+            if self.ctx.state(|s| s.resolution.is_some()) {
+                return Ok(());
             }
         }
     }

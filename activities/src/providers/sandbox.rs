@@ -69,6 +69,45 @@ impl SandboxProvider {
             .await
     }
 
+    /// Simulates a customer paying a second time for a charge already paid (wallets on two
+    /// devices): the gateway holds both payments, and the second has its own transaction id and
+    /// callback. Orderflow must give the second back once.
+    pub async fn pay_again(
+        &self,
+        payment_no: &PaymentNo,
+        amount_minor: i64,
+    ) -> Result<SandboxPayment, ProviderError> {
+        let updated = sql!(
+            "UPDATE sandbox_charges SET paid_amount_minor = paid_amount_minor + $2, updated_at_ms = $3
+              WHERE payment_no = $1 AND status = 'PAID' AND $2 > 0"
+        )
+        .on(&self.db)
+        .bind(payment_no.as_str())
+        .bind(amount_minor)
+        .bind(now_ms())
+        .execute(self.db.writes())
+        .await?
+        .rows_affected();
+        let state = self.query(payment_no).await?;
+        if updated == 0 {
+            return Err(ProviderError::Rejected(format!(
+                "charge {payment_no} is {}: only a paid charge can be paid again",
+                state.status
+            )));
+        }
+        // Numbered by what the gateway holds after it: distinct for every further payment.
+        let held = state.paid_amount_minor.unwrap_or_default();
+        let digits = payment_no.as_str().trim_start_matches("pay_");
+        Ok(SandboxPayment {
+            payment_no: payment_no.clone(),
+            paid_amount_minor: amount_minor,
+            currency: state.currency,
+            txn_id: format!("sbx_txn_{digits}_{held}"),
+            event_id: format!("sbx_evt_{payment_no}_paid_{held}"),
+            newly_paid: true,
+        })
+    }
+
     async fn take_payment(
         &self,
         payment_no: &PaymentNo,
