@@ -46,6 +46,9 @@ struct Books {
     /// Answers to give instead of handling the next requests (outages, odd errors).
     injected: VecDeque<Reply>,
     violations: Vec<String>,
+    /// Make the next refund, then answer 500 as if the reply was lost on the way back (the
+    /// worker died before reading it).
+    lose_next_refund_reply: bool,
     requests: usize,
     next_id: u64,
 }
@@ -225,6 +228,10 @@ impl StandIn {
     }
 
     /// What Stripe does 24 hours after a request: the key no longer replays anything.
+    fn lose_next_refund_reply(&self) {
+        self.books().lose_next_refund_reply = true;
+    }
+
     fn forget_idempotency_keys(&self) {
         self.books().idempotent.clear();
     }
@@ -498,6 +505,14 @@ async fn create_refund(State(s): State<StandIn>, headers: HeaderMap, body: Bytes
         books.refunds.push(refund.clone());
         let reply = (StatusCode::OK, refund);
         books.save(key, ROUTE, params, &reply);
+        if std::mem::take(&mut books.lose_next_refund_reply) {
+            return Err(stripe_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "lost_reply",
+                "the refund was made; this reply stands for one that never arrived",
+            ));
+        }
         Ok(reply)
     })();
     respond(reply.unwrap_or_else(|e| e))
@@ -798,5 +813,48 @@ async fn errors_are_classified_for_retries() {
         unreachable.query(&req.payment_no).await,
         Err(ProviderError::Unavailable(_))
     ));
+    standin.assert_no_violations();
+}
+
+/// Partial refunds: one per refund number, also when the answer to the first attempt never
+/// arrived (the worker died mid-call) and when Stripe has forgotten the idempotency key since.
+#[tokio::test]
+async fn partial_refunds_are_one_per_refund_number_even_when_a_reply_is_lost() {
+    use orderflow_activities::failure::Classified;
+    let (standin, provider, _db) = setup().await;
+    let req = charge("ord_stripe_partial", 1200, "EUR");
+    provider.create(&req).await.unwrap();
+    let intent_id = standin.intent_ids().remove(0);
+    standin.pay(&intent_id);
+    let part = |request: &str, minor: i64| RefundRequest {
+        payment_no: req.payment_no.clone(),
+        refund_no: format!(
+            "{}_{request}",
+            orderflow_activities::providers::refund_no_for(&req.payment_no)
+        ),
+        amount: Money::new(minor, Currency::parse("EUR").unwrap()).unwrap(),
+        reason: "returned".into(),
+    };
+
+    standin.lose_next_refund_reply();
+    let lost = provider.refund(&part("a000000001", 500)).await.unwrap_err();
+    assert!(lost.retryable(), "{lost}");
+    assert_eq!(standin.refund_ids().len(), 1, "Stripe made the refund");
+    // The retry (the activity's next attempt) finds it by its refund number.
+    let first = provider.refund(&part("a000000001", 500)).await.unwrap();
+    assert_eq!(standin.refund_ids(), vec![first.refund_id.clone()]);
+    standin.forget_idempotency_keys();
+    assert_eq!(
+        provider.refund(&part("a000000001", 500)).await.unwrap(),
+        first
+    );
+
+    // Another refund number is another refund; past what was paid Stripe refuses for good.
+    let second = provider.refund(&part("b000000002", 700)).await.unwrap();
+    assert_ne!(second.refund_id, first.refund_id);
+    assert_eq!(standin.refund_ids().len(), 2);
+    let over = provider.refund(&part("c000000003", 1)).await.unwrap_err();
+    assert!(!over.retryable(), "{over}");
+    assert_eq!(standin.refund_ids().len(), 2);
     standin.assert_no_violations();
 }

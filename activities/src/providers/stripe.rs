@@ -355,12 +355,19 @@ impl PaymentProvider for StripeProvider {
             Err(CallError::Api {
                 code: Some(code), ..
             }) if code == ALREADY_REFUNDED => self
-                .existing_refund(&stored.intent_id, req, true)
+                // A payment's one refund made before refund numbers were in the metadata may be
+                // found by its payment; any other refund number is a new refund, and the charge
+                // has nothing left for it.
+                .existing_refund(
+                    &stored.intent_id,
+                    req,
+                    req.refund_no == super::refund_no_for(&req.payment_no),
+                )
                 .await?
                 .ok_or_else(|| {
                     ProviderError::Rejected(format!(
-                        "Stripe says {} is already refunded but lists no refund for it",
-                        req.payment_no
+                        "Stripe says {} is already refunded, and no refund {} is among its refunds",
+                        req.payment_no, req.refund_no
                     ))
                 })?,
             Err(e) => return Err(e.into_provider_error(&req.payment_no)),
