@@ -140,6 +140,11 @@ impl CouponDefinition {
                 "the minimum spend cannot be negative".into(),
             ));
         }
+        if self.valid_from_ms < 0 {
+            return Err(CouponError::Invalid(
+                "valid_from_ms is a Unix time in ms, not negative".into(),
+            ));
+        }
         if self.valid_until_ms <= self.valid_from_ms {
             return Err(CouponError::Invalid(
                 "the validity window must end after it starts".into(),

@@ -30,6 +30,9 @@ use utoipa::OpenApi;
         operations::list_stock,
         operations::set_stock,
         operations::put_catalog_item,
+        operations::define_coupon,
+        operations::issue_coupons,
+        operations::get_coupon,
         webhooks::receive_webhook
     ),
     components(schemas(
@@ -43,6 +46,10 @@ use utoipa::OpenApi;
         operations::SetStockRequest,
         operations::CatalogItemRequest,
         operations::CatalogItemResponse,
+        operations::CouponDefinitionRequest,
+        operations::IssueCouponsRequest,
+        operations::CouponResponse,
+        operations::CouponCodeResponse,
         error::ErrorBody,
         error::ErrorDetail
     ))
@@ -50,7 +57,7 @@ use utoipa::OpenApi;
 struct ApiDoc;
 
 /// The scope each authenticated operation needs, by operation id.
-const SCOPES: [(&str, &str); 7] = [
+const SCOPES: [(&str, &str); 10] = [
     ("create_order", "orders:create"),
     ("get_order", "orders:read"),
     ("cancel_order", "orders:cancel (or operator)"),
@@ -58,6 +65,9 @@ const SCOPES: [(&str, &str); 7] = [
     ("list_stock", "operator"),
     ("set_stock", "operator"),
     ("put_catalog_item", "operator"),
+    ("define_coupon", "operator"),
+    ("issue_coupons", "operator"),
+    ("get_coupon", "operator"),
 ];
 
 /// Order ids, as `OrderId` accepts them.
@@ -156,6 +166,12 @@ pub fn document() -> Value {
     let currencies: Vec<&str> = orderflow_domain::Currency::codes().collect();
     doc["components"]["schemas"]["CatalogItemRequest"]["properties"]["currency"]["enum"] =
         json!(currencies);
+    doc["components"]["schemas"]["CouponDefinitionRequest"]["properties"]["currency"]["enum"] =
+        json!(currencies);
+    // Each code has the shape `POST /v1/orders` takes in `coupon_code`.
+    doc["components"]["schemas"]["IssueCouponsRequest"]["properties"]["codes"]["items"] = json!({
+        "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"
+    });
     // A cancel may come without a body (no reason given).
     doc["paths"]["/v1/orders/{order_id}/cancel"]["post"]["requestBody"]["required"] = json!(false);
     link_created_orders(&mut doc);

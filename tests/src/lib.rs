@@ -420,6 +420,16 @@ pub struct Shim {
     pub http: reqwest::Client,
 }
 
+/// Sends `request`; its status and JSON body (`null` when the body is not JSON).
+pub async fn answer(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// An HTTP client that authenticates every request with `key`.
 pub fn bearer_client(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();

@@ -8,7 +8,9 @@ use orderflow_activities::coupons::{self, CouponDefinition, CouponKind};
 use orderflow_activities::inventory::{self, InventoryError, ReserveStock};
 use orderflow_activities::sql;
 use orderflow_domain::{OrderInput, OrderLineInput, OrderStatus, ResolveAction, ResolveRequest};
-use orderflow_tests::{TestApp, on_every_engine, unique};
+use orderflow_http::api_keys::Scope;
+use orderflow_tests::{TestApp, answer, bearer_client, on_every_engine, unique};
+use serde_json::json;
 
 on_every_engine!(
     a_paid_order_spends_its_coupon,
@@ -18,6 +20,7 @@ on_every_engine!(
     a_try_after_its_own_cancel_fails,
     a_late_payment_is_refunded_and_never_takes_the_coupon_back,
     fifty_orders_race_for_one_coupon,
+    operators_manage_coupons_over_http,
 );
 
 fn definition(id: &str, kind: CouponKind, amount_off: i64, min_spend: i64) -> CouponDefinition {
@@ -441,4 +444,150 @@ async fn fifty_orders_race_for_one_coupon(app: TestApp) {
         state(&app, &code).await,
         ("USED".to_owned(), Some(holders[0].clone()))
     );
+}
+
+/// The operator API defines and issues coupons (operator scope only; bad input is a clear 4xx),
+/// and a client's order carries a code and shows its discount.
+async fn operators_manage_coupons_over_http(app: TestApp) {
+    let shim = app.serve_http().await;
+    let operator = bearer_client(&app.api_key("ops-coupons", &[Scope::Operator]).await);
+    let url = |path: &str| format!("{}{path}", shim.base);
+    let spring = json!({"id": "SPRING", "kind": "PERCENT", "amount_off": 15, "currency": "USD",
+                        "min_spend_minor": 1000, "valid_from_ms": 0, "valid_until_ms": 4102444800000_i64});
+
+    // A client key may not define coupons.
+    let (status, _) = answer(shim.http.post(url("/v1/coupons")).json(&spring)).await;
+    assert_eq!(status, 403);
+    let (status, body) = answer(operator.post(url("/v1/coupons")).json(&spring)).await;
+    assert_eq!(
+        (status, body["kind"].as_str()),
+        (201, Some("PERCENT")),
+        "{body}"
+    );
+    // The same definition again is the same; other terms under its id are a conflict.
+    assert_eq!(
+        answer(operator.post(url("/v1/coupons")).json(&spring))
+            .await
+            .0,
+        201
+    );
+    let mut other = spring.clone();
+    other["amount_off"] = json!(20);
+    let (status, body) = answer(operator.post(url("/v1/coupons")).json(&other)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("COUPON_CONFLICT"))
+    );
+    // Bad definitions: 400, never a 5xx.
+    for (field, value) in [
+        ("amount_off", json!(101)),
+        ("amount_off", json!(0)),
+        ("amount_off", json!(1.5)),
+        ("kind", json!("HALF")),
+        ("currency", json!("XXX")),
+        ("id", json!("has space")),
+        ("valid_until_ms", json!(0)),
+        ("min_spend_minor", json!(-1)),
+    ] {
+        let mut bad = spring.clone();
+        bad[field] = value.clone();
+        let (status, body) = answer(operator.post(url("/v1/coupons")).json(&bad)).await;
+        assert!(
+            (400..500).contains(&status),
+            "{field}={value}: {status} {body}"
+        );
+    }
+
+    let code = unique("SPRING-");
+    let (status, _) = answer(
+        shim.http
+            .post(url("/v1/coupons/SPRING/codes"))
+            .json(&json!({"codes": [code]})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, issued) = answer(
+        operator
+            .post(url("/v1/coupons/SPRING/codes"))
+            .json(&json!({"codes": [code]})),
+    )
+    .await;
+    assert_eq!(
+        (status, issued[0]["state"].as_str()),
+        (200, Some("AVAILABLE")),
+        "{issued}"
+    );
+    for (path, body, want) in [
+        ("/v1/coupons/NOPE/codes", json!({"codes": ["X1"]}), 404),
+        (
+            "/v1/coupons/SPRING/codes",
+            json!({"codes": ["bad code"]}),
+            400,
+        ),
+        ("/v1/coupons/SPRING/codes", json!({"codes": []}), 400),
+        (
+            "/v1/coupons/SPRING/codes",
+            json!({"codes": [code], "customer_id": "someone"}),
+            409,
+        ),
+    ] {
+        let (status, answer_body) = answer(operator.post(url(path)).json(&body)).await;
+        assert_eq!(status, want, "{path} {body}: {answer_body}");
+    }
+    assert_eq!(answer(operator.get(url("/v1/coupons/NOPE"))).await.0, 404);
+    assert_eq!(
+        answer(shim.http.get(url("/v1/coupons/SPRING"))).await.0,
+        403
+    );
+
+    // A client orders with the code: priced by the worker, shown in the answer.
+    let order_body = json!({"customer_id": "ivy", "lines": [{"sku": "TEE-RED-M", "quantity": 1}],
+                            "coupon_code": code});
+    let (status, order) = answer(
+        shim.http
+            .post(url("/v1/orders"))
+            .header("Idempotency-Key", unique("cpn-"))
+            .json(&order_body),
+    )
+    .await;
+    assert!(status == 201 || status == 202, "{status} {order}");
+    let order_id = order["order_id"].as_str().unwrap().to_owned();
+    let view = app
+        .orders
+        .wait_ready(&order_id, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    // 15 % of 1999 = 299.85, rounded down.
+    assert_eq!(
+        (view.subtotal_minor, view.discount_minor, view.amount_minor),
+        (Some(1999), Some(299), Some(1700))
+    );
+    let (_, shown) = answer(shim.http.get(url(&format!("/v1/orders/{order_id}")))).await;
+    assert_eq!(
+        (
+            shown["subtotal_minor"].as_i64(),
+            shown["discount_minor"].as_i64(),
+            shown["coupon_code"].as_str()
+        ),
+        (Some(1999), Some(299), Some(code.as_str())),
+        "{shown}"
+    );
+    let (status, listed) = answer(operator.get(url("/v1/coupons/SPRING"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["codes"][0]["state"], "LOCKED", "{listed}");
+    // A badly shaped code is the client's mistake: 422 before anything starts.
+    let (status, _) = answer(
+        shim.http
+            .post(url("/v1/orders"))
+            .header("Idempotency-Key", unique("cpn-"))
+            .json(
+                &json!({"customer_id": "ivy", "lines": [{"sku": "TEE-RED-M", "quantity": 1}],
+                          "coupon_code": "no spaces allowed"}),
+            ),
+    )
+    .await;
+    assert_eq!(status, 422);
+    app.orders.cancel(&order_id, "testing").await.unwrap();
+    app.final_view(&order_id).await;
+    assert_eq!(state(&app, &code).await, ("AVAILABLE".to_owned(), None));
 }
