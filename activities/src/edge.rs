@@ -14,13 +14,14 @@
 //! marks the note; the relay (`orderflow_client::outbox`) starts whatever a crash or an outage
 //! left behind. Starting twice starts once (the workflow id is derived from the order id).
 
+use crate::coupons;
 use crate::db::{Db, now_ms};
 use crate::failure::Classified;
 use crate::finish::StepError;
 use crate::inventory::{self, InventoryError, ReserveStock};
-use crate::orders::{self, OrderError, OrderRow, PricedLine, StatusChange, StoredOrder};
+use crate::orders::{self, OrderError, OrderRow, Pricing, StatusChange, StoredOrder};
 use crate::sql;
-use orderflow_domain::{Money, OrderInput, OrderStatus, ValidOrder};
+use orderflow_domain::{OrderInput, OrderStatus, ValidOrder};
 use sqlx::Row;
 
 /// What the edge decided for an order.
@@ -52,7 +53,7 @@ pub async fn reserve_at_edge(
     input: &OrderInput,
 ) -> Result<EdgeDecision, StepError> {
     // Reads only, outside the write transaction.
-    let (lines, total, available) = match orders::price_with_stock(db, order).await {
+    let (pricing, available) = match orders::price_with_stock(db, order).await {
         Ok(priced) => priced,
         Err(OrderError::Db(e)) => return Err(e.into()),
         Err(e) => match orders::load(db, order.order_id.as_str()).await? {
@@ -82,12 +83,12 @@ pub async fn reserve_at_edge(
             },
             None => InventoryError::NotStocked(line.sku.to_string()),
         };
-        return refuse(db, order, &lines, total, &err).await;
+        return refuse(db, order, &pricing, &err).await;
     }
 
     let note = serde_json::to_string(input).expect("an order input serializes");
     let mut tx = db.begin_write().await?;
-    if !orders::insert_order_in(&mut tx, &OrderRow::pending(order, &lines, total)).await? {
+    if !orders::insert_order_in(&mut tx, &OrderRow::pending(order, &pricing)).await? {
         tx.rollback().await?;
         return repeat(db, order).await;
     }
@@ -103,10 +104,17 @@ pub async fn reserve_at_edge(
     .bind(now_ms())
     .execute(&mut *tx)
     .await?;
-    let req = ReserveStock {
-        order_id: order.order_id.clone(),
-        lines: order.lines.clone(),
-    };
+    let req = ReserveStock::for_order(order);
+    // The coupon's try in the same transaction, before the contended inventory row (as in
+    // `inventory::reserve`): a refused coupon refuses the order and holds no stock.
+    if let Some(claim) = &req.coupon
+        && let Some(decided) = coupons::try_in(&mut tx, order.order_id.as_str(), claim).await?
+    {
+        tx.rollback().await?;
+        let err =
+            InventoryError::CouponUnavailable(coupons::why_unavailable(db, claim, decided).await);
+        return refuse(db, order, &pricing, &err).await;
+    }
     let Some(short) = inventory::reserve_in(&mut tx, &req, true).await? else {
         tx.commit().await?;
         return Ok(EdgeDecision::Reserved);
@@ -118,7 +126,7 @@ pub async fn reserve_at_edge(
     if let InventoryError::Db(e) = err {
         return Err(e.into());
     }
-    refuse(db, order, &lines, total, &err).await
+    refuse(db, order, &pricing, &err).await
 }
 
 /// Records the priced order as `REJECTED` for `err` (its only status: it was never pending), in
@@ -126,15 +134,13 @@ pub async fn reserve_at_edge(
 async fn refuse(
     db: &Db,
     order: &ValidOrder,
-    lines: &[PricedLine],
-    total: Money,
+    pricing: &Pricing,
     err: &InventoryError,
 ) -> Result<EdgeDecision, StepError> {
     let reason = format!("{}: {err}", err.code());
     let row = OrderRow {
         order,
-        lines,
-        total,
+        pricing,
         status: OrderStatus::Rejected,
         reason: Some(&reason),
     };

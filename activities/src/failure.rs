@@ -18,6 +18,9 @@ pub const UNKNOWN_SKU: &str = "UNKNOWN_SKU";
 pub const UNKNOWN_PROVIDER: &str = "UNKNOWN_PROVIDER";
 pub const OUT_OF_STOCK: &str = "OUT_OF_STOCK";
 pub const PRICING: &str = "PRICING";
+/// The order's coupon cannot be used (unknown, another customer's, not valid now, minimum spend
+/// or currency not met, already used or held): final, the order is rejected.
+pub const COUPON_UNAVAILABLE: &str = "COUPON_UNAVAILABLE";
 pub const PAYMENT_REJECTED: &str = "PAYMENT_REJECTED";
 pub const PAYMENT_NOT_FOUND: &str = "PAYMENT_NOT_FOUND";
 pub const PROVIDER_UNAVAILABLE: &str = "PROVIDER_UNAVAILABLE";

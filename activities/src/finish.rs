@@ -9,6 +9,7 @@
 //! payment; a repeat finds everything in place and changes nothing), so the whole step is
 //! idempotent like the steps it replaces.
 
+use crate::coupons::{self, CouponError};
 use crate::db::Db;
 use crate::failure::Classified;
 use crate::inventory::{self, Delta, InventoryError, StockMoved};
@@ -49,6 +50,8 @@ pub enum StepError {
     Inventory(#[from] InventoryError),
     #[error(transparent)]
     Payment(#[from] PaymentError),
+    #[error(transparent)]
+    Coupon(#[from] CouponError),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -59,6 +62,7 @@ impl Classified for StepError {
             StepError::Order(e) => e.code(),
             StepError::Inventory(e) => e.code(),
             StepError::Payment(e) => e.code(),
+            StepError::Coupon(e) => e.code(),
             StepError::Db(e) => e.code(),
         }
     }
@@ -68,6 +72,7 @@ impl Classified for StepError {
             StepError::Order(e) => e.retryable(),
             StepError::Inventory(e) => e.retryable(),
             StepError::Payment(e) => e.retryable(),
+            StepError::Coupon(e) => e.retryable(),
             StepError::Db(e) => e.retryable(),
         }
     }
@@ -100,6 +105,11 @@ async fn finish_in(
         StockOutcome::Release => Delta::Release,
     };
     let status_recorded = orders::mark_status_in(tx, &req.change).await?;
+    // The coupon with the stock (TCC confirm or cancel), before the inventory rows as in the try.
+    match req.stock {
+        StockOutcome::Confirm => coupons::confirm_in(tx, req.order_id.as_str()).await?,
+        StockOutcome::Release => coupons::cancel_in(tx, req.order_id.as_str()).await?,
+    }
     // Last: the SKU's inventory row is the one other orders wait for (see `inventory::reserve`).
     let stock = inventory::settle_in(tx, &req.order_id, delta).await?;
     Ok(Finished {

@@ -8,10 +8,11 @@
 //! `RESERVED` → `CONFIRMED` or `RESERVED` → `RELEASED`, through an `UPDATE ... WHERE state =
 //! 'RESERVED'`. A retried activity finds the work done and does nothing.
 
+use crate::coupons::{self, CouponClaim};
 use crate::db::{Db, Engine, now_ms};
 use crate::failure::{self, Classified};
 use crate::sql;
-use orderflow_domain::{OrderId, Sku, ValidOrderLine};
+use orderflow_domain::{OrderId, Sku, ValidOrder, ValidOrderLine};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 
@@ -25,6 +26,9 @@ pub enum InventoryError {
     },
     #[error("{0} is not stocked")]
     NotStocked(String),
+    /// The order's coupon could not be locked in the stock's transaction (see `crate::coupons`).
+    #[error("{0}")]
+    CouponUnavailable(String),
     #[error("stock for {sku} cannot be set to {total}: {held} units are reserved or sold")]
     BelowCommitted { sku: String, total: i64, held: i64 },
     #[error("stock invariant violated for {sku}: {detail}")]
@@ -40,6 +44,7 @@ impl Classified for InventoryError {
                 failure::OUT_OF_STOCK
             }
             InventoryError::BelowCommitted { .. } => failure::INVALID_ORDER,
+            InventoryError::CouponUnavailable(_) => failure::COUPON_UNAVAILABLE,
             InventoryError::Invariant { .. } => failure::INVARIANT_VIOLATION,
             InventoryError::Db(e) => e.code(),
         }
@@ -58,6 +63,23 @@ impl Classified for InventoryError {
 pub struct ReserveStock {
     pub order_id: OrderId,
     pub lines: Vec<ValidOrderLine>,
+    /// The coupon to lock with the stock (TCC try), if the order has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon: Option<CouponClaim>,
+}
+
+impl ReserveStock {
+    /// Everything the order holds: its lines, and its coupon for its customer.
+    pub fn for_order(order: &ValidOrder) -> Self {
+        ReserveStock {
+            order_id: order.order_id.clone(),
+            lines: order.lines.clone(),
+            coupon: order.coupon_code.as_ref().map(|code| CouponClaim {
+                code: code.clone(),
+                customer_id: order.customer_id.to_string(),
+            }),
+        }
+    }
 }
 
 /// How many reservation rows a confirm or release moved (0 on a repeat).
@@ -152,8 +174,21 @@ async fn ledger(
 /// would otherwise take a share lock on that row first, and on PostgreSQL many transactions
 /// sharing a lock on one row go through multixacts — it cut the raw reservation rate to a third
 /// when tried (bench/NOTES.md).
+///
+/// The order's coupon, if any, is locked first in the same transaction (TCC try,
+/// `coupons::try_in`): refused, nothing of the transaction stays and the order fails
+/// `COUPON_UNAVAILABLE`; the coupon row is locked before the inventory rows, as in every
+/// transaction that moves both, so they never wait on each other crosswise.
 pub async fn reserve(db: &Db, req: &ReserveStock) -> Result<(), InventoryError> {
     let mut tx = db.begin_write().await?;
+    if let Some(claim) = &req.coupon
+        && let Some(decided) = coupons::try_in(&mut tx, req.order_id.as_str(), claim).await?
+    {
+        tx.rollback().await?;
+        return Err(InventoryError::CouponUnavailable(
+            coupons::why_unavailable(db, claim, decided).await,
+        ));
+    }
     match reserve_in(&mut tx, req, false).await? {
         None => {
             tx.commit().await?;
@@ -532,9 +567,10 @@ pub(crate) async fn return_in(
 
 /// Checks the inventory invariants against the ledger and the reservations:
 /// every row adds up, the ledger sums to every row, and `reserved`/`sold` equal the quantities of
-/// the `RESERVED`/`CONFIRMED` reservations. Returns one line per problem (empty when all is well).
+/// the `RESERVED`/`CONFIRMED` reservations; and the coupons' invariants (`coupons::audit`), which
+/// the order saga keeps beside the stock. Returns one line per problem (empty when all is well).
 pub async fn audit(db: &Db) -> Result<Vec<String>, sqlx::Error> {
-    let mut problems = Vec::new();
+    let mut problems = coupons::audit(db).await?;
     for level in levels(db).await? {
         if !level.is_consistent() {
             problems.push(format!("{}: row does not add up: {level:?}", level.sku));

@@ -22,6 +22,7 @@
 //! run twice, it has the effect of running once (see each module's docs for how). Activity names
 //! are fixed strings so renaming a Rust method never breaks recorded histories.
 
+pub mod coupons;
 pub mod db;
 pub mod edge;
 pub mod failure;

@@ -51,10 +51,7 @@ pub async fn open(
     let priced = orders::record(db, order, default_timeout_secs)
         .instrument(tracing::info_span!("record_order", order_id = %order.order_id))
         .await?;
-    let reserve = ReserveStock {
-        order_id: order.order_id.clone(),
-        lines: order.lines.clone(),
-    };
+    let reserve = ReserveStock::for_order(order);
     inventory::reserve(db, &reserve)
         .instrument(tracing::info_span!("reserve_stock", order_id = %order.order_id))
         .await?;

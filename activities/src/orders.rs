@@ -1,5 +1,6 @@
 //! Orders: the catalog that prices them, the order rows, and the status log.
 
+use crate::coupons::{self, CouponError};
 use crate::db::{Db, Engine, now_ms};
 use crate::failure::{self, Classified};
 use crate::outbox;
@@ -19,6 +20,8 @@ pub enum OrderError {
     UnknownProvider(String),
     #[error("cannot price the order: {0}")]
     Pricing(#[from] MoneyError),
+    #[error(transparent)]
+    Coupon(#[from] CouponError),
     #[error("order {0} was recorded with different contents; an order id is used once")]
     Conflict(String),
     #[error("database error: {0}")]
@@ -32,6 +35,7 @@ impl Classified for OrderError {
             OrderError::UnknownProvider(_) => failure::UNKNOWN_PROVIDER,
             OrderError::Pricing(_) => failure::PRICING,
             OrderError::Conflict(_) => failure::INVALID_ORDER,
+            OrderError::Coupon(e) => e.code(),
             OrderError::Db(e) => e.code(),
         }
     }
@@ -39,12 +43,14 @@ impl Classified for OrderError {
     fn retryable(&self) -> bool {
         match self {
             OrderError::Db(e) => e.retryable(),
+            OrderError::Coupon(e) => e.retryable(),
             _ => false,
         }
     }
 }
 
-/// The order as priced from the catalog when it was first recorded.
+/// The order as priced from the catalog when it was first recorded. `total` is what the
+/// customer pays: the subtotal less the coupon's discount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PricedOrder {
     pub total: Money,
@@ -53,6 +59,14 @@ pub struct PricedOrder {
     /// from an activity, it is recorded in history, so replay sees the same deadline even if the
     /// worker's configuration changed since.
     pub payment_timeout_secs: u64,
+    /// The lines' sum before the discount. Defaults (histories recorded before coupons): absent,
+    /// and then equal to `total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtotal_minor: Option<i64>,
+    #[serde(default)]
+    pub discount_minor: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon_code: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +75,32 @@ pub struct PricedLine {
     pub quantity: i64,
     pub unit_price_minor: i64,
     pub line_total_minor: i64,
+    /// This line's share of the order's discount (see `coupons::allocate`).
+    #[serde(default)]
+    pub discount_minor: i64,
+}
+
+/// An order priced from the catalog and its coupon: lines (with their discount shares), the
+/// subtotal, the discount and the total to pay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pricing {
+    pub lines: Vec<PricedLine>,
+    pub subtotal: Money,
+    pub discount_minor: i64,
+    pub total: Money,
+}
+
+impl Pricing {
+    fn priced(self, order: &ValidOrder, timeout: u64) -> PricedOrder {
+        PricedOrder {
+            total: self.total,
+            lines: self.lines,
+            payment_timeout_secs: timeout,
+            subtotal_minor: Some(self.subtotal.minor()),
+            discount_minor: self.discount_minor,
+            coupon_code: order.coupon_code.clone(),
+        }
+    }
 }
 
 /// Input of `mark_order_status`. Strings, not domain ids, because a rejected order may have an
@@ -144,7 +184,7 @@ pub async fn record(
     // New orders are the common case: price first, and look for a stored pricing only when the
     // insert below finds the order already recorded (or pricing fails: the catalog may have
     // changed since the first attempt).
-    let (lines, total) = match price(db, order).await {
+    let pricing = match price(db, order).await {
         Ok(priced) => priced,
         Err(e) => {
             return match stored_pricing(db, order, timeout).await? {
@@ -155,7 +195,7 @@ pub async fn record(
     };
 
     let mut tx = db.begin_write().await?;
-    if !insert_order_in(&mut tx, &OrderRow::pending(order, &lines, total)).await? {
+    if !insert_order_in(&mut tx, &OrderRow::pending(order, &pricing)).await? {
         // Lost a race with another attempt: its pricing is the order's pricing.
         tx.rollback().await?;
         return stored_pricing(db, order, timeout)
@@ -163,19 +203,14 @@ pub async fn record(
             .ok_or_else(|| OrderError::Conflict(order.order_id.to_string()));
     }
     tx.commit().await?;
-    Ok(PricedOrder {
-        total,
-        lines,
-        payment_timeout_secs: timeout,
-    })
+    Ok(pricing.priced(order, timeout))
 }
 
 /// A priced order as first written: its row, its lines and its first status (`PENDING` for an
 /// order a workflow will run; `REJECTED` for one the edge refuses, which was never pending).
 pub(crate) struct OrderRow<'a> {
     pub order: &'a ValidOrder,
-    pub lines: &'a [PricedLine],
-    pub total: Money,
+    pub pricing: &'a Pricing,
     pub status: OrderStatus,
     pub reason: Option<&'a str>,
 }
@@ -190,12 +225,13 @@ impl<'a> OrderRow<'a> {
             customer_id: self.order.customer_id.to_string(),
             provider: self.order.provider.to_string(),
             amount: Some(Amount {
-                minor: self.total.minor(),
-                currency: self.total.currency().code().to_owned(),
+                minor: self.pricing.total.minor(),
+                currency: self.pricing.total.currency().code().to_owned(),
             }),
             reason: self.reason.map(str::to_owned),
             lines: Some(
-                self.lines
+                self.pricing
+                    .lines
                     .iter()
                     .map(|l| EventLine {
                         sku: l.sku.clone(),
@@ -210,11 +246,10 @@ impl<'a> OrderRow<'a> {
     }
 
     /// An order its workflow will run: first status `PENDING`.
-    pub(crate) fn pending(order: &'a ValidOrder, lines: &'a [PricedLine], total: Money) -> Self {
+    pub(crate) fn pending(order: &'a ValidOrder, pricing: &'a Pricing) -> Self {
         OrderRow {
             order,
-            lines,
-            total,
+            pricing,
             status: OrderStatus::Pending,
             reason: None,
         }
@@ -233,19 +268,20 @@ pub(crate) async fn insert_order_in(
 ) -> Result<bool, sqlx::Error> {
     let OrderRow {
         order,
-        lines,
-        total,
+        pricing,
         status,
         reason,
     } = *row;
+    let (lines, total) = (&pricing.lines, pricing.total);
     let now = now_ms();
     if tx.backend_name() == "PostgreSQL" {
         return insert_order_postgres(&mut **tx, row, now).await;
     }
     let inserted = sql!(
         "INSERT INTO orders (order_id, customer_id, provider, status, reason, amount_minor,
-                             currency, created_at_ms, updated_at_ms, event_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1)
+                             currency, created_at_ms, updated_at_ms, event_seq, coupon_code,
+                             subtotal_minor, discount_minor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, $9, $10, $11)
          ON CONFLICT (order_id) DO NOTHING",
     )
     .on(&**tx)
@@ -257,6 +293,9 @@ pub(crate) async fn insert_order_in(
     .bind(total.minor())
     .bind(total.currency().code())
     .bind(now)
+    .bind(order.coupon_code.as_deref())
+    .bind(pricing.subtotal.minor())
+    .bind(pricing.discount_minor)
     .execute(&mut **tx)
     .await?
     .rows_affected();
@@ -265,15 +304,18 @@ pub(crate) async fn insert_order_in(
     }
     for line in lines {
         sql!(
-            "INSERT INTO order_lines (order_id, sku, quantity, unit_price_minor, line_total_minor, currency)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        ).on(&**tx)
+            "INSERT INTO order_lines (order_id, sku, quantity, unit_price_minor, line_total_minor,
+                                      currency, discount_minor)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .on(&**tx)
         .bind(order.order_id.as_str())
         .bind(&line.sku)
         .bind(line.quantity)
         .bind(line.unit_price_minor)
         .bind(line.line_total_minor)
         .bind(total.currency().code())
+        .bind(line.discount_minor)
         .execute(&mut **tx)
         .await?;
     }
@@ -309,34 +351,38 @@ async fn insert_order_postgres<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    let (order, lines, total) = (row.order, row.lines, row.total);
-    // $1..$8 are the order's, $9..$11 its first event's; each line adds four ($12.. in groups).
+    let (order, lines, total) = (row.order, &row.pricing.lines, row.pricing.total);
+    // $1..$8 are the order's, $9..$11 its first event's, $12..$14 its coupon; each line adds
+    // five ($15.. in groups).
     let values: Vec<String> = (0..lines.len())
         .map(|i| {
-            let n = 12 + 4 * i;
+            let n = 15 + 5 * i;
             format!(
-                "(${}, ${}::BIGINT, ${}::BIGINT, ${}::BIGINT)",
+                "(${}, ${}::BIGINT, ${}::BIGINT, ${}::BIGINT, ${}::BIGINT)",
                 n,
                 n + 1,
                 n + 2,
-                n + 3
+                n + 3,
+                n + 4
             )
         })
         .collect();
     let sql = format!(
         "WITH o AS (
             INSERT INTO orders (order_id, customer_id, provider, status, reason, amount_minor,
-                                currency, created_at_ms, updated_at_ms, event_seq)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1)
+                                currency, created_at_ms, updated_at_ms, event_seq, coupon_code,
+                                subtotal_minor, discount_minor)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, $12, $13::BIGINT, $14::BIGINT)
             ON CONFLICT (order_id) DO NOTHING
             RETURNING order_id
          ), e AS (
             INSERT INTO outbox (event_id, order_id, sequence, type, data, created_at_ms)
             SELECT $9, o.order_id, 1, $10, $11, $8 FROM o
          ), l AS (
-            INSERT INTO order_lines (order_id, sku, quantity, unit_price_minor, line_total_minor, currency)
-            SELECT o.order_id, v.sku, v.quantity, v.unit_price, v.line_total, $7
-              FROM o, (VALUES {}) AS v (sku, quantity, unit_price, line_total)
+            INSERT INTO order_lines (order_id, sku, quantity, unit_price_minor, line_total_minor,
+                                     currency, discount_minor)
+            SELECT o.order_id, v.sku, v.quantity, v.unit_price, v.line_total, $7, v.discount
+              FROM o, (VALUES {}) AS v (sku, quantity, unit_price, line_total, discount)
          ), s AS (
             INSERT INTO order_status_log (order_id, status, reason, at_ms)
             SELECT o.order_id, $4, $5, $8 FROM o
@@ -355,27 +401,68 @@ where
         .bind(currency.code())
         .bind(now);
     let (event_id, event_type, data) = outbox::first_event_json(&row.first_event());
-    query = query.bind(event_id).bind(event_type).bind(data);
+    query = query
+        .bind(event_id)
+        .bind(event_type)
+        .bind(data)
+        .bind(order.coupon_code.as_deref())
+        .bind(row.pricing.subtotal.minor())
+        .bind(row.pricing.discount_minor);
     for line in lines {
         query = query
             .bind(&line.sku)
             .bind(line.quantity)
             .bind(line.unit_price_minor)
-            .bind(line.line_total_minor);
+            .bind(line.line_total_minor)
+            .bind(line.discount_minor);
     }
     let inserted: i64 = query.fetch_one(executor).await?.try_get(0)?;
     Ok(inserted == 1)
 }
 
-/// The order's lines priced from the catalog, and their total.
-async fn price(db: &Db, order: &ValidOrder) -> Result<(Vec<PricedLine>, Money), OrderError> {
-    let (lines, total, _) = price_from(
+/// The order priced from the catalog and its coupon.
+async fn price(db: &Db, order: &ValidOrder) -> Result<Pricing, OrderError> {
+    let (lines, subtotal, _) = price_from(
         db,
         order,
         sql!("SELECT price_minor, currency, CAST(NULL AS BIGINT) FROM catalog WHERE sku = $1"),
     )
     .await?;
-    Ok((lines, total))
+    apply_coupon(db, order, lines, subtotal).await
+}
+
+/// The coupon's discount on the catalog's prices: what cannot change while the order runs is
+/// checked here (the code exists, its currency, the minimum spend); the try checks the rest as it
+/// locks the code. No coupon: no statement, a zero discount.
+pub(crate) async fn apply_coupon(
+    db: &Db,
+    order: &ValidOrder,
+    mut lines: Vec<PricedLine>,
+    subtotal: Money,
+) -> Result<Pricing, OrderError> {
+    let Some(code) = order.coupon_code.as_deref() else {
+        return Ok(Pricing {
+            lines,
+            subtotal,
+            discount_minor: 0,
+            total: subtotal,
+        });
+    };
+    let def = coupons::definition_of_code(db, code)
+        .await?
+        .ok_or_else(|| CouponError::Unavailable(format!("unknown coupon code {code}")))?;
+    let discount = coupons::discount_for(code, &def, subtotal)?;
+    let totals: Vec<i64> = lines.iter().map(|l| l.line_total_minor).collect();
+    for (line, share) in lines.iter_mut().zip(coupons::allocate(discount, &totals)) {
+        line.discount_minor = share;
+    }
+    let total = Money::new(subtotal.minor() - discount, subtotal.currency())?;
+    Ok(Pricing {
+        lines,
+        subtotal,
+        discount_minor: discount,
+        total,
+    })
 }
 
 /// [`price`], and each line's `available` stock as read in the same statement (`None`: the SKU has
@@ -384,8 +471,8 @@ async fn price(db: &Db, order: &ValidOrder) -> Result<(Vec<PricedLine>, Money), 
 pub(crate) async fn price_with_stock(
     db: &Db,
     order: &ValidOrder,
-) -> Result<(Vec<PricedLine>, Money, Vec<Option<i64>>), OrderError> {
-    price_from(
+) -> Result<(Pricing, Vec<Option<i64>>), OrderError> {
+    let (lines, subtotal, available) = price_from(
         db,
         order,
         sql!(
@@ -393,7 +480,8 @@ pub(crate) async fn price_with_stock(
                FROM catalog c LEFT JOIN inventory i ON i.sku = c.sku WHERE c.sku = $1"
         ),
     )
-    .await
+    .await?;
+    Ok((apply_coupon(db, order, lines, subtotal).await?, available))
 }
 
 /// Prices each line with `sql` (price, currency, a third column passed through), one row per SKU.
@@ -424,6 +512,7 @@ async fn price_from(
             quantity: i64::from(line.quantity),
             unit_price_minor: unit.minor(),
             line_total_minor: line_total.minor(),
+            discount_minor: 0,
         });
         extra.push(row.try_get(2)?);
     }
@@ -437,25 +526,30 @@ async fn stored_pricing(
     order: &ValidOrder,
     timeout: u64,
 ) -> Result<Option<PricedOrder>, OrderError> {
-    let Some(head) =
-        sql!("SELECT customer_id, amount_minor, currency FROM orders WHERE order_id = $1")
-            .on(db.engine())
-            .bind(order.order_id.as_str())
-            .fetch_optional(db.pool())
-            .await?
+    let Some(head) = sql!(
+        "SELECT customer_id, amount_minor, currency, coupon_code, subtotal_minor, discount_minor
+           FROM orders WHERE order_id = $1"
+    )
+    .on(db.engine())
+    .bind(order.order_id.as_str())
+    .fetch_optional(db.pool())
+    .await?
     else {
         return Ok(None);
     };
     let customer: String = head.try_get(0)?;
     let amount: Option<i64> = head.try_get(1)?;
     let currency: Option<String> = head.try_get(2)?;
+    let coupon_code: Option<String> = head.try_get(3)?;
+    let subtotal_minor: Option<i64> = head.try_get(4)?;
+    let discount_minor: i64 = head.try_get(5)?;
     let (Some(amount), Some(currency)) = (amount, currency) else {
         // A row without an amount is a rejected order recorded by mark_order_status; reusing its
         // id for a new order is a conflict.
         return Err(OrderError::Conflict(order.order_id.to_string()));
     };
     let rows = sql!(
-        "SELECT sku, quantity, unit_price_minor, line_total_minor FROM order_lines
+        "SELECT sku, quantity, unit_price_minor, line_total_minor, discount_minor FROM order_lines
           WHERE order_id = $1 ORDER BY sku",
     )
     .on(db.engine())
@@ -470,6 +564,7 @@ async fn stored_pricing(
                 quantity: r.try_get(1)?,
                 unit_price_minor: r.try_get(2)?,
                 line_total_minor: r.try_get(3)?,
+                discount_minor: r.try_get(4)?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -477,13 +572,16 @@ async fn stored_pricing(
         && lines.iter().zip(&order.lines).all(|(stored, asked)| {
             stored.sku == asked.sku.as_str() && stored.quantity == i64::from(asked.quantity)
         });
-    if customer != order.customer_id.as_str() || !same_lines {
+    if customer != order.customer_id.as_str() || !same_lines || coupon_code != order.coupon_code {
         return Err(OrderError::Conflict(order.order_id.to_string()));
     }
     Ok(Some(PricedOrder {
         total: Money::new(amount, Currency::parse(&currency)?)?,
         lines,
         payment_timeout_secs: timeout,
+        subtotal_minor,
+        discount_minor,
+        coupon_code,
     }))
 }
 
@@ -624,11 +722,18 @@ pub struct StoredOrder {
     pub currency: Option<String>,
     pub reason: Option<String>,
     pub status_log: Vec<String>,
+    #[serde(default)]
+    pub subtotal_minor: Option<i64>,
+    #[serde(default)]
+    pub discount_minor: i64,
+    #[serde(default)]
+    pub coupon_code: Option<String>,
 }
 
 pub async fn load(db: &Db, order_id: &str) -> Result<Option<StoredOrder>, sqlx::Error> {
     let Some(row) = sql!(
-        "SELECT order_id, customer_id, provider, status, amount_minor, currency, reason
+        "SELECT order_id, customer_id, provider, status, amount_minor, currency, reason,
+                subtotal_minor, discount_minor, coupon_code
            FROM orders WHERE order_id = $1",
     )
     .on(db.engine())
@@ -655,5 +760,8 @@ pub async fn load(db: &Db, order_id: &str) -> Result<Option<StoredOrder>, sqlx::
         currency: row.try_get(5)?,
         reason: row.try_get::<Option<sql::Text>, _>(6)?.map(String::from),
         status_log: log,
+        subtotal_minor: row.try_get(7)?,
+        discount_minor: row.try_get(8)?,
+        coupon_code: row.try_get(9)?,
     }))
 }

@@ -138,6 +138,8 @@ pub struct NewOrder {
     pub lines: Vec<(String, i64)>,
     pub provider: String,
     pub payment_timeout_secs: Option<u64>,
+    /// A coupon to apply; the worker prices it (never the caller).
+    pub coupon_code: Option<String>,
 }
 
 /// The client of orders started from the terminal (`orderflow order create`); no API key
@@ -201,6 +203,7 @@ impl Orders {
                 .collect(),
             provider: order.provider.clone(),
             payment_timeout_secs: order.payment_timeout_secs,
+            coupon_code: order.coupon_code.clone(),
         };
         self.start_input(input)
             .await
@@ -345,6 +348,9 @@ impl Orders {
             checkout_url: payment.as_ref().and_then(|p| p.checkout_url.clone()),
             qr_payload: None,
             payment_deadline_ms: payment.as_ref().map(|p| p.deadline_ms),
+            subtotal_minor: order.coupon_code.as_ref().and(order.subtotal_minor),
+            discount_minor: order.coupon_code.as_ref().map(|_| order.discount_minor),
+            coupon_code: order.coupon_code,
             reason: order.reason,
             waiting_for: None,
             waiting_since_ms: None,

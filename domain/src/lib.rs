@@ -32,7 +32,7 @@ pub use ids::{
 };
 pub use messages::{
     CancelRequest, InputError, OrderInput, OrderLineInput, OrderOutcome, OrderView, PaymentOutcome,
-    PaymentSignal, ResolveAction, ResolveRequest, ValidOrder, ValidOrderLine,
+    PaymentSignal, ResolveAction, ResolveRequest, ValidOrder, ValidOrderLine, is_coupon_code,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use quantity::{MAX_LINE_QUANTITY, Quantity, QuantityError};

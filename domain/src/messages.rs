@@ -28,6 +28,21 @@ pub struct OrderInput {
     pub provider: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payment_timeout_secs: Option<u64>,
+    /// A coupon code to apply. Omitted when absent, so orders without one (and every recorded
+    /// history) serialize as before. The discount is always computed by the worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coupon_code: Option<String>,
+}
+
+/// Longest coupon code.
+pub const MAX_COUPON_CODE_LEN: usize = 64;
+
+/// Whether `code` has the shape of a coupon code: 1..=64 of `[A-Za-z0-9_-]`.
+pub fn is_coupon_code(code: &str) -> bool {
+    (1..=MAX_COUPON_CODE_LEN).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +79,10 @@ pub enum InputError {
         "payment timeout of {0} s is outside {MIN_PAYMENT_TIMEOUT_SECS}..={MAX_PAYMENT_TIMEOUT_SECS} s"
     )]
     PaymentTimeout(u64),
+    #[error(
+        "coupon code must be 1..={MAX_COUPON_CODE_LEN} characters of A-Z, a-z, 0-9, '_' or '-'"
+    )]
+    CouponCode,
 }
 
 /// An order request that passed every check that needs no database.
@@ -76,6 +95,9 @@ pub struct ValidOrder {
     pub lines: Vec<ValidOrderLine>,
     pub provider: ProviderName,
     pub payment_timeout_secs: Option<u64>,
+    /// Shape-checked ([`is_coupon_code`]); whether it can be used is the worker's to decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon_code: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,12 +140,18 @@ impl OrderInput {
         {
             return Err(InputError::PaymentTimeout(secs));
         }
+        if let Some(code) = &self.coupon_code
+            && !is_coupon_code(code)
+        {
+            return Err(InputError::CouponCode);
+        }
         Ok(ValidOrder {
             order_id,
             customer_id,
             lines,
             provider,
             payment_timeout_secs: self.payment_timeout_secs,
+            coupon_code: self.coupon_code.clone(),
         })
     }
 }
@@ -197,6 +225,14 @@ pub struct OrderView {
     pub qr_payload: Option<String>,
     /// Unix milliseconds at which an unpaid order closes.
     pub payment_deadline_ms: Option<i64>,
+    /// The lines' sum before any coupon; `amount_minor` is what is charged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtotal_minor: Option<i64>,
+    /// What the coupon took off (0 without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discount_minor: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coupon_code: Option<String>,
     /// Why the order is where it is (rejection reason, cancel reason, amount mismatch, ...).
     pub reason: Option<String>,
     /// What the workflow is waiting for right now, in words.
@@ -239,6 +275,7 @@ mod tests {
             ],
             provider: "sandbox".into(),
             payment_timeout_secs: None,
+            coupon_code: None,
         }
     }
 
@@ -296,6 +333,18 @@ mod tests {
         let mut timeout = input();
         timeout.payment_timeout_secs = Some(0);
         assert_eq!(timeout.validate(), Err(InputError::PaymentTimeout(0)));
+
+        for bad in ["", "has space", "ünï", &"X".repeat(65)] {
+            let mut coupon = input();
+            coupon.coupon_code = Some(bad.to_owned());
+            assert_eq!(coupon.validate(), Err(InputError::CouponCode), "{bad:?}");
+        }
+        let mut coupon = input();
+        coupon.coupon_code = Some("SPRING_10-off".to_owned());
+        assert_eq!(
+            coupon.validate().unwrap().coupon_code.as_deref(),
+            Some("SPRING_10-off")
+        );
 
         let mut no_id = input();
         no_id.order_id.clear();

@@ -291,6 +291,7 @@ fn order(lines: &[(&str, i64)]) -> OrderInput {
             .collect(),
         provider: "sandbox".into(),
         payment_timeout_secs: None,
+        coupon_code: None,
     }
 }
 
@@ -416,6 +417,7 @@ fn order_input() -> impl Strategy<Value = OrderInput> {
                     .collect(),
                 provider,
                 payment_timeout_secs,
+                coupon_code: None,
             },
         )
 }

@@ -14,7 +14,13 @@ use serde_json::Value;
 /// The order id the checks give every body (the handler derives one from the Idempotency-Key).
 pub const ORDER_ID: &str = "ord_0123456789abcdef01234567";
 
-const REQUEST_FIELDS: [&str; 4] = ["customer_id", "lines", "provider", "payment_timeout_secs"];
+const REQUEST_FIELDS: [&str; 5] = [
+    "customer_id",
+    "lines",
+    "provider",
+    "payment_timeout_secs",
+    "coupon_code",
+];
 const LINE_FIELDS: [&str; 2] = ["sku", "quantity"];
 
 /// The provider the checks' shim is configured to give an order that names none
@@ -40,6 +46,7 @@ pub fn order_input_for(request: &CreateOrderRequest, order_id: &str) -> OrderInp
             .clone()
             .unwrap_or_else(|| DEFAULT_PROVIDER.to_owned()),
         payment_timeout_secs: request.payment_timeout_secs,
+        coupon_code: request.coupon_code.clone(),
     }
 }
 
@@ -89,6 +96,11 @@ fn check_against_json(request: &CreateOrderRequest, value: &Value) {
     assert_eq!(
         timeout.map(whole),
         request.payment_timeout_secs.map(|t| i64::try_from(t).ok())
+    );
+    let coupon = field(value, "coupon_code", 4).filter(|v| !v.is_null());
+    assert_eq!(
+        coupon.map(Value::as_str),
+        request.coupon_code.as_deref().map(Some)
     );
     let lines = field(value, "lines", 1)
         .and_then(Value::as_array)

@@ -172,6 +172,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stock", get(operations::list_stock))
         .route("/v1/stock/{sku}", put(operations::set_stock))
         .route("/v1/catalog/{sku}", put(operations::put_catalog_item))
+        .route("/v1/coupons", post(operations::define_coupon))
+        .route("/v1/coupons/{id}", get(operations::get_coupon))
+        .route("/v1/coupons/{id}/codes", post(operations::issue_coupons))
         .route(
             "/v1/webhooks/{provider}",
             post(webhooks::receive_webhook).route_layer(axum::middleware::from_fn_with_state(

@@ -32,6 +32,9 @@ use utoipa::OpenApi;
         operations::list_stock,
         operations::set_stock,
         operations::put_catalog_item,
+        operations::define_coupon,
+        operations::issue_coupons,
+        operations::get_coupon,
         webhooks::receive_webhook
     ),
     components(schemas(
@@ -49,6 +52,10 @@ use utoipa::OpenApi;
         operations::SetStockRequest,
         operations::CatalogItemRequest,
         operations::CatalogItemResponse,
+        operations::CouponDefinitionRequest,
+        operations::IssueCouponsRequest,
+        operations::CouponResponse,
+        operations::CouponCodeResponse,
         error::ErrorBody,
         error::ErrorDetail
     ))
@@ -56,7 +63,7 @@ use utoipa::OpenApi;
 struct ApiDoc;
 
 /// The scope each authenticated operation needs, by operation id.
-const SCOPES: [(&str, &str); 9] = [
+const SCOPES: [(&str, &str); 12] = [
     ("create_order", "orders:create"),
     ("get_order", "orders:read"),
     ("cancel_order", "orders:cancel (or operator)"),
@@ -66,6 +73,9 @@ const SCOPES: [(&str, &str); 9] = [
     ("list_stock", "operator"),
     ("set_stock", "operator"),
     ("put_catalog_item", "operator"),
+    ("define_coupon", "operator"),
+    ("issue_coupons", "operator"),
+    ("get_coupon", "operator"),
 ];
 
 /// Order ids, as `OrderId` accepts them.
@@ -179,6 +189,12 @@ pub fn document() -> Value {
          "properties": {"all": {"const": true}, "amount_minor": false, "currency": false,
                         "lines": false, "restock": {"const": false}}}
     ]);
+    doc["components"]["schemas"]["CouponDefinitionRequest"]["properties"]["currency"]["enum"] =
+        json!(currencies);
+    // Each code has the shape `POST /v1/orders` takes in `coupon_code`.
+    doc["components"]["schemas"]["IssueCouponsRequest"]["properties"]["codes"]["items"] = json!({
+        "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"
+    });
     // A cancel may come without a body (no reason given).
     doc["paths"]["/v1/orders/{order_id}/cancel"]["post"]["requestBody"]["required"] = json!(false);
     link_created_orders(&mut doc);

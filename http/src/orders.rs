@@ -46,6 +46,14 @@ pub struct CreateOrderRequest {
     )]
     #[schema(minimum = 1, maximum = 604800)]
     pub payment_timeout_secs: Option<u64>,
+    /// A coupon code. The discount is computed by Orderflow from the catalog and the coupon's
+    /// definition (a client never sends one). A code that cannot be used (unknown, another
+    /// customer's, expired, minimum spend or currency not met, already used or held by another
+    /// order) rejects the order: status `REJECTED`, reason `COUPON_UNAVAILABLE: …`; it is never
+    /// priced without the coupon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
+    pub coupon_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -89,6 +97,14 @@ pub struct OrderResponse {
     pub payment_deadline_ms: Option<i64>,
     pub reason: Option<String>,
     pub waiting_for: Option<String>,
+    /// With a coupon: the lines' sum before it, what it took off, and its code (`amount_minor` is
+    /// what is charged). Absent for orders without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtotal_minor: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discount_minor: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coupon_code: Option<String>,
 }
 
 impl From<OrderView> for OrderResponse {
@@ -115,6 +131,9 @@ impl From<OrderView> for OrderResponse {
             payment_deadline_ms: v.payment_deadline_ms,
             reason: v.reason,
             waiting_for: v.waiting_for,
+            subtotal_minor: v.subtotal_minor,
+            discount_minor: v.discount_minor,
+            coupon_code: v.coupon_code,
         }
     }
 }
@@ -205,6 +224,7 @@ pub async fn create_order(
             .collect(),
         provider,
         payment_timeout_secs: body.payment_timeout_secs,
+        coupon_code: body.coupon_code.clone(),
     };
     // The workflow validates too; checking here answers a client mistake with a 422 instead of
     // a rejected order.

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use orderflow_activities::inventory;
+use orderflow_activities::{coupons, inventory};
 use orderflow_client::catalog;
 use orderflow_client::orders::{NewOrder, Orders};
 use orderflow_domain::{
@@ -43,6 +43,9 @@ pub enum Command {
     /// The catalog that prices orders.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Coupons: define them, issue codes, see where each code is.
+    #[command(subcommand)]
+    Coupon(CouponCommand),
     /// Workflow histories, for replay tests.
     #[command(subcommand)]
     History(HistoryCommand),
@@ -85,6 +88,9 @@ pub enum OrderCommand {
         /// How long the customer has to pay, e.g. 90s, 15m (default: the worker's setting).
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<Duration>,
+        /// A coupon code; the worker prices it (an unusable one rejects the order).
+        #[arg(long)]
+        coupon: Option<String>,
     },
     /// Show an order.
     Status { order_id: String },
@@ -159,6 +165,46 @@ pub enum OrdersCommand {
 pub enum ResolveArg {
     Accept,
     Refund,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CouponCommand {
+    /// Define a coupon (idempotent: the same id and terms again change nothing).
+    Define {
+        /// The definition's id, e.g. SPRING-10.
+        id: String,
+        /// Whole percent off, 1..=100 (rounded down to the minor unit).
+        #[arg(long, conflicts_with = "fixed", required_unless_present = "fixed")]
+        percent: Option<i64>,
+        /// A fixed amount off, in minor units of --currency.
+        #[arg(long)]
+        fixed: Option<i64>,
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// The smallest subtotal (minor units) it applies to.
+        #[arg(long, default_value_t = 0)]
+        min_spend: i64,
+        /// Valid from (Unix ms; default: now).
+        #[arg(long)]
+        valid_from_ms: Option<i64>,
+        /// Valid for this long from --valid-from-ms, e.g. 30d, 12h.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "365d")]
+        valid_for: Duration,
+    },
+    /// Issue single-use codes under a definition (idempotent by code).
+    Issue {
+        definition: String,
+        /// Only this customer may use them (default: anyone).
+        #[arg(long)]
+        customer: Option<String>,
+        /// A code to issue; repeat for more.
+        #[arg(long = "code", required = true)]
+        codes: Vec<String>,
+    },
+    /// Every definition.
+    List,
+    /// A definition and its codes, or one code.
+    Show { id_or_code: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -270,6 +316,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ApiKeys(cmd) => api_keys_command(&g, cmd).await,
         Command::Catalog(cmd) => catalog_command(&g, cmd).await,
         Command::Stock(cmd) => stock_command(&g, cmd).await,
+        Command::Coupon(cmd) => coupon_command(&g, cmd).await,
         Command::History(HistoryCommand::Export { order_id, out }) => {
             let orders = connect(&g).await?;
             let bytes = orders.export_history(&order_id).await?;
@@ -382,6 +429,7 @@ async fn order_command(g: &CliSettings, cmd: OrderCommand) -> anyhow::Result<()>
             idempotency_key,
             client,
             timeout,
+            coupon,
         } => {
             if lines.len() > MAX_LINES {
                 bail!("an order has at most {MAX_LINES} lines");
@@ -395,6 +443,7 @@ async fn order_command(g: &CliSettings, cmd: OrderCommand) -> anyhow::Result<()>
                     lines,
                     provider,
                     payment_timeout_secs: timeout.map(|t| t.as_secs().max(1)),
+                    coupon_code: coupon,
                 })
                 .await?;
             let view = orders
@@ -649,6 +698,118 @@ async fn catalog_command(g: &CliSettings, cmd: CatalogCommand) -> anyhow::Result
     Ok(())
 }
 
+async fn coupon_command(g: &CliSettings, cmd: CouponCommand) -> anyhow::Result<()> {
+    let db = open_database(&g.connection.database_url).await?;
+    match cmd {
+        CouponCommand::Define {
+            id,
+            percent,
+            fixed,
+            currency,
+            min_spend,
+            valid_from_ms,
+            valid_for,
+        } => {
+            let (kind, amount_off) = match (percent, fixed) {
+                (Some(p), _) => (coupons::CouponKind::Percent, p),
+                (None, Some(f)) => (coupons::CouponKind::Fixed, f),
+                (None, None) => bail!("give --percent or --fixed"),
+            };
+            let from = valid_from_ms.unwrap_or_else(orderflow_activities::db::now_ms);
+            let span = i64::try_from(valid_for.as_millis()).unwrap_or(i64::MAX);
+            let def = coupons::define(
+                &db,
+                &coupons::CouponDefinition {
+                    id,
+                    kind,
+                    amount_off,
+                    currency: currency.to_ascii_uppercase(),
+                    min_spend_minor: min_spend,
+                    valid_from_ms: from,
+                    valid_until_ms: from.saturating_add(span),
+                },
+            )
+            .await?;
+            say(g, json!(def), || definition_text(&def));
+        }
+        CouponCommand::Issue {
+            definition,
+            customer,
+            codes,
+        } => {
+            let mut issued = Vec::with_capacity(codes.len());
+            for code in &codes {
+                issued.push(coupons::issue(&db, &definition, customer.as_deref(), code).await?);
+            }
+            say(g, json!(issued), || codes_text(&issued));
+        }
+        CouponCommand::List => {
+            let defs = coupons::definitions(&db).await?;
+            say(g, json!(defs), || {
+                defs.iter()
+                    .map(definition_text)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        CouponCommand::Show { id_or_code } => {
+            if let Some(def) = coupons::definition(&db, &id_or_code).await? {
+                let codes = coupons::codes(&db, &def.id).await?;
+                say(g, json!({"definition": def, "codes": codes}), || {
+                    format!("{}\n{}", definition_text(&def), codes_text(&codes))
+                });
+            } else {
+                let code = coupons::coupon(&db, &id_or_code)
+                    .await?
+                    .with_context(|| format!("no coupon definition or code {id_or_code}"))?;
+                say(g, json!(code), || codes_text(std::slice::from_ref(&code)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn definition_text(d: &coupons::CouponDefinition) -> String {
+    let off = match d.kind {
+        coupons::CouponKind::Percent => format!("{}% off", d.amount_off),
+        coupons::CouponKind::Fixed => {
+            format!("{} off", money(Some(d.amount_off), Some(&d.currency)))
+        }
+    };
+    let at = |ms: i64| {
+        humantime::format_rfc3339_seconds(
+            UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
+        )
+        .to_string()
+    };
+    format!(
+        "{}: {off}, {} orders from {}, valid {} .. {}",
+        d.id,
+        d.currency,
+        money(Some(d.min_spend_minor), Some(&d.currency)),
+        at(d.valid_from_ms),
+        at(d.valid_until_ms)
+    )
+}
+
+fn codes_text(codes: &[coupons::IssuedCoupon]) -> String {
+    let mut out = format!(
+        "{:<24} {:<16} {:<10} {:<16} order",
+        "code", "definition", "state", "customer"
+    );
+    for c in codes {
+        out.push_str(&format!(
+            "\n{:<24} {:<16} {:<10} {:<16} {}",
+            c.code,
+            c.definition_id,
+            c.state,
+            c.customer_id.as_deref().unwrap_or("anyone"),
+            c.order_id.as_deref().unwrap_or("-")
+        ));
+    }
+    out
+}
+
 async fn stock_command(g: &CliSettings, cmd: StockCommand) -> anyhow::Result<()> {
     let db = open_database(&g.connection.database_url).await?;
     match cmd {
@@ -732,6 +893,16 @@ pub fn describe(view: &OrderView) -> String {
     ];
     if view.amount_minor.is_some() {
         rows.push(("amount", money(view.amount_minor, view.currency.as_deref())));
+    }
+    if let Some(code) = &view.coupon_code {
+        rows.push((
+            "coupon",
+            format!(
+                "{code}: {} off a subtotal of {}",
+                money(view.discount_minor, view.currency.as_deref()),
+                money(view.subtotal_minor, view.currency.as_deref())
+            ),
+        ));
     }
     if let Some(p) = &view.payment_no {
         rows.push(("payment", format!("{p} ({})", view.provider)));

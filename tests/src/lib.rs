@@ -367,14 +367,22 @@ impl Drop for TestApp {
                 };
                 let Ok(db) = db else { return Ok(0) };
                 let checked = events::check_outbox(&db).await;
+                // The coupon invariants too: every test ends with no code spent twice and none
+                // locked by an order that is over.
+                let coupons = orderflow_activities::coupons::audit(&db).await;
                 db.close().await;
-                checked
+                match coupons {
+                    Ok(problems) if !problems.is_empty() => {
+                        Err(anyhow::anyhow!("coupon invariants violated: {problems:#?}"))
+                    }
+                    _ => checked,
+                }
             })
         })
         .join()
         .expect("the event check's thread");
         if let Err(e) = checked {
-            panic!("order events: {e:#}");
+            panic!("order events or coupons: {e:#}");
         }
     }
 }
@@ -410,6 +418,16 @@ pub struct Shim {
     pub admin: String,
     pub key: String,
     pub http: reqwest::Client,
+}
+
+/// Sends `request`; its status and JSON body (`null` when the body is not JSON).
+pub async fn answer(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// An HTTP client that authenticates every request with `key`.
@@ -511,6 +529,37 @@ impl TestApp {
         lines: &[(&str, i64)],
         timeout_secs: Option<u64>,
     ) -> String {
+        self.order_placed(provider, customer, lines, timeout_secs, None)
+            .await
+    }
+
+    /// [`TestApp::order`] with a coupon code; returns once the order has left `PENDING` (it may
+    /// be `REJECTED`: the coupon could not be had).
+    pub async fn order_with_coupon(
+        &self,
+        customer: &str,
+        lines: &[(&str, i64)],
+        timeout_secs: Option<u64>,
+        coupon_code: &str,
+    ) -> String {
+        self.order_placed(
+            "sandbox",
+            customer,
+            lines,
+            timeout_secs,
+            Some(coupon_code.to_owned()),
+        )
+        .await
+    }
+
+    async fn order_placed(
+        &self,
+        provider: &str,
+        customer: &str,
+        lines: &[(&str, i64)],
+        timeout_secs: Option<u64>,
+        coupon_code: Option<String>,
+    ) -> String {
         let (order_id, _) = self
             .orders
             .start(&NewOrder {
@@ -520,6 +569,7 @@ impl TestApp {
                 lines: lines.iter().map(|(s, q)| (s.to_string(), *q)).collect(),
                 provider: provider.to_owned(),
                 payment_timeout_secs: timeout_secs,
+                coupon_code,
             })
             .await
             .expect("order starts");

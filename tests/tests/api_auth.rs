@@ -5,7 +5,7 @@
 //! are who their key says, and revocation taking effect on the next request.
 
 use orderflow_http::api_keys::{self, Scope};
-use orderflow_tests::{Shim, TestApp, bearer_client, on_every_engine, unique};
+use orderflow_tests::{Shim, TestApp, answer, bearer_client, on_every_engine, unique};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -524,13 +524,6 @@ async fn the_cli_creates_lists_and_revokes_keys() {
         "orders:delete",
     ]);
     assert!(!ok && stderr.contains("unknown scope"), "{stderr}");
-}
-
-/// The status and JSON body of a request.
-async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 async fn operators_manage_stock_and_catalog_over_http(app: TestApp) {

@@ -127,6 +127,7 @@ async fn start_order(
         lines,
         provider: "sandbox".to_owned(),
         payment_timeout_secs: Some(timeout_secs),
+        coupon_code: None,
     };
     let start = Instant::now();
     loop {

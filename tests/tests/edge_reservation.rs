@@ -30,6 +30,7 @@ fn input(customer: &str, sku: &str, quantity: i64, timeout_secs: Option<u64>) ->
         }],
         provider: "sandbox".to_owned(),
         payment_timeout_secs: timeout_secs,
+        coupon_code: None,
     }
 }
 

@@ -29,6 +29,7 @@ async fn two_hundred_orders_for_fifty_units(app: TestApp) {
                     provider: "sandbox".into(),
                     // Long enough that no order times out before it is paid.
                     payment_timeout_secs: Some(600),
+                    coupon_code: None,
                 })
                 .await
                 .expect("start");

@@ -101,6 +101,7 @@ async fn hot_skus_never_oversell_under_concurrency(app: TestApp) {
                         provider: "sandbox".into(),
                         // Long enough that no order times out: all stock that is reserved is paid.
                         payment_timeout_secs: Some(900),
+                        coupon_code: None,
                     })
                     .await
                     .expect("order starts");

@@ -8,7 +8,8 @@ use std::process::Command;
 
 on_every_engine!(
     the_operator_commands_and_the_load_tool_work,
-    processes_starting_together_migrate_once
+    processes_starting_together_migrate_once,
+    the_coupon_commands_work
 );
 
 /// Four processes' worth of migrators on one fresh database at once (the worker, the shim and
@@ -135,5 +136,108 @@ async fn the_operator_commands_and_the_load_tool_work(app: TestApp) {
     assert_eq!(report["finished"], 12, "{report}");
     assert_eq!(report["outcomes_match"], true, "{report}");
     assert_eq!(report["stock_invariant_holds"], true, "{report}");
+    app.assert_stock_invariants().await;
+}
+
+/// `orderflow coupon define/issue/list/show` and `order create --coupon` as processes: repeats
+/// change nothing, bad input exits non-zero with a one-line reason, an order shows its discount.
+async fn the_coupon_commands_work(app: TestApp) {
+    run(&app, "orderflow", &["catalog", "seed"]);
+    let define = [
+        "--json",
+        "coupon",
+        "define",
+        "CLI-TEN",
+        "--percent",
+        "10",
+        "--currency",
+        "USD",
+        "--min-spend",
+        "1000",
+        "--valid-from-ms",
+        "0",
+        "--valid-for",
+        "36500d",
+    ];
+    let (first, _) = run(&app, "orderflow", &define);
+    let (again, _) = run(&app, "orderflow", &define);
+    assert_eq!(first, again);
+    let first: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["kind"], "PERCENT", "{first}");
+    let issue = [
+        "--json", "coupon", "issue", "CLI-TEN", "--code", "CLI-A", "--code", "CLI-B",
+    ];
+    run(&app, "orderflow", &issue);
+    let (issued, _) = run(&app, "orderflow", &issue);
+    let issued: Value = serde_json::from_str(&issued).unwrap();
+    assert_eq!(issued.as_array().map(Vec::len), Some(2), "{issued}");
+
+    let refused = |args: &[&str]| {
+        let out = Command::new(debug_binaries().join("orderflow"))
+            .env(
+                "DATABASE_URL",
+                app.settings.connection.database_url.expose_secret(),
+            )
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(refused(&["coupon", "define", "CLI-BAD", "--percent", "150"]).contains("1..=100"));
+    assert!(
+        refused(&[
+            "coupon",
+            "define",
+            "CLI-TEN",
+            "--percent",
+            "20",
+            "--valid-from-ms",
+            "0"
+        ])
+        .contains("other terms")
+    );
+    assert!(refused(&["coupon", "issue", "NO-SUCH", "--code", "CLI-C"]).contains("NO-SUCH"));
+    assert!(refused(&["coupon", "issue", "CLI-TEN", "--code", "bad code"]).contains("coupon code"));
+    assert!(refused(&["coupon", "show", "NOTHING"]).contains("NOTHING"));
+
+    let (order, _) = run(
+        &app,
+        "orderflow",
+        &[
+            "--json",
+            "order",
+            "create",
+            "--customer",
+            "cli",
+            "--line",
+            "TEE-RED-M:1",
+            "--coupon",
+            "CLI-A",
+        ],
+    );
+    let order: Value = serde_json::from_str(&order).unwrap();
+    let view = if order.get("view").is_some() {
+        &order["view"]
+    } else {
+        &order
+    };
+    assert_eq!(
+        (
+            view["subtotal_minor"].as_i64(),
+            view["discount_minor"].as_i64(),
+            view["amount_minor"].as_i64()
+        ),
+        (Some(1999), Some(199), Some(1800)),
+        "{order}"
+    );
+    let (shown, _) = run(&app, "orderflow", &["--json", "coupon", "show", "CLI-TEN"]);
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["codes"][0]["state"], "LOCKED", "{shown}");
+    let (listed, _) = run(&app, "orderflow", &["--json", "coupon", "list"]);
+    assert!(listed.contains("CLI-TEN"));
+    let order_id = view["order_id"].as_str().unwrap().to_owned();
+    app.orders.cancel(&order_id, "cli test").await.unwrap();
+    app.final_view(&order_id).await;
     app.assert_stock_invariants().await;
 }

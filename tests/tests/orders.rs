@@ -246,6 +246,7 @@ async fn invalid_input_is_rejected(app: TestApp) {
             lines,
             provider: provider.into(),
             payment_timeout_secs: None,
+            coupon_code: None,
         };
         assert!(app.orders.start_input(input).await.unwrap());
         let outcome = app.orders.outcome(&order_id).await.unwrap();
@@ -275,6 +276,7 @@ async fn same_idempotency_key_gives_one_order(app: TestApp) {
         lines: vec![("STICKER-PACK".into(), 3)],
         provider: "sandbox".into(),
         payment_timeout_secs: None,
+        coupon_code: None,
     };
     let (first, started_first) = app.orders.start(&request).await.unwrap();
     let (second, started_second) = app.orders.start(&request).await.unwrap();

@@ -28,12 +28,14 @@ fn reservation(order_id: &str, lines: &[(&str, u32)]) -> ReserveStock {
             .collect(),
         provider: "sandbox".to_owned(),
         payment_timeout_secs: None,
+        coupon_code: None,
     }
     .validate()
     .expect("valid order");
     ReserveStock {
         order_id: order.order_id,
         lines: order.lines,
+        coupon: None,
     }
 }
 

@@ -378,6 +378,7 @@ async fn rejects_a_sandbox_order(engine: Engine) {
             lines: vec![("MUG-LOGO".into(), 1)],
             provider: "sandbox".into(),
             payment_timeout_secs: None,
+            coupon_code: None,
         })
         .await
         .expect("the start itself succeeds");

@@ -325,6 +325,12 @@ impl Flow {
             s.view.checkout_url = Some(created.pay.checkout_url.clone());
             s.view.qr_payload = Some(created.pay.qr_payload.clone());
             s.view.payment_deadline_ms = Some(deadline_ms);
+            // Shown only for orders with a coupon, so the view of any other order is as it was.
+            if priced.coupon_code.is_some() {
+                s.view.subtotal_minor = priced.subtotal_minor;
+                s.view.discount_minor = Some(priced.discount_minor);
+                s.view.coupon_code = priced.coupon_code.clone();
+            }
         });
         // open_order recorded it in the database.
         self.set_view_status(OrderStatus::AwaitingPayment, None);

@@ -834,6 +834,7 @@ async fn drive_order(driver: &Driver, i: usize, intent: Intent) -> Record {
                 .max(1),
             None => driver.args.payment_timeout_secs,
         }),
+        coupon_code: None,
     };
     let watch = |order_id: &str| {
         let ready = matches!(intent, Intent::Paid | Intent::Cancel)
@@ -966,6 +967,7 @@ async fn drive_raw_reserve(driver: &Driver, i: usize) -> Record {
         }],
         provider: "sandbox".to_owned(),
         payment_timeout_secs: None,
+        coupon_code: None,
     };
     let lines = match input.validate() {
         Ok(order) => order.lines,
@@ -974,7 +976,11 @@ async fn drive_raw_reserve(driver: &Driver, i: usize) -> Record {
             return record;
         }
     };
-    let req = inventory::ReserveStock { order_id, lines };
+    let req = inventory::ReserveStock {
+        order_id,
+        lines,
+        coupon: None,
+    };
     let result = inventory::reserve(&driver.orders.db, &req).await;
     record.finished = Some(Instant::now());
     record.reserved = record.finished;
