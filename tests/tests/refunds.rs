@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 on_every_engine!(
+    a_discounted_order_refunds_its_lines_net_of_the_coupon,
     a_second_payment_during_review_is_refunded_once,
     lines_then_the_rest_refund_partially_then_wholly,
     concurrent_refunds_never_exceed_the_payment,
@@ -521,4 +522,187 @@ async fn a_second_payment_during_review_is_refunded_once(app: TestApp) {
     );
     app.maybe_record_history(&order_id, "second_payment_refunded")
         .await;
+}
+
+/// A 10 % coupon: each line refunds its price less its share of the discount, unit by unit
+/// adding up to exactly what was paid; the coupon stays spent.
+async fn a_discounted_order_refunds_its_lines_net_of_the_coupon(app: TestApp) {
+    use orderflow_activities::coupons::{self, CouponDefinition, CouponKind};
+    let definition = CouponDefinition {
+        id: orderflow_tests::unique("REFUND-TEN-"),
+        kind: CouponKind::Percent,
+        amount_off: 10,
+        currency: "USD".to_owned(),
+        min_spend_minor: 0,
+        valid_from_ms: 0,
+        valid_until_ms: i64::MAX,
+    };
+    coupons::define(&app.db, &definition).await.unwrap();
+    let code = orderflow_tests::unique("R-");
+    coupons::issue(&app.db, &definition.id, None, &code)
+        .await
+        .unwrap();
+    let order_id = app
+        .order_with_coupon(
+            "refundee",
+            &[("TEE-RED-M", 2), ("MUG-LOGO", 1)],
+            None,
+            &code,
+        )
+        .await;
+    app.orders.pay_sandbox(&order_id, None, 1).await.unwrap();
+    app.wait_status(&order_id, OrderStatus::Paid).await;
+    // Paid 5248 − 524 = 4724; TEE-RED-M's two units are worth 3998 − 399 = 3599, MUG-LOGO 1125.
+    let line = |sku: &str, key: &str| {
+        ask(
+            &order_id,
+            RefundScope::Lines(vec![RefundLineAsk {
+                sku: Sku::parse(sku).unwrap(),
+                quantity: 1,
+            }]),
+            key,
+        )
+    };
+    let mut amounts = Vec::new();
+    for (sku, key) in [("TEE-RED-M", "t1"), ("TEE-RED-M", "t2"), ("MUG-LOGO", "m1")] {
+        let started = app.orders.refund(&line(sku, key)).await.unwrap();
+        amounts.push(started.refund.amount_minor);
+        succeeded(&app, &started.refund.refund_no).await;
+    }
+    assert_eq!(amounts, [1799, 1800, 1125]);
+    assert_eq!(
+        app.view(&order_id).await.status,
+        Some(OrderStatus::Refunded)
+    );
+    assert_eq!(sandbox_refunded(&app, &order_id).await, (3, 4724));
+    let coupon = coupons::coupon(&app.db, &code).await.unwrap().unwrap();
+    assert_eq!(coupon.state, "USED");
+}
+
+/// A real `orderflow-worker` process is killed (SIGKILL) in the middle of a refund: after the
+/// sandbox gateway made it, before our books recorded it (the test holds the refund's row lock,
+/// so the worker's transaction waits there). The next worker's attempt asks again with the same
+/// refund number: one refund at the gateway, recorded once. PostgreSQL and MariaDB: the test needs
+/// a row lock that does not also block the gateway's own write (SQLite locks the whole file).
+async fn killed_mid_refund(engine: Engine) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use orderflow_client::orders::NewOrder;
+    use orderflow_tests::chaos::{Shop, WorkerSpec, scratch_dir};
+    let address = orderflow_tests::temporal_address();
+    let Some(shop) = Shop::new(engine, &address, 100).await? else {
+        eprintln!("{engine:?} is not configured here: skipped");
+        return Ok(());
+    };
+    let dir = scratch_dir("refund-kill")?;
+    let spec = WorkerSpec::new(&shop, &address, dir.join("worker.log"))?;
+    let mut worker = spec.spawn().await?;
+    let (order_id, _) = shop
+        .orders
+        .start(&NewOrder {
+            client: orderflow_client::orders::cli_client(),
+            idempotency_key: orderflow_tests::unique("kill-"),
+            customer_id: "killed".to_owned(),
+            lines: vec![("MUG-LOGO".to_owned(), 2)],
+            provider: "sandbox".to_owned(),
+            payment_timeout_secs: None,
+            coupon_code: None,
+        })
+        .await?;
+    let order_id = order_id.to_string();
+    shop.orders
+        .wait_ready(&order_id, Duration::from_secs(60))
+        .await?;
+    shop.orders.pay_sandbox(&order_id, None, 1).await?;
+    shop.orders
+        .wait_until(&order_id, "PAID", Duration::from_secs(60), |v| {
+            v.status == Some(OrderStatus::Paid)
+        })
+        .await?;
+
+    // No worker while the refund is accepted, so the test takes the lock before any attempt.
+    worker.kill().await?;
+    let started = shop
+        .orders
+        .refund(&ask(&order_id, RefundScope::Amount(usd(1000)), "kill"))
+        .await?;
+    let refund_no = started.refund.refund_no.clone();
+    let mut lock = shop.db.pool().begin().await?;
+    sqlx::query(&format!(
+        "SELECT state FROM refunds WHERE refund_no = '{refund_no}' FOR UPDATE"
+    ))
+    .fetch_one(&mut *lock)
+    .await?;
+    worker = spec.spawn().await?;
+    let payment_no = PaymentNo::for_order(&OrderId::parse(order_id.as_str())?);
+    let made = format!("sandbox_refunds WHERE payment_no = '{payment_no}'");
+    let count = |table_where: String| {
+        let db = shop.db.clone();
+        async move {
+            use sqlx::Row;
+            sqlx::query(&format!("SELECT COUNT(*) FROM {table_where}"))
+                .fetch_one(db.pool())
+                .await
+                .map(|r| r.get::<i64, _>(0))
+        }
+    };
+    orderflow_tests::eventually(Duration::from_secs(60), || async {
+        match count(made.clone()).await {
+            Ok(1) => Ok(()),
+            other => Err(format!("gateway refunds: {other:?}")),
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)
+    .context("the gateway makes the refund")?;
+    // The worker now waits on the refund's row inside its transaction: kill it there.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.kill().await?;
+    lock.rollback().await?;
+    let state = orderflow_activities::refunds::load(&shop.db, &refund_no)
+        .await?
+        .context("refund")?;
+    assert_eq!(state.state, "REQUESTED", "killed before it was recorded");
+
+    // The next worker retries the attempt once its start-to-close timeout (30 s) has passed.
+    let mut worker = spec.spawn().await?;
+    let done = orderflow_tests::eventually(
+        orderflow_tests::Wait::up_to(Duration::from_secs(120)).every(Duration::from_millis(250)),
+        || async {
+            match orderflow_activities::refunds::load(&shop.db, &refund_no).await {
+                Ok(Some(r)) if r.state == "SUCCEEDED" => Ok(r),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+    .map_err(anyhow::Error::msg)
+    .context("the refund completes after the restart")?;
+    worker.kill().await?;
+    assert_eq!(count(made).await?, 1, "one refund at the gateway");
+    assert_eq!(
+        count(format!(
+            "sandbox_charges WHERE payment_no = '{payment_no}' AND refunded_minor = 1000"
+        ))
+        .await?,
+        1
+    );
+    assert_eq!(
+        count(format!(
+            "payments WHERE payment_no = '{payment_no}' AND refunded_minor = 1000"
+        ))
+        .await?,
+        1
+    );
+    assert!(done.provider_refund_id.is_some());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_refund_refunds_once_postgres() {
+    killed_mid_refund(Engine::Postgres).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_refund_refunds_once_mysql() {
+    killed_mid_refund(Engine::MySql).await.unwrap();
 }
