@@ -476,17 +476,18 @@ pub async fn refund(
     req: &RefundPayment,
 ) -> Result<RefundResult, PaymentError> {
     let refund_no = refund_no_for(&req.payment_no);
-    let refund = providers
-        .get(req.provider.as_str())?
-        .refund(&RefundRequest {
-            payment_no: req.payment_no.clone(),
-            refund_no: refund_no.clone(),
-            amount: req.amount,
-            reason: req.reason.clone(),
-        })
-        .await?;
     let result = RefundResult {
-        refund_id: finished_refund(refund, &req.payment_no, &refund_no)?,
+        refund_id: refund_at_provider(
+            providers,
+            req.provider.as_str(),
+            RefundRequest {
+                payment_no: req.payment_no.clone(),
+                refund_no: refund_no.clone(),
+                amount: req.amount,
+                reason: req.reason.clone(),
+            },
+        )
+        .await?,
     };
     let detail = format!(
         "refund {} of {} ({})",
@@ -549,10 +550,21 @@ pub async fn refund(
     Ok(result)
 }
 
+/// Asks the provider for the refund (a repeat of its number returns the refund it made) and
+/// returns the provider's refund id once the money is back (see [`finished_refund`]).
+pub(crate) async fn refund_at_provider(
+    providers: &Providers,
+    provider: &str,
+    req: RefundRequest,
+) -> Result<String, PaymentError> {
+    let refund = providers.get(provider)?.refund(&req).await?;
+    finished_refund(refund, &req.payment_no, &req.refund_no)
+}
+
 /// The provider's refund id once the money is back; while the provider is still processing it
 /// (or needs a person), a retryable error that says so — asking again with the same refund
 /// number is how a refund is followed to its end.
-pub(crate) fn finished_refund(
+fn finished_refund(
     refund: ProviderRefund,
     payment_no: &PaymentNo,
     refund_no: &str,
@@ -601,17 +613,18 @@ pub async fn refund_second(
     req: &RefundSecondPayment,
 ) -> Result<RefundResult, PaymentError> {
     let refund_no = second_payment_refund_no(&req.payment_no, &req.provider_txn_id);
-    let refund = providers
-        .get(req.provider.as_str())?
-        .refund(&RefundRequest {
-            payment_no: req.payment_no.clone(),
-            refund_no: refund_no.clone(),
-            amount: req.amount,
-            reason: req.reason.clone(),
-        })
-        .await?;
     let result = RefundResult {
-        refund_id: finished_refund(refund, &req.payment_no, &refund_no)?,
+        refund_id: refund_at_provider(
+            providers,
+            req.provider.as_str(),
+            RefundRequest {
+                payment_no: req.payment_no.clone(),
+                refund_no: refund_no.clone(),
+                amount: req.amount,
+                reason: req.reason.clone(),
+            },
+        )
+        .await?,
     };
     let event = format!("2ND_REFUND:{}", &refund_no[refund_no.len() - 10..]);
     let detail = format!(

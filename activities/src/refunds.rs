@@ -739,18 +739,17 @@ pub async fn execute(
         // Recorded already: a repeat of an activity that completed.
         Some(id) if refund.state == "SUCCEEDED" => id,
         _ => {
-            let made = providers
-                .get(&refund.provider)
-                .map_err(PaymentError::from)?
-                .refund(&RefundRequest {
+            crate::payments::refund_at_provider(
+                providers,
+                &refund.provider,
+                RefundRequest {
                     payment_no: payment_no.clone(),
                     refund_no: refund.refund_no.clone(),
                     amount,
                     reason: refund.reason.clone(),
-                })
-                .await
-                .map_err(PaymentError::from)?;
-            crate::payments::finished_refund(made, &payment_no, &refund.refund_no)?
+                },
+            )
+            .await?
         }
     };
     let mut tx = db.begin_write().await?;
@@ -809,10 +808,11 @@ async fn complete_in(
                 inventory::return_in(tx, &order_id, &line.sku, line.quantity).await?;
             }
         }
-        let reason = format!(
-            "refund {} of {} {}: {}",
-            refund.refund_no, refund.amount_minor, refund.currency, refund.reason
-        );
+        let amount = Currency::parse(&refund.currency)
+            .and_then(|c| Money::new(refund.amount_minor, c))
+            .map(|m| m.to_string())
+            .unwrap_or_else(|_| format!("{} {}", refund.amount_minor, refund.currency));
+        let reason = format!("refund {} of {amount}: {}", refund.refund_no, refund.reason);
         orders::mark_after_sale_in(tx, &refund.order_id, status, &reason).await?;
         outbox::payment_in(
             tx,
