@@ -627,27 +627,36 @@ async fn killed_mid_refund(engine: Engine) -> anyhow::Result<()> {
         .await?;
     let refund_no = started.refund.refund_no.clone();
     let mut lock = shop.db.pool().begin().await?;
-    sqlx::query(&format!(
-        "SELECT state FROM refunds WHERE refund_no = '{refund_no}' FOR UPDATE"
-    ))
+    orderflow_activities::sql!(
+        "SELECT state FROM refunds WHERE refund_no = $1 FOR UPDATE",
+        only: [Postgres, MySql],
+    )
+    .on(&shop.db)
+    .bind(refund_no.as_str())
     .fetch_one(&mut *lock)
     .await?;
     worker = spec.spawn().await?;
     let payment_no = PaymentNo::for_order(&OrderId::parse(order_id.as_str())?);
-    let made = format!("sandbox_refunds WHERE payment_no = '{payment_no}'");
-    let count = |table_where: String| {
+    // Refunds the gateway made, what it counts refunded, and what our books count.
+    let books = || {
         let db = shop.db.clone();
+        let payment_no = payment_no.to_string();
         async move {
-            use sqlx::Row;
-            sqlx::query(&format!("SELECT COUNT(*) FROM {table_where}"))
-                .fetch_one(db.pool())
-                .await
-                .map(|r| r.get::<i64, _>(0))
+            orderflow_activities::sql!(
+                "SELECT CAST((SELECT COUNT(*) FROM sandbox_refunds r WHERE r.payment_no = c.payment_no) AS BIGINT),
+                        c.refunded_minor, p.refunded_minor
+                   FROM sandbox_charges c JOIN payments p ON p.payment_no = c.payment_no
+                  WHERE c.payment_no = $1"
+            )
+            .on(&db)
+            .bind(payment_no.as_str())
+            .fetch_one_as::<(i64, i64, i64), _>(db.pool())
+            .await
         }
     };
     orderflow_tests::eventually(Duration::from_secs(60), || async {
-        match count(made.clone()).await {
-            Ok(1) => Ok(()),
+        match books().await {
+            Ok((1, _, _)) => Ok(()),
             other => Err(format!("gateway refunds: {other:?}")),
         }
     })
@@ -678,20 +687,10 @@ async fn killed_mid_refund(engine: Engine) -> anyhow::Result<()> {
     .map_err(anyhow::Error::msg)
     .context("the refund completes after the restart")?;
     worker.kill().await?;
-    assert_eq!(count(made).await?, 1, "one refund at the gateway");
     assert_eq!(
-        count(format!(
-            "sandbox_charges WHERE payment_no = '{payment_no}' AND refunded_minor = 1000"
-        ))
-        .await?,
-        1
-    );
-    assert_eq!(
-        count(format!(
-            "payments WHERE payment_no = '{payment_no}' AND refunded_minor = 1000"
-        ))
-        .await?,
-        1
+        books().await?,
+        (1, 1000, 1000),
+        "one refund at the gateway, counted once by it and by us"
     );
     assert!(done.provider_refund_id.is_some());
     Ok(())
